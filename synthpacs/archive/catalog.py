@@ -1,0 +1,831 @@
+"""The catalog: one SQLite file that indexes the synthetic universe and the
+objects received by STOW-RS and C-STORE, and answers C-FIND / QIDO queries.
+
+Synthetic rows are compact: patients and studies are tables built from the
+seed with vectorised code; series come from a join of studies with their
+cohort's series plan; instances are enumerated from a series on demand. UIDs
+are not stored for synthetic objects: they are minted from each row's path
+and decoded back (see :mod:`uids`). That keeps a million patients in a few
+hundred MB.
+
+Stored objects live in ``stored_*`` tables of the same file. They are few, so
+they are matched in Python with the same rules (:func:`matching.match_value`)
+and listed before the synthetic matches, which keeps ``offset`` cheap and the
+order stable.
+
+Threads: each thread reads through its own connection; writes go through one
+connection under a lock (datasette's discipline, without its async API).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+from ..errors import InvalidQuery
+from . import matching
+from .cohorts import Cohort
+from .matching import Condition
+from .uids import UIDKind
+from .universe import PatientRecord, Universe, _date_strings, patient_id, accession_number
+
+log = logging.getLogger(__name__)
+
+CHUNK = 100_000
+REFERRING_PHYSICIAN = "SYNTHETIC^REFERRER"
+
+
+class QueryLevel(str, enum.Enum):
+    """Query/Retrieve Level (0008,0052), PS3.4 C.6."""
+
+    PATIENT = "PATIENT"
+    STUDY = "STUDY"
+    SERIES = "SERIES"
+    IMAGE = "IMAGE"
+
+    @classmethod
+    def parse(cls, value: str) -> QueryLevel:
+        try:
+            return cls(str(value).strip().upper())
+        except ValueError:
+            raise InvalidQuery(f"QueryRetrieveLevel: unknown level {value!r} (use PATIENT, STUDY, SERIES or IMAGE)") from None
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS stored_study(
+    study_instance_uid TEXT PRIMARY KEY, patient_id TEXT, patient_name TEXT, patient_birth_date TEXT,
+    patient_sex TEXT, study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT,
+    study_description TEXT, referring_physician_name TEXT);
+CREATE TABLE IF NOT EXISTS stored_series(
+    series_instance_uid TEXT PRIMARY KEY, study_instance_uid TEXT, modality TEXT, series_number TEXT,
+    series_description TEXT, series_date TEXT, series_time TEXT, body_part_examined TEXT);
+CREATE INDEX IF NOT EXISTS stored_series_study ON stored_series(study_instance_uid);
+CREATE TABLE IF NOT EXISTS stored_instance(
+    sop_instance_uid TEXT PRIMARY KEY, series_instance_uid TEXT, study_instance_uid TEXT, sop_class_uid TEXT,
+    instance_number TEXT, rows INTEGER, columns INTEGER, number_of_frames TEXT, transfer_syntax_uid TEXT,
+    path TEXT, size INTEGER, received REAL);
+CREATE INDEX IF NOT EXISTS stored_instance_series ON stored_instance(series_instance_uid);
+CREATE INDEX IF NOT EXISTS stored_instance_study ON stored_instance(study_instance_uid);
+"""
+
+SYNTHETIC_SCHEMA = """
+DROP TABLE IF EXISTS cohort; DROP TABLE IF EXISTS cohort_series; DROP TABLE IF EXISTS patient; DROP TABLE IF EXISTS study;
+CREATE TABLE cohort(idx INTEGER PRIMARY KEY, name TEXT, study_description TEXT, modalities TEXT, body_part TEXT,
+    sponsor TEXT, protocol_id TEXT, protocol_name TEXT, coordinating_center TEXT, n_series INTEGER);
+CREATE TABLE cohort_series(cohort INTEGER, idx INTEGER, number INTEGER, modality TEXT, description TEXT,
+    kind TEXT, sop_class_uid TEXT, PRIMARY KEY(cohort, idx));
+CREATE TABLE patient(pk INTEGER PRIMARY KEY, patient_id TEXT, patient_name TEXT, sex TEXT, birth_date TEXT,
+    cohort INTEGER, site_id TEXT, site_name TEXT, subject_id TEXT, n_studies INTEGER, n_slices INTEGER, thickness TEXT);
+CREATE TABLE study(pk INTEGER PRIMARY KEY, patient_pk INTEGER, visit INTEGER, study_date TEXT, study_time TEXT,
+    accession TEXT, time_point_id TEXT);
+"""
+
+SYNTHETIC_INDEXES = """
+CREATE INDEX patient_id_index ON patient(patient_id);
+CREATE INDEX patient_name_index ON patient(patient_name);
+CREATE INDEX study_patient_index ON study(patient_pk);
+CREATE INDEX study_date_index ON study(study_date);
+CREATE INDEX study_accession_index ON study(accession);
+"""
+
+
+@dataclass(frozen=True)
+class Field:
+    """A matchable attribute: its keyword, VR and SQL expression over the synthetic tables.
+
+    ``expr`` None means the value is constant per cohort (matched by choosing
+    cohorts in Python) or computed (matched on output only, in Python).
+    """
+
+    keyword: str
+    vr: str
+    expr: str | None
+    per_cohort: Callable[[Cohort], object] | None = None
+
+
+def _code_item(value: str, scheme: str, meaning: str) -> dict:
+    return {"CodeValue": value, "CodingSchemeDesignator": scheme, "CodeMeaning": meaning}
+
+
+PATIENT_FIELDS = (
+    Field("PatientName", "PN", "p.patient_name"),
+    Field("PatientID", "LO", "p.patient_id"),
+    Field("PatientBirthDate", "DA", "p.birth_date"),
+    Field("PatientSex", "CS", "p.sex"),
+    Field("ClinicalTrialSponsorName", "LO", None, lambda c: c.sponsor),
+    Field("ClinicalTrialProtocolID", "LO", None, lambda c: c.protocol_id),
+    Field("ClinicalTrialProtocolName", "LO", None, lambda c: c.protocol_name),
+    Field("ClinicalTrialSiteID", "LO", "p.site_id"),
+    Field("ClinicalTrialSiteName", "LO", "p.site_name"),
+    Field("ClinicalTrialSubjectID", "LO", "p.subject_id"),
+    Field("NumberOfPatientRelatedStudies", "IS", None),
+    Field("NumberOfPatientRelatedSeries", "IS", None),
+    Field("NumberOfPatientRelatedInstances", "IS", None),
+)
+STUDY_FIELDS = (
+    Field("StudyInstanceUID", "UI", None),
+    Field("StudyDate", "DA", "s.study_date"),
+    Field("StudyTime", "TM", "s.study_time"),
+    Field("AccessionNumber", "SH", "s.accession"),
+    Field("StudyID", "SH", "printf('V%02d', s.visit)"),
+    Field("StudyDescription", "LO", None, lambda c: c.study_description),
+    Field("ReferringPhysicianName", "PN", f"'{REFERRING_PHYSICIAN}'"),
+    Field("ModalitiesInStudy", "CS", None, lambda c: "\\".join(sorted({s.modality for s in c.series}))),
+    Field("SOPClassesInStudy", "UI", None, lambda c: "\\".join(sorted({s.sop_class_uid for s in c.series}))),
+    Field("ClinicalTrialTimePointID", "LO", "s.time_point_id"),
+    Field("ClinicalTrialTimePointDescription", "ST", None),
+    Field("PatientAge", "AS", None),
+    Field("ProcedureCodeSequence", "SQ", None, lambda c: [_code_item(*c.procedure_code)]),
+    Field("NumberOfStudyRelatedSeries", "IS", None),
+    Field("NumberOfStudyRelatedInstances", "IS", None),
+)
+SERIES_FIELDS = (
+    Field("SeriesInstanceUID", "UI", None),
+    Field("Modality", "CS", "cs.modality"),
+    Field("SeriesNumber", "IS", "cs.number"),
+    Field("SeriesDescription", "LO", "replace(cs.description, '{thickness}', p.thickness)"),
+    Field("SeriesDate", "DA", "s.study_date"),
+    Field("SeriesTime", "TM", "s.study_time"),
+    Field("BodyPartExamined", "CS", None, lambda c: c.body_part),
+    Field("ClinicalTrialCoordinatingCenterName", "LO", None, lambda c: c.coordinating_center),
+    Field("NumberOfSeriesRelatedInstances", "IS", None),
+)
+IMAGE_FIELDS = (
+    Field("SOPInstanceUID", "UI", None),
+    Field("SOPClassUID", "UI", None),
+    Field("InstanceNumber", "IS", None),
+    Field("Rows", "US", None),
+    Field("Columns", "US", None),
+    Field("NumberOfFrames", "IS", None),
+)
+
+LEVEL_FIELDS = {
+    QueryLevel.PATIENT: PATIENT_FIELDS,
+    QueryLevel.STUDY: PATIENT_FIELDS + STUDY_FIELDS,
+    QueryLevel.SERIES: PATIENT_FIELDS + STUDY_FIELDS + SERIES_FIELDS,
+    QueryLevel.IMAGE: PATIENT_FIELDS + STUDY_FIELDS + SERIES_FIELDS + IMAGE_FIELDS,
+}
+# What a response at each level carries (its own attributes plus the unique
+# keys above it); a study response also carries the patient's (Study Root).
+RETURN_KEYWORDS = {
+    QueryLevel.PATIENT: [f.keyword for f in PATIENT_FIELDS],
+    QueryLevel.STUDY: [f.keyword for f in PATIENT_FIELDS if not f.keyword.startswith("NumberOf")]
+    + [f.keyword for f in STUDY_FIELDS],
+    QueryLevel.SERIES: ["StudyInstanceUID"] + [f.keyword for f in SERIES_FIELDS],
+    QueryLevel.IMAGE: ["StudyInstanceUID", "SeriesInstanceUID"] + [f.keyword for f in IMAGE_FIELDS],
+}
+SEQUENCE_ITEM_VRS = {"CodeValue": "SH", "CodingSchemeDesignator": "SH", "CodeMeaning": "LO"}
+
+Query = dict  # keyword -> str value, or list of item dicts for a sequence
+
+
+def element_text(ds: Dataset, keyword: str) -> str | None:
+    """An attribute's value as DICOM text (multiple values joined by a backslash), None if absent."""
+    if keyword not in ds:
+        return None
+    element = ds[keyword]
+    if element.value is None:
+        return ""
+    if element.VM > 1:
+        return "\\".join(str(v) for v in element.value)
+    return str(element.value)
+
+
+def vr_of(keyword: str) -> str:
+    try:
+        return dictionary_VR(tag_for_keyword(keyword))
+    except (KeyError, TypeError):
+        raise InvalidQuery(f"unknown attribute {keyword!r}") from None
+
+
+class Catalog:
+    """SQLite index of the universe plus stored objects."""
+
+    def __init__(self, path: str | Path, universe: Universe):
+        self.path = Path(path)
+        self.universe = universe
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._stored_version = 0
+        self._extras_cache: tuple[int, dict] | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.build_seconds = 0.0
+        self._ensure_built()
+
+    # -- connections ------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- build ------------------------------------------------------------------------
+
+    def _ensure_built(self) -> None:
+        with self._write_lock:
+            db = self.db
+            db.executescript(SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+            if row and row[0] == self.universe.fingerprint:
+                return
+            started = time.perf_counter()
+            self._build(db)
+            self.build_seconds = time.perf_counter() - started
+            log.info("catalog built: %d patients in %.1f s (%s)", self.universe.n_patients, self.build_seconds, self.path)
+
+    def _build(self, db: sqlite3.Connection) -> None:
+        u = self.universe
+        db.execute("PRAGMA journal_mode=OFF")  # a failed build is simply redone: the fingerprint is written last
+        db.execute("DELETE FROM meta WHERE key = 'fingerprint'")
+        db.commit()
+        db.executescript(SYNTHETIC_SCHEMA)
+        for c in u.cohorts:
+            db.execute(
+                "INSERT INTO cohort VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (c.index, c.name, c.study_description, "\\".join(sorted({s.modality for s in c.series})), c.body_part,
+                 c.sponsor, c.protocol_id, c.protocol_name, c.coordinating_center, len(c.series)),
+            )
+            for i, s in enumerate(c.series):
+                db.execute("INSERT INTO cohort_series VALUES (?,?,?,?,?,?,?)",
+                           (c.index, i, s.number, s.modality, s.description, s.kind, s.sop_class_uid))
+        for start in range(0, u.n_patients, CHUNK):
+            p = np.arange(start, min(start + CHUNK, u.n_patients))
+            pa = u.patient_arrays(p)
+            sa = u.study_arrays(pa)
+            db.executemany("INSERT INTO patient VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", self._patient_rows(pa))
+            db.executemany("INSERT INTO study VALUES (?,?,?,?,?,?,?)", self._study_rows(pa, sa))
+        db.executescript(SYNTHETIC_INDEXES)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (u.fingerprint,))
+        db.commit()
+        db.execute("PRAGMA journal_mode=WAL")
+
+    def _patient_rows(self, pa: dict) -> Iterator[tuple]:
+        from .universe import FAMILY_NAMES, GIVEN_NAMES_F, GIVEN_NAMES_M
+
+        cohorts = self.universe.cohorts
+        birth = _date_strings(pa["birth_day"])
+        for i in range(len(pa["index"])):
+            c = cohorts[int(pa["cohort"][i])]
+            site = c.sites[int(pa["site"][i])]
+            given = (GIVEN_NAMES_F if pa["female"][i] else GIVEN_NAMES_M)[int(pa["given"][i])]
+            index = int(pa["index"][i])
+            yield (
+                index, patient_id(index), f"{FAMILY_NAMES[int(pa['family'][i])]}^{given}",
+                "F" if pa["female"][i] else "M", birth[i], c.index, site.id, site.name,
+                f"{c.protocol_id}-{site.id}-{index + 1:06d}", int(pa["n_visits"][i]), int(pa["n_slices"][i]),
+                f"{float(pa['slice_thickness'][i]):g}",
+            )
+
+    def _study_rows(self, pa: dict, sa: dict) -> Iterator[tuple]:
+        cohorts = self.universe.cohorts
+        dates = _date_strings(sa["day"])
+        rows, visits, minutes, seconds = sa["patient_row"], sa["visit"], sa["minute"], sa["second"]
+        for i in range(len(visits)):
+            r = int(rows[i])
+            index, visit = int(pa["index"][r]), int(visits[i])
+            c = cohorts[int(pa["cohort"][r])]
+            weeks = visit * c.interval_days // 7
+            m = int(minutes[i])
+            yield (index * 64 + visit, index, visit, dates[i], f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}",
+                   accession_number(index, visit), "BL" if visit == 0 else f"W{weeks:02d}")
+
+    # -- figures ----------------------------------------------------------------------
+
+    def figures(self) -> dict[str, int]:
+        """The universe in numbers (synthetic and stored)."""
+        db = self.db
+        patients, = db.execute("SELECT count(*) FROM patient").fetchone()
+        studies, = db.execute("SELECT count(*) FROM study").fetchone()
+        series, = db.execute(
+            "SELECT coalesce(sum(c.n_series), 0) FROM study s JOIN patient p ON p.pk = s.patient_pk JOIN cohort c ON c.idx = p.cohort"
+        ).fetchone()
+        instances, = db.execute(
+            "SELECT coalesce(sum(p.n_studies * (p.n_slices + c.n_series - 1)), 0) FROM patient p JOIN cohort c ON c.idx = p.cohort"
+        ).fetchone()
+        stored = db.execute("SELECT (SELECT count(*) FROM stored_study), (SELECT count(*) FROM stored_series), "
+                            "(SELECT count(*) FROM stored_instance)").fetchone()
+        return {"patients": patients, "studies": studies, "series": series, "instances": instances,
+                "stored_studies": stored[0], "stored_series": stored[1], "stored_instances": stored[2]}
+
+    # -- queries ----------------------------------------------------------------------
+
+    def find(self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False,
+             limit: int | None = None, offset: int = 0) -> Iterator[Dataset]:
+        """Match ``query`` at ``level`` (PS3.4 C.2.2.2) and yield one Dataset per match.
+
+        Stored objects come first (in the order received), then synthetic
+        ones in universe order; ``limit``/``offset`` page over that order.
+
+        Raises
+        ------
+        InvalidQuery
+            An unknown attribute or a malformed value; raised before the
+            first result, so a front end can answer with a failure status.
+        """
+        level = level if isinstance(level, QueryLevel) else QueryLevel.parse(level)
+        if offset < 0 or (limit is not None and limit < 0):
+            raise InvalidQuery("limit and offset must not be negative")
+        keys = self._checked_keys(level, query)
+        stored = list(self._stored_matches(level, keys, fuzzy))
+        synthetic = self._synthetic_matches(level, keys, fuzzy)  # validates eagerly (a generator's first step)
+        return self._page(stored, synthetic, limit, offset)
+
+    @staticmethod
+    def _page(stored: list, synthetic, limit: int | None, offset: int) -> Iterator[Dataset]:
+        remaining = limit
+        for ds in stored[offset:]:
+            if remaining is not None and remaining <= 0:
+                return
+            yield ds
+            if remaining is not None:
+                remaining -= 1
+        skip = max(0, offset - len(stored))
+        yield from synthetic(skip, remaining)
+
+    def _checked_keys(self, level: QueryLevel, query: Query) -> dict:
+        """Validate every key and value; keep those this level can match."""
+        fields = {f.keyword: f for f in LEVEL_FIELDS[level]}
+        keys = {}
+        for keyword, value in query.items():
+            vr = vr_of(keyword)
+            if keyword not in fields:
+                continue  # an attribute we do not index: returned empty, never matched
+            if vr == "SQ":
+                if not isinstance(value, list):
+                    raise InvalidQuery(f"{keyword}: a sequence key needs a list of items")
+                keys[keyword] = value
+                continue
+            if isinstance(value, (list, tuple)):
+                value = "\\".join(str(v) for v in value)
+            value = "" if value is None else str(value)
+            # Validate now (matching raises InvalidQuery for bad dates, times, UIDs).
+            matching.match_value(keyword, vr, value, None)
+            keys[keyword] = value
+        return keys
+
+    # Synthetic side ------------------------------------------------------------------
+
+    def _cohort_condition(self, keys: dict, fields: dict[str, Field], fuzzy: bool) -> Condition:
+        chosen = []
+        for c in self.universe.cohorts:
+            ok = True
+            for keyword, value in keys.items():
+                f = fields.get(keyword)
+                if f is None or f.per_cohort is None:
+                    continue
+                constant = f.per_cohort(c)
+                if f.vr == "SQ":
+                    ok = matching.match_sequence(keyword, value, constant, SEQUENCE_ITEM_VRS, fuzzy=fuzzy)
+                else:
+                    ok = matching.match_value(keyword, f.vr, value, constant, fuzzy=fuzzy)
+                if not ok:
+                    break
+            if ok:
+                chosen.append(c.index)
+        if len(chosen) == len(self.universe.cohorts):
+            return matching.TRUE
+        return matching.sql_list_of_uids("p.cohort", chosen) if chosen else matching.FALSE
+
+    def _uid_condition(self, keys: dict, level: QueryLevel) -> tuple[Condition, list | None]:
+        """Conditions for Study/Series UID keys; also the instance filter for IMAGE level."""
+        conditions, params = [], []
+        decode = self.universe.uids.decode
+
+        def paths(keyword: str, kind: UIDKind) -> list | None:
+            value = keys.get(keyword, "")
+            if not value:
+                return None
+            found = []
+            for uid in value.split("\\"):
+                path = decode(uid.strip())
+                if path is not None and path.kind == kind:
+                    found.append(path)
+            return found
+
+        studies = paths("StudyInstanceUID", UIDKind.STUDY)
+        if studies is not None:
+            conditions.append(matching.sql_list_of_uids("s.pk", [p.patient * 64 + p.study for p in studies]))
+        series = paths("SeriesInstanceUID", UIDKind.SERIES) if level in (QueryLevel.SERIES, QueryLevel.IMAGE) else None
+        if series is not None:
+            if not series:
+                conditions.append(matching.FALSE)
+            else:
+                ors = " OR ".join("(s.pk = ? AND cs.idx = ?)" for _ in series)
+                conditions.append(Condition(f"({ors})", tuple(x for p in series for x in (p.patient * 64 + p.study, p.series))))
+        instances = paths("SOPInstanceUID", UIDKind.INSTANCE) if level == QueryLevel.IMAGE else None
+        if instances is not None:
+            if not instances:
+                conditions.append(matching.FALSE)
+            else:
+                ors = " OR ".join("(s.pk = ? AND cs.idx = ?)" for _ in instances)
+                conditions.append(Condition(f"({ors})", tuple(x for p in instances for x in (p.patient * 64 + p.study, p.series))))
+        sql = " AND ".join(f"({c.sql})" for c in conditions) or "1"
+        for c in conditions:
+            params.extend(c.params)
+        return Condition(sql, tuple(params)), instances
+
+    def _synthetic_matches(self, level: QueryLevel, keys: dict, fuzzy: bool):
+        fields = {f.keyword: f for f in LEVEL_FIELDS[level]}
+        conditions = [self._cohort_condition(keys, fields, fuzzy)]
+        for keyword, value in keys.items():
+            f = fields[keyword]
+            if f.expr is not None and f.vr != "SQ":
+                conditions.append(matching.sql_condition(keyword, f.vr, f.expr, value, fuzzy=fuzzy))
+        if level is not QueryLevel.PATIENT:
+            uid_condition, instance_paths = self._uid_condition(keys, level)
+            conditions.append(uid_condition)
+        else:
+            instance_paths = None
+        where = " AND ".join(f"({c.sql})" for c in conditions if c.sql != "1") or "1"
+        params = tuple(p for c in conditions for p in c.params)
+        # Keys matched on output only (computed values), checked in Python.
+        post = {k: v for k, v in keys.items()
+                if fields[k].expr is None and fields[k].per_cohort is None and k not in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+
+        if level is QueryLevel.PATIENT:
+            sql = f"SELECT p.* FROM patient p WHERE {where} ORDER BY p.pk"
+            build = self._patient_dataset
+        elif level is QueryLevel.STUDY:
+            sql = f"SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE {where} ORDER BY s.pk"
+            build = self._study_dataset
+        else:
+            sql = (f"SELECT p.*, s.*, cs.idx FROM study s JOIN patient p ON p.pk = s.patient_pk "
+                   f"JOIN cohort_series cs ON cs.cohort = p.cohort WHERE {where} ORDER BY s.pk, cs.idx")
+            build = self._series_dataset
+
+        def run(skip: int, limit: int | None) -> Iterator[Dataset]:
+            if limit is not None and limit <= 0:
+                return
+            if level is QueryLevel.IMAGE:
+                yield from self._image_matches(sql, params, keys, post, instance_paths, fuzzy, skip, limit)
+                return
+            paged = sql
+            if not post:  # SQL can page by itself
+                paged += f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(skip)}"
+            extras = self._stored_extras()
+            emitted = skipped = 0
+            for row in self.db.execute(paged, params):
+                ds = build(row, extras)
+                if post and not self._post_match(ds, post, fuzzy):
+                    continue
+                if post and skipped < skip:
+                    skipped += 1
+                    continue
+                yield ds
+                emitted += 1
+                if limit is not None and emitted >= limit:
+                    return
+
+        return run
+
+    def _post_match(self, ds: Dataset, post: dict, fuzzy: bool) -> bool:
+        for keyword, value in post.items():
+            if isinstance(value, list):
+                continue
+            if not matching.match_value(keyword, vr_of(keyword), value, element_text(ds, keyword), fuzzy=fuzzy):
+                return False
+        return True
+
+    # Row -> Dataset -------------------------------------------------------------------
+
+    # Columns: patient p.* is 12 columns, study s.* 7, then cs.idx.
+    def _patient_dataset(self, row: tuple, extras: dict | None = None) -> Dataset:
+        c = self.universe.cohorts[row[5]]
+        n_studies, n_slices = row[9], row[10]
+        ds = Dataset()
+        ds.PatientName = row[2]
+        ds.PatientID = row[1]
+        ds.PatientBirthDate = row[4]
+        ds.PatientSex = row[3]
+        ds.ClinicalTrialSponsorName = c.sponsor
+        ds.ClinicalTrialProtocolID = c.protocol_id
+        ds.ClinicalTrialProtocolName = c.protocol_name
+        ds.ClinicalTrialSiteID = row[6]
+        ds.ClinicalTrialSiteName = row[7]
+        ds.ClinicalTrialSubjectID = row[8]
+        ds.NumberOfPatientRelatedStudies = n_studies
+        ds.NumberOfPatientRelatedSeries = n_studies * len(c.series)
+        ds.NumberOfPatientRelatedInstances = n_studies * (n_slices + len(c.series) - 1)
+        return ds
+
+    def _study_dataset(self, row: tuple, extras: dict) -> Dataset:
+        p, s = row[:12], row[12:19]
+        c = self.universe.cohorts[p[5]]
+        visit = s[2]
+        ds = self._patient_dataset(p)
+        for keyword in ("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"):
+            del ds[keyword]
+        uid = self.universe.uids.study_instance_uid(p[0], visit)
+        ds.StudyInstanceUID = uid
+        ds.StudyDate = s[3]
+        ds.StudyTime = s[4]
+        ds.AccessionNumber = s[5]
+        ds.StudyID = f"V{visit:02d}"
+        ds.StudyDescription = c.study_description
+        ds.ReferringPhysicianName = REFERRING_PHYSICIAN
+        n_series, n_instances = len(c.series), p[10] + len(c.series) - 1
+        modalities = {x.modality for x in c.series}
+        sop_classes = {x.sop_class_uid for x in c.series}
+        if uid in extras:
+            more_series, more_instances, more_modalities, more_classes = extras[uid]
+            n_series += more_series
+            n_instances += more_instances
+            modalities |= more_modalities
+            sop_classes |= more_classes
+        ds.ModalitiesInStudy = sorted(modalities)
+        ds.SOPClassesInStudy = sorted(sop_classes)
+        ds.ClinicalTrialTimePointID = s[6]
+        weeks = visit * c.interval_days // 7
+        ds.ClinicalTrialTimePointDescription = "Baseline" if visit == 0 else f"Week {weeks} follow-up"
+        ds.PatientAge = _age(p[4], s[3])
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = c.procedure_code
+        ds.ProcedureCodeSequence = [code]
+        ds.NumberOfStudyRelatedSeries = n_series
+        ds.NumberOfStudyRelatedInstances = n_instances
+        return ds
+
+    def _series_dataset(self, row: tuple, extras: dict) -> Dataset:
+        p, s, series_index = row[:12], row[12:19], row[19]
+        c = self.universe.cohorts[p[5]]
+        plan = c.series[series_index]
+        ds = self._study_dataset(row, extras)
+        ds.SeriesInstanceUID = self.universe.uids.series_instance_uid(p[0], s[2], series_index)
+        ds.Modality = plan.modality
+        ds.SeriesNumber = plan.number
+        ds.SeriesDescription = plan.description.format(thickness=p[11])
+        ds.SeriesDate = s[3]
+        ds.SeriesTime = s[4]
+        ds.BodyPartExamined = c.body_part
+        ds.ClinicalTrialCoordinatingCenterName = c.coordinating_center
+        ds.NumberOfSeriesRelatedInstances = p[10] if plan.kind == "image" else 1
+        return ds
+
+    def _image_matches(self, sql, params, keys, post, instance_paths, fuzzy, skip, limit) -> Iterator[Dataset]:
+        wanted = None
+        if instance_paths is not None:
+            wanted = {(p.patient * 64 + p.study, p.series, p.instance) for p in instance_paths}
+        extras = self._stored_extras()
+        emitted = skipped = 0
+        for row in self.db.execute(sql, params):
+            series = self._series_dataset(row, extras)
+            plan = self.universe.cohorts[row[5]].series[row[19]]
+            study_pk = row[12]
+            for number in range(1, series.NumberOfSeriesRelatedInstances + 1):
+                if wanted is not None and (study_pk, row[19], number) not in wanted:
+                    continue
+                ds = Dataset()
+                ds.StudyInstanceUID = series.StudyInstanceUID
+                ds.SeriesInstanceUID = series.SeriesInstanceUID
+                ds.SOPInstanceUID = self.universe.uids.sop_instance_uid(row[0], row[14], row[19], number)
+                ds.SOPClassUID = plan.sop_class_uid
+                ds.InstanceNumber = number
+                if plan.kind == "image":
+                    ds.Rows = self.universe.cohorts[row[5]].rows
+                    ds.Columns = self.universe.cohorts[row[5]].columns
+                for keyword in ("Modality", "SeriesNumber", "PatientID", "PatientName"):
+                    ds[keyword] = series[keyword]
+                if post and not self._post_match(ds, post, fuzzy):
+                    continue
+                if skipped < skip:
+                    skipped += 1
+                    continue
+                yield ds
+                emitted += 1
+                if limit is not None and emitted >= limit:
+                    return
+
+    # Stored side ----------------------------------------------------------------------
+
+    def _stored_extras(self) -> dict:
+        """Stored series and instances that belong to synthetic studies: {study uid: counts}."""
+        cached = self._extras_cache
+        if cached and cached[0] == self._stored_version:
+            return cached[1]
+        extras: dict = {}
+        rows = self.db.execute(
+            "SELECT se.study_instance_uid, se.modality, i.sop_class_uid, count(i.sop_instance_uid) FROM stored_series se "
+            "LEFT JOIN stored_instance i ON i.series_instance_uid = se.series_instance_uid "
+            "WHERE se.study_instance_uid NOT IN (SELECT study_instance_uid FROM stored_study) "
+            "GROUP BY se.series_instance_uid"
+        ).fetchall()
+        for study_uid, modality, sop_class, count in rows:
+            n_series, n_instances, modalities, classes = extras.get(study_uid, (0, 0, set(), set()))
+            extras[study_uid] = (n_series + 1, n_instances + count, modalities | {modality}, classes | {sop_class} - {None})
+        self._extras_cache = (self._stored_version, extras)
+        return extras
+
+    def _stored_matches(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+        db = self.db
+        if not db.execute("SELECT 1 FROM stored_instance LIMIT 1").fetchone():
+            return
+        study_cols = [d[1] for d in db.execute("PRAGMA table_info(stored_study)")]
+        series_cols = [d[1] for d in db.execute("PRAGMA table_info(stored_series)")]
+        inst_cols = [d[1] for d in db.execute("PRAGMA table_info(stored_instance)")]
+        studies = {r[0]: dict(zip(study_cols, r)) for r in db.execute("SELECT * FROM stored_study ORDER BY rowid")}
+        if level is QueryLevel.PATIENT:
+            seen = {}
+            for st in studies.values():
+                seen.setdefault(st["patient_id"], []).append(st)
+            for pid, sts in seen.items():
+                if self._synthetic_patient(pid):
+                    continue
+                ds = self._stored_patient_dataset(sts)
+                if self._post_match(ds, {k: v for k, v in keys.items() if not isinstance(v, list)}, fuzzy):
+                    yield ds
+            return
+        if level is QueryLevel.STUDY:
+            for st in studies.values():
+                ds = self._stored_study_dataset(st)
+                if self._post_match(ds, {k: v for k, v in keys.items() if not isinstance(v, list)}, fuzzy):
+                    yield ds
+            return
+        series_sql, params = "SELECT * FROM stored_series", ()
+        if keys.get("SeriesInstanceUID"):
+            uids = keys["SeriesInstanceUID"].split("\\")
+            series_sql += f" WHERE series_instance_uid IN ({','.join('?' * len(uids))})"
+            params = tuple(uids)
+        for row in db.execute(series_sql + " ORDER BY rowid", params).fetchall():
+            se = dict(zip(series_cols, row))
+            study_ds = self._parent_study_dataset(se["study_instance_uid"], studies)
+            if study_ds is None:
+                continue
+            ds = self._stored_series_dataset(se, study_ds)
+            if level is QueryLevel.SERIES:
+                if self._post_match(ds, {k: v for k, v in keys.items() if not isinstance(v, list)}, fuzzy):
+                    yield ds
+                continue
+            inst_keys = {k: v for k, v in keys.items() if not isinstance(v, list)}
+            for irow in db.execute("SELECT * FROM stored_instance WHERE series_instance_uid = ? ORDER BY rowid",
+                                   (se["series_instance_uid"],)).fetchall():
+                inst = dict(zip(inst_cols, irow))
+                ids = Dataset()
+                ids.update(ds)
+                ids.SOPInstanceUID = inst["sop_instance_uid"]
+                ids.SOPClassUID = inst["sop_class_uid"]
+                if inst["instance_number"] not in (None, ""):
+                    ids.InstanceNumber = inst["instance_number"]
+                if inst["rows"]:
+                    ids.Rows, ids.Columns = inst["rows"], inst["columns"]
+                if inst["number_of_frames"] not in (None, ""):
+                    ids.NumberOfFrames = inst["number_of_frames"]
+                if self._post_match(ids, inst_keys, fuzzy):
+                    yield ids
+
+    def _synthetic_patient(self, pid: str) -> bool:
+        return self.db.execute("SELECT 1 FROM patient WHERE patient_id = ?", (pid,)).fetchone() is not None
+
+    def _parent_study_dataset(self, study_uid: str, studies: dict) -> Dataset | None:
+        if study_uid in studies:
+            return self._stored_study_dataset(studies[study_uid])
+        path = self.universe.uids.decode(study_uid)
+        if path is None or path.kind != UIDKind.STUDY:
+            return None
+        row = self.db.execute("SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.pk = ?",
+                              (path.patient * 64 + path.study,)).fetchone()
+        return self._study_dataset(row, self._stored_extras()) if row else None
+
+    def _stored_counts(self, study_uid: str) -> tuple[int, int, list[str], list[str]]:
+        row = self.db.execute(
+            "SELECT count(DISTINCT se.series_instance_uid), count(i.sop_instance_uid) FROM stored_series se "
+            "LEFT JOIN stored_instance i ON i.series_instance_uid = se.series_instance_uid WHERE se.study_instance_uid = ?",
+            (study_uid,)).fetchone()
+        modalities = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT modality FROM stored_series WHERE study_instance_uid = ? ORDER BY modality", (study_uid,)) if r[0]]
+        classes = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT sop_class_uid FROM stored_instance WHERE study_instance_uid = ? ORDER BY 1", (study_uid,)) if r[0]]
+        return row[0], row[1], modalities, classes
+
+    def _stored_patient_dataset(self, studies: list[dict]) -> Dataset:
+        st = studies[0]
+        ds = Dataset()
+        ds.PatientName = st["patient_name"] or ""
+        ds.PatientID = st["patient_id"] or ""
+        ds.PatientBirthDate = st["patient_birth_date"] or ""
+        ds.PatientSex = st["patient_sex"] or ""
+        n_series = n_instances = 0
+        for s in studies:
+            a, b, _, _ = self._stored_counts(s["study_instance_uid"])
+            n_series, n_instances = n_series + a, n_instances + b
+        ds.NumberOfPatientRelatedStudies = len(studies)
+        ds.NumberOfPatientRelatedSeries = n_series
+        ds.NumberOfPatientRelatedInstances = n_instances
+        return ds
+
+    def _stored_study_dataset(self, st: dict) -> Dataset:
+        ds = Dataset()
+        ds.PatientName = st["patient_name"] or ""
+        ds.PatientID = st["patient_id"] or ""
+        ds.PatientBirthDate = st["patient_birth_date"] or ""
+        ds.PatientSex = st["patient_sex"] or ""
+        ds.StudyInstanceUID = st["study_instance_uid"]
+        ds.StudyDate = st["study_date"] or ""
+        ds.StudyTime = st["study_time"] or ""
+        ds.AccessionNumber = st["accession_number"] or ""
+        ds.StudyID = st["study_id"] or ""
+        ds.StudyDescription = st["study_description"] or ""
+        ds.ReferringPhysicianName = st["referring_physician_name"] or ""
+        n_series, n_instances, modalities, classes = self._stored_counts(st["study_instance_uid"])
+        ds.ModalitiesInStudy = modalities
+        ds.SOPClassesInStudy = classes
+        ds.NumberOfStudyRelatedSeries = n_series
+        ds.NumberOfStudyRelatedInstances = n_instances
+        return ds
+
+    def _stored_series_dataset(self, se: dict, study: Dataset) -> Dataset:
+        ds = Dataset()
+        ds.update(study)
+        ds.SeriesInstanceUID = se["series_instance_uid"]
+        ds.Modality = se["modality"] or ""
+        ds.SeriesNumber = se["series_number"] or ""
+        ds.SeriesDescription = se["series_description"] or ""
+        ds.SeriesDate = se["series_date"] or ""
+        ds.SeriesTime = se["series_time"] or ""
+        ds.BodyPartExamined = se["body_part_examined"] or ""
+        n, = self.db.execute("SELECT count(*) FROM stored_instance WHERE series_instance_uid = ?",
+                             (se["series_instance_uid"],)).fetchone()
+        ds.NumberOfSeriesRelatedInstances = n
+        return ds
+
+    # -- lookups for retrieve ---------------------------------------------------------
+
+    def synthetic_study_exists(self, patient: int, visit: int) -> bool:
+        return self.db.execute("SELECT 1 FROM study WHERE pk = ?", (patient * 64 + visit,)).fetchone() is not None
+
+    def stored_instance(self, sop_instance_uid: str) -> dict | None:
+        cur = self.db.execute("SELECT * FROM stored_instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+    def stored_instances(self, *, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
+        if series_uid is not None:
+            cur = self.db.execute("SELECT * FROM stored_instance WHERE series_instance_uid = ? ORDER BY rowid", (series_uid,))
+        elif study_uid is not None:
+            cur = self.db.execute("SELECT * FROM stored_instance WHERE study_instance_uid = ? ORDER BY rowid", (study_uid,))
+        else:
+            raise ValueError("study_uid or series_uid is needed")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def index_stored(self, ds: Dataset, path: str, size: int, transfer_syntax_uid: str) -> None:
+        """Index one stored object (already written to ``path``). Replaces an earlier copy."""
+        study_uid, series_uid = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+        synthetic_parent = self.universe.uids.decode(study_uid) is not None
+
+        def text(keyword: str) -> str:
+            value = ds.get(keyword)
+            return "" if value is None else str(value)
+
+        with self._write_lock:
+            db = self.db
+            with db:
+                if not synthetic_parent:
+                    db.execute(
+                        "INSERT OR REPLACE INTO stored_study VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (study_uid, text("PatientID"), text("PatientName"), text("PatientBirthDate"), text("PatientSex"),
+                         text("StudyDate"), text("StudyTime"), text("AccessionNumber"), text("StudyID"),
+                         text("StudyDescription"), text("ReferringPhysicianName")))
+                db.execute(
+                    "INSERT OR REPLACE INTO stored_series VALUES (?,?,?,?,?,?,?,?)",
+                    (series_uid, study_uid, text("Modality"), text("SeriesNumber"), text("SeriesDescription"),
+                     text("SeriesDate"), text("SeriesTime"), text("BodyPartExamined")))
+                db.execute(
+                    "INSERT OR REPLACE INTO stored_instance VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (str(ds.SOPInstanceUID), series_uid, study_uid, str(ds.SOPClassUID), text("InstanceNumber"),
+                     int(ds.get("Rows") or 0), int(ds.get("Columns") or 0), text("NumberOfFrames"),
+                     transfer_syntax_uid, path, size, time.time()))
+            self._stored_version += 1
+
+
+def _age(birth: str, date: str) -> str:
+    years = int(date[:4]) - int(birth[:4]) - ((date[4:8]) < (birth[4:8]))
+    return f"{years:03d}Y"
+
+
+def patient_record_for(universe: Universe, index: int) -> PatientRecord:
+    return universe.patient(index)

@@ -1,0 +1,361 @@
+"""The synthetic universe: seed -> cohorts -> patients -> studies -> series.
+
+Everything here is a pure function of (seed, cohorts, identifiers) and costs
+metadata only (DESIGN §2.2). The same code answers two callers:
+
+* the catalog builder, which asks for whole arrays of patients and studies at
+  once (``patient_arrays``/``study_arrays``: keyed hashing, no Python loop per
+  patient, so a million patients build in seconds);
+* the retrieve path, which asks for one record (``patient``/``study``/
+  ``series``) and gets exactly the values the catalog holds, because it runs
+  the same vectorised functions on an array of one.
+
+A patient's identity is its index in the universe. Its visits follow the
+cohort's schedule (baseline, then every ``interval_days``), and its target
+lesions follow a RECIST 1.1 response course drawn per subject.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from . import keyed
+from .cohorts import RESPONSES, Cohort, SeriesPlan
+from .uids import UIDFactory
+
+_EPOCH = dt.date(1970, 1, 1)
+MAX_LESIONS = 4
+MAX_DIAMETER_MM = 60.0
+
+# Obviously synthetic names: a test-phantom family name and a given name.
+FAMILY_NAMES = (
+    "PHANTOM", "SYNTHETIC", "VOXEL", "PIXEL", "TENSOR", "SAMPLE", "MOCKWELL", "DUMMYSON", "FICTIVE", "PLACEBO",
+    "SIMULA", "GAUSSMAN", "FOURIER", "RANDOMIR", "SEEDWELL", "LATENTE", "GRADIENTI", "KERNELSON", "BITWELL",
+    "DATAFORD", "NOISEMAN", "HOUNSFIELD", "ISOCENTER", "SLICEWELL", "TOMOGRAF", "PROTOTYPE", "TESTER",
+    "SURROGATE", "PROXYMAN", "STANDIN",
+)
+GIVEN_NAMES_F = (
+    "ALPHA", "BETA", "GAMMA", "DELTA", "SIGMA", "THETA", "IOTA", "KAPPA", "LAMBDA", "OMEGA", "NOVA", "LUNA",
+    "VEGA", "LYRA", "ADA", "GRACE", "HEDY", "MARIE", "EMMY", "ROSALIND",
+)
+GIVEN_NAMES_M = (
+    "ALAN", "ZETA", "EPSILON", "OMICRON", "RHO", "TAU", "PHI", "CHI", "PSI", "MU", "NU", "XI", "ORION",
+    "ATLAS", "FELIX", "OTTO", "NIELS", "ERWIN", "MAX", "PAUL",
+)
+
+
+def _days(date: dt.date) -> int:
+    return (date - _EPOCH).days
+
+
+def _date_strings(days: np.ndarray) -> list[str]:
+    values = np.asarray(days, dtype="datetime64[D]").astype(str)
+    return [v.replace("-", "") for v in values]
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """One patient (and trial subject). PS3.3 C.7.1.1 / C.7.1.3."""
+
+    index: int
+    cohort: Cohort
+    patient_id: str
+    patient_name: str  # PN, Alphabetic group
+    sex: str
+    birth_date: str  # DA
+    subject_id: str
+    site_id: str
+    site_name: str
+    response: str  # best overall response course: CR, PR, SD, PD
+    n_visits: int
+    n_lesions: int
+    slice_thickness_mm: float
+    scan_length_mm: float
+    fov_mm: float
+    n_slices: int
+
+    @property
+    def pixel_spacing_mm(self) -> float:
+        return self.fov_mm / self.cohort.columns
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One series of a synthetic study. PS3.3 C.7.3.1."""
+
+    patient_index: int
+    visit: int
+    index: int
+    plan: SeriesPlan
+    series_instance_uid: str
+    series_number: int
+    modality: str
+    series_description: str
+    series_date: str
+    series_time: str
+    n_instances: int
+
+    @property
+    def sop_class_uid(self) -> str:
+        return self.plan.sop_class_uid
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One study (one trial visit). PS3.3 C.7.2.1 / C.7.2.3."""
+
+    patient: PatientRecord
+    visit: int
+    study_instance_uid: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    study_description: str
+    time_point_id: str
+    time_point_description: str
+    patient_age: str
+    lesion_diameters_mm: tuple[float, ...]  # one per target lesion at this visit; 0 = disappeared
+    series: tuple[SeriesRecord, ...]
+
+    @property
+    def n_instances(self) -> int:
+        return sum(s.n_instances for s in self.series)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(sorted({s.modality for s in self.series}))
+
+
+class Universe:
+    """The deterministic synthetic universe of one seed."""
+
+    def __init__(self, seed: int, n_patients: int, cohorts: tuple[Cohort, ...]):
+        if not cohorts:
+            raise ValueError("a universe needs at least one cohort")
+        self.seed = seed
+        self.n_patients = n_patients
+        self.cohorts = cohorts
+        self.key = keyed.universe_key(seed)
+        self.uids = UIDFactory(self.key)
+        shares = np.array([c.share for c in cohorts], dtype=float)
+        self._cumulative_shares = np.cumsum(shares / shares.sum())
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Changes whenever anything that shapes the catalog changes."""
+        import hashlib
+
+        text = repr((self.seed, self.n_patients, self.cohorts, CATALOG_LAYOUT_VERSION))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    # -- vectorised: arrays of patients -------------------------------------------------
+
+    def cohort_of(self, p: np.ndarray) -> np.ndarray:
+        u = keyed.uniform(self.key, "cohort", p)
+        return np.minimum(np.searchsorted(self._cumulative_shares, u, side="right"), len(self.cohorts) - 1)
+
+    def patient_arrays(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        """Every patient-level value for the patient indices ``p`` (one cohort's rules each)."""
+        p = np.asarray(p, dtype=np.int64)
+        k = self.key
+        cohort = self.cohort_of(p)
+        out: dict[str, np.ndarray] = {"index": p, "cohort": cohort}
+        # Per-cohort parameters gathered into arrays, so every rule below is vectorised.
+        def per(attr):
+            return np.array([getattr(c, attr) for c in self.cohorts])[cohort]
+
+        female = keyed.uniform(k, "sex", p) < per("female_share")
+        out["female"] = female
+        first = np.array([_days(c.first_baseline) for c in self.cohorts])[cohort]
+        span = np.array([_days(c.last_baseline) - _days(c.first_baseline) + 1 for c in self.cohorts])[cohort]
+        out["baseline_day"] = first + np.floor(keyed.uniform(k, "baseline", p) * span).astype(np.int64)
+        age = per("age_mean") + per("age_sd") * keyed.normal(k, "age", p)
+        age = np.clip(np.round(age), per("age_min"), per("age_max")).astype(np.int64)
+        out["birth_day"] = out["baseline_day"] - np.round(age * 365.25).astype(np.int64) - keyed.integers(k, "birthday", p, 0, 365)
+        out["family"] = keyed.integers(k, "family", p, 0, len(FAMILY_NAMES))
+        out["given"] = keyed.integers(k, "given", p, 0, len(GIVEN_NAMES_F))
+        out["site"] = np.floor(keyed.uniform(k, "site", p) * np.array([len(c.sites) for c in self.cohorts])[cohort]).astype(np.int64)
+        # RECIST 1.1 course.
+        cum = np.cumsum(np.array([c.response_shares for c in self.cohorts]), axis=1)[cohort]
+        response = (keyed.uniform(k, "response", p)[:, None] >= cum).sum(axis=1).clip(0, 3)
+        out["response"] = response
+        lmin, lmax = per("lesions_min"), per("lesions_max")
+        out["n_lesions"] = lmin + np.floor(keyed.uniform(k, "n_lesions", p) * (lmax - lmin + 1)).astype(np.int64)
+        progression_visit = keyed.integers(k, "pd_visit", p, 1, 5)
+        followups = 2 + np.floor(keyed.uniform(k, "followups", p) * (per("max_followups") - 1)).astype(np.int64)
+        out["progression_visit"] = progression_visit
+        out["n_visits"] = np.where(response == RESPONSES.index("PD"), progression_visit + 1, followups + 1)
+        # Acquisition, the same at every visit so that follow-ups compare.
+        n_thk = np.array([len(c.slice_thicknesses_mm) for c in self.cohorts])[cohort]
+        thk_table = np.zeros((len(self.cohorts), max(len(c.slice_thicknesses_mm) for c in self.cohorts)))
+        for i, c in enumerate(self.cohorts):
+            thk_table[i, : len(c.slice_thicknesses_mm)] = c.slice_thicknesses_mm
+        thk_index = np.floor(keyed.uniform(k, "thickness", p) * n_thk).astype(np.int64)
+        out["slice_thickness"] = thk_table[cohort, thk_index]
+        size = keyed.uniform(k, "body_size", p)  # one build factor drives FOV and scan length together
+        lo, hi = np.array([c.scan_length_mm for c in self.cohorts]).T
+        out["scan_length"] = np.round(lo[cohort] + (hi - lo)[cohort] * size, 1)
+        lo, hi = np.array([c.fov_mm for c in self.cohorts]).T
+        out["fov"] = np.round(lo[cohort] + (hi - lo)[cohort] * (0.7 * size + 0.3 * keyed.uniform(k, "fov", p)), 1)
+        out["n_slices"] = np.floor(out["scan_length"] / out["slice_thickness"]).astype(np.int64) + 1
+        return out
+
+    def lesion_diameters(self, pa: dict[str, np.ndarray], visit: np.ndarray) -> np.ndarray:
+        """Longest diameters (mm) of each target lesion at each (patient, visit) row.
+
+        ``pa`` holds patient arrays already repeated to the rows of ``visit``.
+        Returns (rows, MAX_LESIONS), 0 where a lesion is absent or has gone.
+        The course follows the subject's best response: CR shrinks to nothing,
+        PR to 30-55 % of baseline, SD drifts within -20..+12 %, PD grows by at
+        least 25 % (and 5 mm) over the nadir at the progression visit.
+        """
+        k, p = self.key, pa["index"]
+        v = np.asarray(visit, dtype=np.float64)
+        lo = np.array([c.diameter_min_mm for c in self.cohorts])[pa["cohort"]]
+        hi = np.array([c.diameter_max_mm for c in self.cohorts])[pa["cohort"]]
+        d0 = np.stack([lo + (hi - lo) * keyed.uniform(k, f"d0:{i}", p) for i in range(MAX_LESIONS)], axis=1)
+        present = np.arange(MAX_LESIONS)[None, :] < pa["n_lesions"][:, None]
+        d0 = np.where(present, d0, 0.0)
+        u1, u2 = keyed.uniform(k, "course:a", p), keyed.uniform(k, "course:b", p)
+        response = pa["response"]
+        cr = np.maximum(0.0, 1.0 - (0.25 + 0.2 * u1) * v)
+        fmin, tau = 0.3 + 0.25 * u1, 0.6 + 0.8 * u2
+        pr = fmin + (1 - fmin) * np.exp(-v / tau)
+        sd = 1.0 + (-0.2 + 0.32 * u1) * np.minimum(v, 3) / 3
+        shrink = 1.0 - 0.05 * u1 * v
+        vp = pa["progression_visit"]
+        nadir = 1.0 - 0.05 * u1 * np.maximum(vp - 1, 0)
+        sum0 = d0.sum(axis=1)
+        grown = np.maximum(nadir * (1.25 + 0.35 * u2), nadir + 6.0 / np.maximum(sum0, 1.0))
+        pd = np.where(v >= vp, grown, shrink)
+        factor = np.choose(response, [cr, pr, sd, pd])
+        jitter = np.stack([keyed.uniform(k, f"jitter:{i}", p * 64 + v.astype(np.int64)) for i in range(MAX_LESIONS)], axis=1)
+        per_lesion = np.where(v[:, None] > 0, 1.0 + 0.06 * (jitter - 0.5), 1.0)
+        # 60 mm cap: the geometry stage keeps room for that much growth inside a lung.
+        return np.round(np.minimum(d0 * factor[:, None] * per_lesion, MAX_DIAMETER_MM), 1)
+
+    def study_arrays(self, pa: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One row per (patient, visit) for the patient arrays ``pa``."""
+        n_visits = pa["n_visits"]
+        rows = np.repeat(np.arange(len(n_visits)), n_visits)
+        starts = np.cumsum(n_visits) - n_visits
+        visit = np.arange(len(rows)) - np.repeat(starts, n_visits)
+        rep = {name: values[rows] for name, values in pa.items()}
+        k, p = self.key, rep["index"]
+        pv = p * 64 + visit  # the (patient, visit) identity for keyed draws
+        interval = np.array([c.interval_days for c in self.cohorts])[rep["cohort"]]
+        window = np.array([c.window_days for c in self.cohorts])[rep["cohort"]]
+        offset = np.where(visit > 0, np.floor(keyed.uniform(k, "window", pv) * (2 * window + 1)).astype(np.int64) - window, 0)
+        out = {"patient_row": rows, "visit": visit}
+        out["day"] = rep["baseline_day"] + visit * interval + offset
+        out["minute"] = 7 * 60 + 30 + keyed.integers(k, "time", pv, 0, 10 * 60)
+        out["second"] = keyed.integers(k, "seconds", pv, 0, 60)
+        out["age"] = ((out["day"] - rep["birth_day"]) // 365.25).astype(np.int64)
+        return out
+
+    # -- scalar records -------------------------------------------------------------------
+
+    def _check_patient(self, index: int) -> None:
+        if not 0 <= index < self.n_patients:
+            raise IndexError(f"patient {index} is outside the universe of {self.n_patients}")
+
+    def patient(self, index: int) -> PatientRecord:
+        self._check_patient(index)
+        a = {k: v[0] for k, v in self.patient_arrays(np.array([index])).items()}
+        return self._patient_record(a)
+
+    def _patient_record(self, a: dict) -> PatientRecord:
+        cohort = self.cohorts[int(a["cohort"])]
+        site = cohort.sites[int(a["site"])]
+        names = GIVEN_NAMES_F if a["female"] else GIVEN_NAMES_M
+        index = int(a["index"])
+        return PatientRecord(
+            index=index,
+            cohort=cohort,
+            patient_id=patient_id(index),
+            patient_name=f"{FAMILY_NAMES[int(a['family'])]}^{names[int(a['given'])]}",
+            sex="F" if a["female"] else "M",
+            birth_date=_date_strings(np.array([a["birth_day"]]))[0],
+            subject_id=f"{cohort.protocol_id}-{site.id}-{index + 1:06d}",
+            site_id=site.id,
+            site_name=site.name,
+            response=RESPONSES[int(a["response"])],
+            n_visits=int(a["n_visits"]),
+            n_lesions=int(a["n_lesions"]),
+            slice_thickness_mm=float(a["slice_thickness"]),
+            scan_length_mm=float(a["scan_length"]),
+            fov_mm=float(a["fov"]),
+            n_slices=int(a["n_slices"]),
+        )
+
+    def studies_of(self, index: int) -> tuple[StudyRecord, ...]:
+        """All studies of one patient, in visit order."""
+        self._check_patient(index)
+        pa = self.patient_arrays(np.array([index]))
+        patient = self._patient_record({k: v[0] for k, v in pa.items()})
+        sa = self.study_arrays(pa)
+        rep = {name: values[sa["patient_row"]] for name, values in pa.items()}
+        diameters = self.lesion_diameters(rep, sa["visit"])
+        return tuple(self._study_record(patient, sa, i, diameters[i]) for i in range(len(sa["visit"])))
+
+    def study(self, index: int, visit: int) -> StudyRecord:
+        studies = self.studies_of(index)
+        if not 0 <= visit < len(studies):
+            raise IndexError(f"patient {index} has no visit {visit}")
+        return studies[visit]
+
+    def _study_record(self, patient: PatientRecord, sa: dict, i: int, diameters: np.ndarray) -> StudyRecord:
+        cohort = patient.cohort
+        visit = int(sa["visit"][i])
+        minute, second = int(sa["minute"][i]), int(sa["second"][i])
+        date = _date_strings(np.array([sa["day"][i]]))[0]
+        time = f"{minute // 60:02d}{minute % 60:02d}{second:02d}"
+        weeks = visit * cohort.interval_days // 7
+        series = []
+        for s_index, plan in enumerate(cohort.series):
+            count = patient.n_slices if plan.kind == "image" else 1
+            series.append(SeriesRecord(
+                patient_index=patient.index,
+                visit=visit,
+                index=s_index,
+                plan=plan,
+                series_instance_uid=self.uids.series_instance_uid(patient.index, visit, s_index),
+                series_number=plan.number,
+                modality=plan.modality,
+                series_description=plan.description.format(thickness=f"{patient.slice_thickness_mm:g}"),
+                series_date=date,
+                series_time=time,
+                n_instances=count,
+            ))
+        return StudyRecord(
+            patient=patient,
+            visit=visit,
+            study_instance_uid=self.uids.study_instance_uid(patient.index, visit),
+            study_date=date,
+            study_time=time,
+            accession_number=accession_number(patient.index, visit),
+            study_id=f"V{visit:02d}",
+            study_description=cohort.study_description,
+            time_point_id="BL" if visit == 0 else f"W{weeks:02d}",
+            time_point_description="Baseline" if visit == 0 else f"Week {weeks} follow-up",
+            patient_age=f"{int(sa['age'][i]):03d}Y",
+            lesion_diameters_mm=tuple(float(d) for d in diameters[: patient.n_lesions]),
+            series=tuple(series),
+        )
+
+
+# Bump when the catalog's tables or the universe's rules change shape.
+CATALOG_LAYOUT_VERSION = 1
+
+
+def patient_id(index: int) -> str:
+    return f"SYN-{index + 1:07d}"
+
+
+def accession_number(index: int, visit: int) -> str:
+    return f"SYNA{index + 1:07d}{visit:02d}"

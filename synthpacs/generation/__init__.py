@@ -1,0 +1,1 @@
+"""Generation: from a study record to pixels, masks and findings (DESIGN §4)."""

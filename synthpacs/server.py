@@ -1,0 +1,62 @@
+"""Running the front ends: start, report readiness, stop cleanly.
+
+Used by ``synthpacs serve`` and by tests, which start a server on free
+loopback ports (port 0) and stop it when done.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from . import __version__
+from .app import SynthPACS
+from .config import Config
+from .errors import StartupError
+from .web import HTTPServer
+
+log = logging.getLogger("synthpacs")
+
+
+class RunningServer:
+    """Both front ends of one SynthPACS, started on construction."""
+
+    def __init__(self, config: Config):
+        self.pacs = SynthPACS(config)
+        try:
+            self.http = HTTPServer(self.pacs.http_app(), config.host, config.http_port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror or exc}") from None
+        self.http.start()
+        self.pacs.ready = True
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.pacs.config.host}:{self.http.port}"
+
+    def stop(self) -> None:
+        self.pacs.ready = False
+        self.http.stop()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_forever(config: Config) -> None:
+    server = RunningServer(config)
+    print(f"SynthPACS {__version__}: HTTP on {server.base_url}/ (seed {config.seed}, "
+          f"{config.patients:,} patients, data in {config.data_dir})", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping")
+    server.stop()
