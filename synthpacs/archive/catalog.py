@@ -20,6 +20,7 @@ connection under a lock (datasette's discipline, without its async API).
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import sqlite3
 import threading
@@ -29,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom import Dataset
+from pydicom import Dataset, config
+from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from ..errors import InvalidQuery
@@ -188,6 +190,19 @@ RETURN_KEYWORDS = {
 SEQUENCE_ITEM_VRS = {"CodeValue": "SH", "CodingSchemeDesignator": "SH", "CodeMeaning": "LO"}
 
 Query = dict  # keyword -> str value, or list of item dicts for a sequence
+
+
+@functools.lru_cache(maxsize=None)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    return tag, dictionary_VR(tag)
+
+
+def put(ds: Dataset, keyword: str, value) -> None:
+    """Set an attribute without pydicom's per-value validation: the catalog's
+    values are already valid, and validation dominates the cost of a result."""
+    tag, vr = _tag_vr(keyword)
+    ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
 
 
 def element_text(ds: Dataset, keyword: str) -> str | None:
@@ -518,19 +533,19 @@ class Catalog:
         c = self.universe.cohorts[row[5]]
         n_studies, n_slices = row[9], row[10]
         ds = Dataset()
-        ds.PatientName = row[2]
-        ds.PatientID = row[1]
-        ds.PatientBirthDate = row[4]
-        ds.PatientSex = row[3]
-        ds.ClinicalTrialSponsorName = c.sponsor
-        ds.ClinicalTrialProtocolID = c.protocol_id
-        ds.ClinicalTrialProtocolName = c.protocol_name
-        ds.ClinicalTrialSiteID = row[6]
-        ds.ClinicalTrialSiteName = row[7]
-        ds.ClinicalTrialSubjectID = row[8]
-        ds.NumberOfPatientRelatedStudies = n_studies
-        ds.NumberOfPatientRelatedSeries = n_studies * len(c.series)
-        ds.NumberOfPatientRelatedInstances = n_studies * (n_slices + len(c.series) - 1)
+        put(ds, "PatientName", row[2])
+        put(ds, "PatientID", row[1])
+        put(ds, "PatientBirthDate", row[4])
+        put(ds, "PatientSex", row[3])
+        put(ds, "ClinicalTrialSponsorName", c.sponsor)
+        put(ds, "ClinicalTrialProtocolID", c.protocol_id)
+        put(ds, "ClinicalTrialProtocolName", c.protocol_name)
+        put(ds, "ClinicalTrialSiteID", row[6])
+        put(ds, "ClinicalTrialSiteName", row[7])
+        put(ds, "ClinicalTrialSubjectID", row[8])
+        put(ds, "NumberOfPatientRelatedStudies", n_studies)
+        put(ds, "NumberOfPatientRelatedSeries", n_studies * len(c.series))
+        put(ds, "NumberOfPatientRelatedInstances", n_studies * (n_slices + len(c.series) - 1))
         return ds
 
     def _study_dataset(self, row: tuple, extras: dict) -> Dataset:
@@ -541,13 +556,13 @@ class Catalog:
         for keyword in ("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"):
             del ds[keyword]
         uid = self.universe.uids.study_instance_uid(p[0], visit)
-        ds.StudyInstanceUID = uid
-        ds.StudyDate = s[3]
-        ds.StudyTime = s[4]
-        ds.AccessionNumber = s[5]
-        ds.StudyID = f"V{visit:02d}"
-        ds.StudyDescription = c.study_description
-        ds.ReferringPhysicianName = REFERRING_PHYSICIAN
+        put(ds, "StudyInstanceUID", uid)
+        put(ds, "StudyDate", s[3])
+        put(ds, "StudyTime", s[4])
+        put(ds, "AccessionNumber", s[5])
+        put(ds, "StudyID", f"V{visit:02d}")
+        put(ds, "StudyDescription", c.study_description)
+        put(ds, "ReferringPhysicianName", REFERRING_PHYSICIAN)
         n_series, n_instances = len(c.series), p[10] + len(c.series) - 1
         modalities = {x.modality for x in c.series}
         sop_classes = {x.sop_class_uid for x in c.series}
@@ -557,17 +572,17 @@ class Catalog:
             n_instances += more_instances
             modalities |= more_modalities
             sop_classes |= more_classes
-        ds.ModalitiesInStudy = sorted(modalities)
-        ds.SOPClassesInStudy = sorted(sop_classes)
-        ds.ClinicalTrialTimePointID = s[6]
+        put(ds, "ModalitiesInStudy", sorted(modalities))
+        put(ds, "SOPClassesInStudy", sorted(sop_classes))
+        put(ds, "ClinicalTrialTimePointID", s[6])
         weeks = visit * c.interval_days // 7
-        ds.ClinicalTrialTimePointDescription = "Baseline" if visit == 0 else f"Week {weeks} follow-up"
-        ds.PatientAge = _age(p[4], s[3])
+        put(ds, "ClinicalTrialTimePointDescription", "Baseline" if visit == 0 else f"Week {weeks} follow-up")
+        put(ds, "PatientAge", _age(p[4], s[3]))
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = c.procedure_code
-        ds.ProcedureCodeSequence = [code]
-        ds.NumberOfStudyRelatedSeries = n_series
-        ds.NumberOfStudyRelatedInstances = n_instances
+        put(ds, "ProcedureCodeSequence", [code])
+        put(ds, "NumberOfStudyRelatedSeries", n_series)
+        put(ds, "NumberOfStudyRelatedInstances", n_instances)
         return ds
 
     def _series_dataset(self, row: tuple, extras: dict) -> Dataset:
@@ -575,15 +590,15 @@ class Catalog:
         c = self.universe.cohorts[p[5]]
         plan = c.series[series_index]
         ds = self._study_dataset(row, extras)
-        ds.SeriesInstanceUID = self.universe.uids.series_instance_uid(p[0], s[2], series_index)
-        ds.Modality = plan.modality
-        ds.SeriesNumber = plan.number
-        ds.SeriesDescription = plan.description.format(thickness=p[11])
-        ds.SeriesDate = s[3]
-        ds.SeriesTime = s[4]
-        ds.BodyPartExamined = c.body_part
-        ds.ClinicalTrialCoordinatingCenterName = c.coordinating_center
-        ds.NumberOfSeriesRelatedInstances = p[10] if plan.kind == "image" else 1
+        put(ds, "SeriesInstanceUID", self.universe.uids.series_instance_uid(p[0], s[2], series_index))
+        put(ds, "Modality", plan.modality)
+        put(ds, "SeriesNumber", plan.number)
+        put(ds, "SeriesDescription", plan.description.format(thickness=p[11]))
+        put(ds, "SeriesDate", s[3])
+        put(ds, "SeriesTime", s[4])
+        put(ds, "BodyPartExamined", c.body_part)
+        put(ds, "ClinicalTrialCoordinatingCenterName", c.coordinating_center)
+        put(ds, "NumberOfSeriesRelatedInstances", p[10] if plan.kind == "image" else 1)
         return ds
 
     def _image_matches(self, sql, params, keys, post, instance_paths, fuzzy, skip, limit) -> Iterator[Dataset]:
@@ -600,14 +615,14 @@ class Catalog:
                 if wanted is not None and (study_pk, row[19], number) not in wanted:
                     continue
                 ds = Dataset()
-                ds.StudyInstanceUID = series.StudyInstanceUID
-                ds.SeriesInstanceUID = series.SeriesInstanceUID
-                ds.SOPInstanceUID = self.universe.uids.sop_instance_uid(row[0], row[14], row[19], number)
-                ds.SOPClassUID = plan.sop_class_uid
-                ds.InstanceNumber = number
+                put(ds, "StudyInstanceUID", series.StudyInstanceUID)
+                put(ds, "SeriesInstanceUID", series.SeriesInstanceUID)
+                put(ds, "SOPInstanceUID", self.universe.uids.sop_instance_uid(row[0], row[14], row[19], number))
+                put(ds, "SOPClassUID", plan.sop_class_uid)
+                put(ds, "InstanceNumber", number)
                 if plan.kind == "image":
-                    ds.Rows = self.universe.cohorts[row[5]].rows
-                    ds.Columns = self.universe.cohorts[row[5]].columns
+                    put(ds, "Rows", self.universe.cohorts[row[5]].rows)
+                    put(ds, "Columns", self.universe.cohorts[row[5]].columns)
                 for keyword in ("Modality", "SeriesNumber", "PatientID", "PatientName"):
                     ds[keyword] = series[keyword]
                 if post and not self._post_match(ds, post, fuzzy):
@@ -686,14 +701,14 @@ class Catalog:
                 inst = dict(zip(inst_cols, irow))
                 ids = Dataset()
                 ids.update(ds)
-                ids.SOPInstanceUID = inst["sop_instance_uid"]
-                ids.SOPClassUID = inst["sop_class_uid"]
+                put(ids, "SOPInstanceUID", inst["sop_instance_uid"])
+                put(ids, "SOPClassUID", inst["sop_class_uid"])
                 if inst["instance_number"] not in (None, ""):
-                    ids.InstanceNumber = inst["instance_number"]
+                    put(ids, "InstanceNumber", inst["instance_number"])
                 if inst["rows"]:
                     ids.Rows, ids.Columns = inst["rows"], inst["columns"]
                 if inst["number_of_frames"] not in (None, ""):
-                    ids.NumberOfFrames = inst["number_of_frames"]
+                    put(ids, "NumberOfFrames", inst["number_of_frames"])
                 if self._post_match(ids, inst_keys, fuzzy):
                     yield ids
 
@@ -724,52 +739,52 @@ class Catalog:
     def _stored_patient_dataset(self, studies: list[dict]) -> Dataset:
         st = studies[0]
         ds = Dataset()
-        ds.PatientName = st["patient_name"] or ""
-        ds.PatientID = st["patient_id"] or ""
-        ds.PatientBirthDate = st["patient_birth_date"] or ""
-        ds.PatientSex = st["patient_sex"] or ""
+        put(ds, "PatientName", st["patient_name"] or "")
+        put(ds, "PatientID", st["patient_id"] or "")
+        put(ds, "PatientBirthDate", st["patient_birth_date"] or "")
+        put(ds, "PatientSex", st["patient_sex"] or "")
         n_series = n_instances = 0
         for s in studies:
             a, b, _, _ = self._stored_counts(s["study_instance_uid"])
             n_series, n_instances = n_series + a, n_instances + b
-        ds.NumberOfPatientRelatedStudies = len(studies)
-        ds.NumberOfPatientRelatedSeries = n_series
-        ds.NumberOfPatientRelatedInstances = n_instances
+        put(ds, "NumberOfPatientRelatedStudies", len(studies))
+        put(ds, "NumberOfPatientRelatedSeries", n_series)
+        put(ds, "NumberOfPatientRelatedInstances", n_instances)
         return ds
 
     def _stored_study_dataset(self, st: dict) -> Dataset:
         ds = Dataset()
-        ds.PatientName = st["patient_name"] or ""
-        ds.PatientID = st["patient_id"] or ""
-        ds.PatientBirthDate = st["patient_birth_date"] or ""
-        ds.PatientSex = st["patient_sex"] or ""
-        ds.StudyInstanceUID = st["study_instance_uid"]
-        ds.StudyDate = st["study_date"] or ""
-        ds.StudyTime = st["study_time"] or ""
-        ds.AccessionNumber = st["accession_number"] or ""
-        ds.StudyID = st["study_id"] or ""
-        ds.StudyDescription = st["study_description"] or ""
-        ds.ReferringPhysicianName = st["referring_physician_name"] or ""
+        put(ds, "PatientName", st["patient_name"] or "")
+        put(ds, "PatientID", st["patient_id"] or "")
+        put(ds, "PatientBirthDate", st["patient_birth_date"] or "")
+        put(ds, "PatientSex", st["patient_sex"] or "")
+        put(ds, "StudyInstanceUID", st["study_instance_uid"])
+        put(ds, "StudyDate", st["study_date"] or "")
+        put(ds, "StudyTime", st["study_time"] or "")
+        put(ds, "AccessionNumber", st["accession_number"] or "")
+        put(ds, "StudyID", st["study_id"] or "")
+        put(ds, "StudyDescription", st["study_description"] or "")
+        put(ds, "ReferringPhysicianName", st["referring_physician_name"] or "")
         n_series, n_instances, modalities, classes = self._stored_counts(st["study_instance_uid"])
-        ds.ModalitiesInStudy = modalities
-        ds.SOPClassesInStudy = classes
-        ds.NumberOfStudyRelatedSeries = n_series
-        ds.NumberOfStudyRelatedInstances = n_instances
+        put(ds, "ModalitiesInStudy", modalities)
+        put(ds, "SOPClassesInStudy", classes)
+        put(ds, "NumberOfStudyRelatedSeries", n_series)
+        put(ds, "NumberOfStudyRelatedInstances", n_instances)
         return ds
 
     def _stored_series_dataset(self, se: dict, study: Dataset) -> Dataset:
         ds = Dataset()
         ds.update(study)
-        ds.SeriesInstanceUID = se["series_instance_uid"]
-        ds.Modality = se["modality"] or ""
-        ds.SeriesNumber = se["series_number"] or ""
-        ds.SeriesDescription = se["series_description"] or ""
-        ds.SeriesDate = se["series_date"] or ""
-        ds.SeriesTime = se["series_time"] or ""
-        ds.BodyPartExamined = se["body_part_examined"] or ""
+        put(ds, "SeriesInstanceUID", se["series_instance_uid"])
+        put(ds, "Modality", se["modality"] or "")
+        put(ds, "SeriesNumber", se["series_number"] or "")
+        put(ds, "SeriesDescription", se["series_description"] or "")
+        put(ds, "SeriesDate", se["series_date"] or "")
+        put(ds, "SeriesTime", se["series_time"] or "")
+        put(ds, "BodyPartExamined", se["body_part_examined"] or "")
         n, = self.db.execute("SELECT count(*) FROM stored_instance WHERE series_instance_uid = ?",
                              (se["series_instance_uid"],)).fetchone()
-        ds.NumberOfSeriesRelatedInstances = n
+        put(ds, "NumberOfSeriesRelatedInstances", n)
         return ds
 
     # -- lookups for retrieve ---------------------------------------------------------
