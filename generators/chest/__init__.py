@@ -1,0 +1,1 @@
+"""Chest generators."""

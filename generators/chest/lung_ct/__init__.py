@@ -1,0 +1,32 @@
+"""Synthetic lung-cancer chest CT: geometry stage and physics-informed teacher.
+
+:mod:`.geometry` draws a patient's chest as a label map (anatomy plus lung
+lesions whose size changes between visits); :mod:`.teacher` turns a label map
+into Hounsfield units with partial-volume blur and CT-like noise.
+"""
+
+from .geometry import (
+    ChestAnatomy,
+    CTGrid,
+    Label,
+    LesionShape,
+    LesionSite,
+    draw_anatomy,
+    label_volume,
+    lesion_measurement,
+    place_lesions,
+)
+from .teacher import render_hu
+
+__all__ = [
+    "CTGrid",
+    "ChestAnatomy",
+    "Label",
+    "LesionShape",
+    "LesionSite",
+    "draw_anatomy",
+    "label_volume",
+    "lesion_measurement",
+    "place_lesions",
+    "render_hu",
+]
