@@ -1,0 +1,334 @@
+"""DIMSE handlers: translate a request to archive calls and the answer back.
+
+STYLE §3.6: one handler per service, bound with its dependencies as a
+3-tuple; query handlers are generators that yield ``(status, identifier)``
+and check ``event.is_cancelled`` between matches. No matching logic lives
+here: the catalog (:meth:`Archive.find`) and the worklist
+(:class:`~synthpacs.archive.worklist.Worklist`) do it, and raise
+:class:`~synthpacs.errors.InvalidQuery`, which becomes a failure status with
+an Error Comment naming the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from pydicom import Dataset
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.multival import MultiValue
+from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from ..archive.api import Archive, InstanceRef
+from ..archive.catalog import QueryLevel
+from ..archive.uids import UIDKind, is_valid_uid
+from ..archive.worklist import Worklist
+from ..errors import InvalidQuery, NotFound, StoreRefused
+from . import transport
+from .status import StatusValues, status_dataset
+
+log = logging.getLogger(__name__)
+
+CHARACTER_SET = "ISO_IR 192"  # UTF-8, what Weasis and dcm4che send by default
+DRAIN_EVERY = 8  # C-FIND matches between two waits for the send queue to empty (see transport.drain)
+
+PATIENT_ROOT, STUDY_ROOT = "Patient Root", "Study Root"
+#: Abstract syntax -> information model, for C-FIND, C-MOVE and C-GET.
+INFORMATION_MODELS = {
+    PatientRootQueryRetrieveInformationModelFind: PATIENT_ROOT,
+    PatientRootQueryRetrieveInformationModelMove: PATIENT_ROOT,
+    PatientRootQueryRetrieveInformationModelGet: PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelFind: STUDY_ROOT,
+    StudyRootQueryRetrieveInformationModelMove: STUDY_ROOT,
+    StudyRootQueryRetrieveInformationModelGet: STUDY_ROOT,
+}
+#: The unique key of each level (PS3.4 C.6.1.1 and C.6.2.1).
+UNIQUE_KEYS = {
+    QueryLevel.PATIENT: "PatientID",
+    QueryLevel.STUDY: "StudyInstanceUID",
+    QueryLevel.SERIES: "SeriesInstanceUID",
+    QueryLevel.IMAGE: "SOPInstanceUID",
+}
+_LEVELS = list(UNIQUE_KEYS)
+#: Keys the server answers itself; never sent to the catalog as matching keys.
+SERVER_KEYS = {
+    "QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability",
+    "TimezoneOffsetFromUTC", "QueryRetrieveView", "RetrieveURL",
+}
+
+
+class IdentifierError(InvalidQuery):
+    """An identifier problem tied to one attribute (sent as Offending Element)."""
+
+    def __init__(self, message: str, keyword: str):
+        super().__init__(message)
+        self.keyword = keyword
+
+
+# -- identifiers --------------------------------------------------------------------------
+
+
+def _text(element: DataElement) -> str:
+    """An element's value as DICOM text (multiple values joined by a backslash)."""
+    value = element.value
+    if value is None:
+        return ""
+    if isinstance(value, (MultiValue, list, tuple)):
+        return "\\".join("" if v is None else str(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return str(value)
+
+
+def identifier_query(identifier: Dataset) -> dict:
+    """The matching keys of a C-FIND identifier, as the archive takes them:
+    keyword -> text, or a list of item dicts for a sequence. The identifier
+    itself is not modified."""
+    query: dict = {}
+    for element in identifier:
+        tag = element.tag
+        if tag.is_private or tag.group in (0x0000, 0x0002) or not element.keyword or element.keyword in SERVER_KEYS:
+            continue
+        if element.VR == "SQ":
+            query[element.keyword] = [identifier_query(item) for item in element.value]
+        else:
+            query[element.keyword] = _text(element)
+    return query
+
+
+def query_level(identifier: Dataset, model: str) -> QueryLevel:
+    """Query/Retrieve Level (0008,0052) of a Q/R identifier; IdentifierError when missing or unknown."""
+    if "QueryRetrieveLevel" not in identifier or not _text(identifier["QueryRetrieveLevel"]).strip():
+        raise IdentifierError("QueryRetrieveLevel (0008,0052) is missing", "QueryRetrieveLevel")
+    text = _text(identifier["QueryRetrieveLevel"]).strip().upper()
+    try:
+        level = QueryLevel(text)
+    except ValueError:
+        raise IdentifierError(f"QueryRetrieveLevel {text!r} is not PATIENT, STUDY, SERIES or IMAGE",
+                              "QueryRetrieveLevel") from None
+    if model == STUDY_ROOT and level is QueryLevel.PATIENT:
+        raise IdentifierError("Study Root has no PATIENT level (use Patient Root)", "QueryRetrieveLevel")
+    return level
+
+
+def _empty(tag, vr: str) -> DataElement:
+    return DataElement(tag, vr, [] if vr == "SQ" else None)
+
+
+def project(requested: Dataset, found: Dataset) -> Dataset:
+    """``found`` restricted to the keys of ``requested`` (PS3.4 C.4.1.1.3.2):
+    every requested attribute is returned, with its value when the archive
+    has one and empty otherwise. A requested sequence with an item returns
+    each found item restricted to that item's keys; an empty one returns
+    the found items whole."""
+    out = Dataset()
+    for element in requested:
+        tag = element.tag
+        if tag.group in (0x0000, 0x0002) or element.keyword in ("SpecificCharacterSet", "QueryRetrieveLevel"):
+            continue
+        vr = element.VR
+        if tag not in found:
+            if vr in ("UN", "OB or OW", "US or SS", "US or OW", "US or SS or OW") and not tag.is_private:
+                try:
+                    vr = dictionary_VR(tag).split(" ")[0]
+                except KeyError:
+                    vr = "UN"
+            out.add(_empty(tag, vr))
+            continue
+        have = found[tag]
+        if vr == "SQ" and have.VR == "SQ":
+            template = element.value[0] if element.value and len(element.value[0]) else None
+            items = [project(template, item) if template is not None else item for item in have.value]
+            out.add(DataElement(tag, "SQ", items))
+        else:
+            out.add(have)
+    return out
+
+
+def find_response(requested: Dataset, found: Dataset, level: QueryLevel | None, model: str, ae_title: str) -> Dataset:
+    """One C-FIND pending identifier: the requested keys, the unique keys of
+    the level and the levels above it, and the server-filled attributes."""
+    out = project(requested, found)
+    out.SpecificCharacterSet = CHARACTER_SET
+    if level is not None:
+        out.QueryRetrieveLevel = level.value
+        top = QueryLevel.PATIENT if model == PATIENT_ROOT else QueryLevel.STUDY
+        for above in _LEVELS[_LEVELS.index(top): _LEVELS.index(level) + 1]:
+            key = UNIQUE_KEYS[above]
+            if key in found and key not in out:
+                out[key] = found[key]
+    if "RetrieveAETitle" in requested:
+        out.RetrieveAETitle = ae_title
+    if "InstanceAvailability" in requested:
+        out.InstanceAvailability = "ONLINE"
+    return out
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+def handle_echo(event) -> int:
+    """C-ECHO (Verification, PS3.4 A.4)."""
+    return StatusValues.SUCCESS
+
+
+def _note(event, text: str) -> None:
+    journal = getattr(event.assoc, "journal", None)
+    if journal is not None:
+        journal.note(event.request.MessageID, text)
+
+
+def handle_find(event, archive: Archive, worklist: Worklist, ae_title: str) -> Iterator[tuple]:
+    """C-FIND for Patient Root, Study Root (PS3.4 C.4.1) and Modality Worklist (K.4.1).
+
+    Yields one pending identifier per match as the catalog finds it, and
+    stops with Cancel as soon as the peer sends C-CANCEL.
+    """
+    sop_class = str(event.request.AffectedSOPClassUID)
+    try:
+        identifier = event.identifier
+    except Exception as exc:  # pydicom raises many types for a broken data set
+        yield status_dataset(StatusValues.UNABLE_TO_PROCESS, f"cannot decode the identifier: {exc}"), None
+        return
+    try:
+        if sop_class == ModalityWorklistInformationFind:
+            model, level = "Worklist", None
+            _note(event, "Worklist")
+            results = worklist.find(identifier_query(identifier))
+        else:
+            model = INFORMATION_MODELS[sop_class]
+            level = query_level(identifier, model)
+            _note(event, f"{model} {level.value}")
+            results = archive.find(level, identifier_query(identifier))
+        for i, found in enumerate(results):
+            if i % DRAIN_EVERY == DRAIN_EVERY - 1:
+                transport.drain(event.assoc)  # lets the DUL read a C-CANCEL (see transport.drain)
+            if event.is_cancelled:
+                yield StatusValues.CANCEL, None
+                return
+            yield StatusValues.PENDING, find_response(identifier, found, level, model, ae_title)
+    except IdentifierError as exc:
+        yield status_dataset(StatusValues.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc), exc.keyword), None
+    except InvalidQuery as exc:
+        yield status_dataset(StatusValues.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+    except Exception as exc:
+        log.exception("C-FIND failed")
+        yield status_dataset(StatusValues.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}: {exc}"), None
+
+
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def handle_store(event, archive: Archive) -> Dataset | int:
+    """C-STORE (Storage, PS3.4 B.2): keep the object as received, indexed at once.
+
+    Failure statuses (each with an Error Comment): C001 the data set cannot
+    be decoded; A901 a required UID is missing, invalid or contradicts the
+    command; 0124 the archive's UID policy refuses it (it reuses a synthetic
+    UID); A700 it could not be written.
+    """
+    request = event.request
+    try:
+        ds = event.dataset
+        uids = {keyword: _text(ds[keyword]).strip() if keyword in ds else "" for keyword in _REQUIRED_UIDS}
+    except Exception as exc:  # a malformed data set: refuse it, harm nothing else
+        return status_dataset(StatusValues.CANNOT_UNDERSTAND, f"cannot decode the data set: {exc}")
+    for keyword, value in uids.items():
+        if not value:
+            return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"the data set has no {keyword}", keyword)
+        if not is_valid_uid(value):
+            return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} {value!r} is not a valid UID", keyword)
+    if uids["SOPInstanceUID"] != str(request.AffectedSOPInstanceUID):
+        return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                              "SOPInstanceUID differs from the command's Affected SOP Instance UID", "SOPInstanceUID")
+    if uids["SOPClassUID"] != str(request.AffectedSOPClassUID):
+        return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                              "SOPClassUID differs from the command's Affected SOP Class UID", "SOPClassUID")
+    try:
+        archive.store(event.encoded_dataset())
+    except StoreRefused as exc:
+        _note(event, f"refused: {exc}")
+        paths = {k: archive.universe.uids.decode(uids[k]) for k in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")}
+        # A stored object may join a synthetic study, never reuse any other synthetic UID.
+        synthetic = [k for k, path in paths.items()
+                     if path is not None and not (k == "StudyInstanceUID" and path.kind == UIDKind.STUDY)]
+        if not synthetic:
+            return status_dataset(StatusValues.CANNOT_UNDERSTAND, str(exc))
+        reason = {"SOPInstanceUID": "SOP Instance UID is synthetic (read-only)",
+                  "SeriesInstanceUID": "cannot join a synthetic series",
+                  "StudyInstanceUID": "StudyInstanceUID names another synthetic object"}[synthetic[0]]
+        return status_dataset(StatusValues.NOT_AUTHORIZED, f"UID reuse refused: {reason}", synthetic[0])
+    except OSError as exc:
+        log.error("C-STORE of %s could not be written: %s", uids["SOPInstanceUID"], exc)
+        return status_dataset(StatusValues.OUT_OF_RESOURCES, f"cannot write the object: {exc.strerror or exc}")
+    return StatusValues.SUCCESS
+
+
+# -- retrieve -----------------------------------------------------------------------------
+
+
+def _uid_list(identifier: Dataset, keyword: str) -> list[str]:
+    text = _text(identifier[keyword]) if keyword in identifier else ""
+    uids = [u.strip() for u in text.split("\\") if u.strip()]
+    for uid in uids:
+        if not is_valid_uid(uid):
+            raise IdentifierError(f"{keyword}: {uid!r} is not a valid UID", keyword)
+    return uids
+
+
+def retrieve_refs(archive: Archive, model: str, identifier: Dataset) -> tuple[QueryLevel, list[InstanceRef]]:
+    """The instances a C-MOVE or C-GET identifier names (PS3.4 C.4.2.2.1):
+    the unique key of its level, a single value or a list of UIDs. Unknown
+    UIDs name nothing; a missing or universal unique key is refused, so that
+    a retrieve never means "everything".
+
+    Raises
+    ------
+    IdentifierError
+        The level is missing or unknown, or its unique key is missing, empty
+        or has wildcards, or a UID is malformed.
+    """
+    level = query_level(identifier, model)
+    key = UNIQUE_KEYS[level]
+    text = _text(identifier[key]).strip() if key in identifier else ""
+    if not text or "*" in text or "?" in text:
+        raise IdentifierError(f"a {level.value} retrieve needs {key} (no wildcards)", key)
+    refs: list[InstanceRef] = []
+    if level is QueryLevel.IMAGE:
+        for uid in _uid_list(identifier, key):
+            try:
+                refs.append(archive.instance_ref(uid))
+            except NotFound:
+                continue
+    elif level is QueryLevel.STUDY:
+        for uid in _uid_list(identifier, key):
+            try:
+                refs.extend(archive.instances(uid))
+            except NotFound:
+                continue
+    elif level is QueryLevel.SERIES:
+        uids = _uid_list(identifier, key)
+        study = _uid_list(identifier, "StudyInstanceUID") if "StudyInstanceUID" in identifier else []
+        for found in archive.find(QueryLevel.SERIES, {"SeriesInstanceUID": "\\".join(uids),
+                                                      "StudyInstanceUID": "\\".join(study)}):
+            refs.extend(archive.instances(str(found.StudyInstanceUID), str(found.SeriesInstanceUID)))
+    else:  # PATIENT
+        patient_ids = [p for p in text.split("\\") if p]
+        for found in archive.find(QueryLevel.STUDY, {"PatientID": "\\".join(patient_ids)}):
+            refs.extend(archive.instances(str(found.StudyInstanceUID)))
+    seen: set[str] = set()
+    unique = []
+    for ref in refs:
+        if ref.sop_instance_uid not in seen:
+            seen.add(ref.sop_instance_uid)
+            unique.append(ref)
+    return level, unique

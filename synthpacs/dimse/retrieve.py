@@ -1,0 +1,420 @@
+"""C-MOVE and C-GET (PS3.4 C.4.2 and C.4.3): C-STORE sub-operations sent from Part 10 bytes.
+
+pynetdicom's own retrieve SCP wants a decoded ``Dataset`` per instance (it
+re-encodes each one), answers an unknown Move Destination without an Error
+Comment, and sends C-MOVE sub-operations over a stock association (see
+:mod:`transport`). This module replaces it for the Q/R MOVE and GET models:
+
+* the instances come from :func:`handlers.retrieve_refs` (the archive), and
+  their bytes from :meth:`Archive.instance_bytes`, which generates a study on
+  first use; a sub-operation sends the stored data set as it is when the
+  peer accepted its transfer syntax, and converts between the uncompressed
+  little-endian syntaxes otherwise;
+* an instance whose SOP class (or transfer syntax) has no accepted
+  presentation context is a failed sub-operation, and the rest still go
+  (Weasis offers no context for SEG or Comprehensive SR);
+* a pending response with the sub-operation counts follows every
+  sub-operation; C-CANCEL stops the retrieve with status Cancel;
+* the final status is Success, Warning B000 (some failed; Failed SOP
+  Instance UID List in the identifier) or A702 (all failed).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pydicom import Dataset, dcmread
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.dimse_primitives import C_GET, C_MOVE, C_STORE
+from pynetdicom.dsutils import decode, encode
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.status import (
+    STATUS_FAILURE,
+    STATUS_SUCCESS,
+    STATUS_WARNING,
+    code_to_category,
+)
+
+from ..archive.api import InstanceRef
+from ..errors import InvalidQuery
+from . import transport
+from .handlers import INFORMATION_MODELS, IdentifierError, retrieve_refs
+from .status import StatusValues, error_comment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pynetdicom.association import Association
+
+    from .server import DIMSEServer
+
+log = logging.getLogger(__name__)
+
+MAX_SUB_OPERATIONS = 65535  # the counters are US (PS3.7 C.4.2.1)
+MAX_CONTEXTS = 128  # presentation contexts in one A-ASSOCIATE-RQ (PS3.8 9.3.2.2)
+
+
+class SubOperationsLost(Exception):
+    """The association carrying the sub-operations is gone (aborted, closed, silent)."""
+
+
+@dataclass
+class Tally:
+    """Sub-operation counts (PS3.4 C.4.2.1.5)."""
+
+    total: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.completed - self.failed - self.warning
+
+    def fail(self, sop_instance_uid: str) -> None:
+        self.failed += 1
+        self.failed_uids.append(sop_instance_uid)
+
+    def fail_rest(self, refs: list[InstanceRef]) -> None:
+        for ref in refs:
+            self.fail(ref.sop_instance_uid)
+
+
+# -- Part 10 bytes --------------------------------------------------------------------------
+
+
+def split_part10(blob: bytes) -> tuple[UID, int]:
+    """(Transfer Syntax UID, offset of the data set) of a DICOM Part 10 file in memory."""
+    fp = io.BytesIO(blob)
+    read_preamble(fp, False)
+    meta = read_dataset(fp, is_implicit_VR=False, is_little_endian=True, stop_when=lambda tag, vr, length: tag.group != 2)
+    return UID(str(meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))), fp.tell()
+
+
+def _convertible(source: UID, target: UID) -> bool:
+    """Whether pydicom can re-encode a data set from one syntax to the other
+    (the uncompressed little-endian ones; never pixel data compression)."""
+    plain = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    return source in plain and target in plain
+
+
+def choose_context(contexts: list[PresentationContext], sop_class: str, transfer_syntax: UID) -> PresentationContext | None:
+    """The accepted context to send an instance on, with us as SCU: the
+    instance's own transfer syntax if accepted, else one it converts to."""
+    usable = [cx for cx in contexts if cx.abstract_syntax == sop_class and cx.as_scu]
+    for cx in usable:
+        if cx.transfer_syntax[0] == transfer_syntax:
+            return cx
+    for cx in usable:
+        if _convertible(transfer_syntax, UID(cx.transfer_syntax[0])):
+            return cx
+    return None
+
+
+def data_set_bytes(blob: bytes, target: UID) -> bytes:
+    """The data set of a Part 10 file encoded in ``target``, without its file meta.
+
+    Raises
+    ------
+    ValueError
+        When the data set cannot be converted to ``target``.
+    """
+    source, offset = split_part10(blob)
+    if source == target:
+        return blob[offset:]
+    if not _convertible(source, target):
+        raise ValueError(f"cannot convert {source.name} to {target.name}")
+    ds = dcmread(io.BytesIO(blob))
+    encoded = encode(ds, target.is_implicit_VR, target.is_little_endian)
+    if encoded is None:
+        raise ValueError(f"the data set cannot be encoded in {target.name}")
+    return encoded
+
+
+def requested_contexts(refs: list[InstanceRef]) -> list[PresentationContext]:
+    """Presentation contexts for a C-MOVE sub-association: per SOP class, one
+    with the uncompressed syntaxes, and one per compressed syntax in use."""
+    syntaxes: dict[str, set[str]] = defaultdict(set)
+    for ref in refs:
+        syntaxes[ref.sop_class_uid].add(ref.transfer_syntax_uid)
+    contexts = []
+    for sop_class, used in syntaxes.items():
+        plain = [ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
+        contexts.append(build_context(sop_class, plain))
+        for ts in sorted(used - set(plain)):
+            contexts.append(build_context(sop_class, [ts]))
+    if len(contexts) > MAX_CONTEXTS:
+        log.warning("C-MOVE needs %d presentation contexts; proposing the first %d", len(contexts), MAX_CONTEXTS)
+    return contexts[:MAX_CONTEXTS]
+
+
+# -- C-STORE over one association --------------------------------------------------------
+
+
+class StoreChannel:
+    """Sends C-STORE requests over an association and waits for each answer.
+
+    The caller owns the association's reactor: for C-GET it is the reactor
+    thread itself (serving the request); for C-MOVE's sub-association the
+    reactor is paused with the exact checkpoint of :mod:`transport` while
+    the channel is in use.
+    """
+
+    def __init__(self, assoc: Association, timeout: float | None, first_message_id: int,
+                 originator: tuple[str, int] | None = None):
+        self.assoc = assoc
+        self.timeout = timeout
+        self._message_id = first_message_id
+        self.originator = originator
+
+    def _next_id(self) -> int:
+        self._message_id = self._message_id % 65535 + 1
+        return self._message_id
+
+    def gone(self) -> bool:
+        return not self.assoc.dul.is_alive() or self.assoc.acse.is_aborted() or self.assoc.is_aborted
+
+    def store(self, ref: InstanceRef, blob: bytes) -> tuple[int | None, str]:
+        """Send one instance; returns (status, reason). A status of None
+        means no context accepts it (a failed sub-operation).
+
+        Raises
+        ------
+        SubOperationsLost
+            The association was aborted or closed, or the peer did not answer in time.
+        """
+        transfer_syntax, _ = split_part10(blob)
+        context = choose_context(self.assoc.accepted_contexts, ref.sop_class_uid, transfer_syntax)
+        if context is None:
+            return None, f"no accepted presentation context for {UID(ref.sop_class_uid).name} in {transfer_syntax.name}"
+        try:
+            body = data_set_bytes(blob, UID(context.transfer_syntax[0]))
+        except (ValueError, TypeError, AttributeError, KeyError, EOFError) as exc:
+            return None, f"cannot encode {ref.sop_instance_uid}: {exc}"
+        request = C_STORE()
+        request.MessageID = self._next_id()
+        request.AffectedSOPClassUID = ref.sop_class_uid
+        request.AffectedSOPInstanceUID = ref.sop_instance_uid
+        request.Priority = 0x0000
+        if self.originator is not None:
+            request.MoveOriginatorApplicationEntityTitle, request.MoveOriginatorMessageID = self.originator
+        request.DataSet = io.BytesIO(body)
+        if self.gone():
+            raise SubOperationsLost("the association is gone")
+        self.assoc.dimse.send_msg(request, context.context_id)
+        return self._response(request.MessageID), ""
+
+    def _response(self, message_id: int) -> int:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        messages = self.assoc.dimse.msg_queue
+        while True:
+            try:
+                _, rsp = messages.get(timeout=0.05)
+            except queue.Empty:
+                if self.gone():
+                    raise SubOperationsLost("the association was aborted") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SubOperationsLost(f"no C-STORE response within {self.timeout:g} s") from None
+                continue
+            if rsp is None:
+                raise SubOperationsLost("the connection was closed")
+            if isinstance(rsp, C_STORE) and rsp.MessageIDBeingRespondedTo == message_id:
+                return int(rsp.Status) if rsp.Status is not None else int(StatusValues.UNABLE_TO_PROCESS)
+            log.warning("ignored an unexpected %s while waiting for a C-STORE response", type(rsp).__name__)
+
+
+# -- the retrieve ---------------------------------------------------------------------------
+
+
+class _Responder:
+    """Builds and sends the C-MOVE / C-GET responses of one request."""
+
+    def __init__(self, assoc: Association, request: C_MOVE | C_GET, context: PresentationContext):
+        self.assoc = assoc
+        self.request = request
+        self.context_id = context.context_id
+        self.transfer_syntax = UID(context.transfer_syntax[0])
+
+    def send(self, status: StatusValues, tally: Tally | None = None, *, comment: str | None = None,
+             offending: str | None = None, failed_uids: list[str] | None = None) -> None:
+        rsp = C_MOVE() if isinstance(self.request, C_MOVE) else C_GET()
+        rsp.MessageIDBeingRespondedTo = self.request.MessageID
+        rsp.AffectedSOPClassUID = self.request.AffectedSOPClassUID
+        rsp.Status = int(status)
+        if comment:
+            rsp.ErrorComment = error_comment(comment)
+        if offending:
+            from pydicom.tag import Tag
+
+            rsp.OffendingElement = [Tag(offending)]
+        if tally is not None:
+            if status in (StatusValues.PENDING, StatusValues.CANCEL):
+                rsp.NumberOfRemainingSuboperations = tally.remaining
+            rsp.NumberOfCompletedSuboperations = tally.completed
+            rsp.NumberOfFailedSuboperations = tally.failed
+            rsp.NumberOfWarningSuboperations = tally.warning
+        if failed_uids:
+            identifier = Dataset()
+            identifier.FailedSOPInstanceUIDList = failed_uids
+            ts = self.transfer_syntax
+            rsp.Identifier = io.BytesIO(encode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated))
+        self.assoc.dimse.send_msg(rsp, self.context_id)
+
+    def final(self, tally: Tally) -> None:
+        if tally.failed == 0 and tally.warning == 0:
+            self.send(StatusValues.SUCCESS, tally)
+        elif tally.completed == 0 and tally.warning == 0:
+            self.send(StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS, tally, failed_uids=tally.failed_uids,
+                      comment=f"all {tally.failed} sub-operations failed")
+        else:
+            self.send(StatusValues.SUB_OPERATIONS_WARNING, tally, failed_uids=tally.failed_uids)
+
+
+def _cancelled(assoc: Association, message_id: int) -> bool:
+    return assoc.dimse.cancel_req.pop(message_id, None) is not None
+
+
+def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: PresentationContext, server: DIMSEServer) -> None:
+    """Serve one C-MOVE or C-GET request on the acceptor association ``assoc``
+    (runs in its reactor thread)."""
+    responder = _Responder(assoc, request, context)
+    model = INFORMATION_MODELS.get(str(context.abstract_syntax))
+    journal = getattr(assoc, "journal", None)
+    is_move = isinstance(request, C_MOVE)
+    try:
+        ts = responder.transfer_syntax
+        identifier = decode(request.Identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+    except Exception as exc:  # pydicom raises many types for broken data
+        responder.send(StatusValues.UNABLE_TO_PROCESS, comment=f"cannot decode the identifier: {exc}")
+        return
+    destination = None
+    if is_move:
+        move_destination = str(request.MoveDestination or "").strip()
+        destination = server.config.peers.get(move_destination)
+        if journal is not None:
+            journal.note(request.MessageID, f"to {move_destination or '(none)'}")
+        if destination is None:
+            responder.send(StatusValues.MOVE_DESTINATION_UNKNOWN,
+                           comment=f"unknown move destination {move_destination!r}; configure it as a peer")
+            return
+    try:
+        level, refs = retrieve_refs(server.archive, model, identifier)
+    except IdentifierError as exc:
+        responder.send(StatusValues.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc), offending=exc.keyword)
+        return
+    except InvalidQuery as exc:
+        responder.send(StatusValues.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc))
+        return
+    if journal is not None:
+        journal.note(request.MessageID, f"{model} {level.value}, {len(refs)} instances")
+    tally = Tally(len(refs))
+    if not refs:
+        responder.send(StatusValues.SUCCESS, tally)  # nothing matched: nothing to do
+        return
+    if len(refs) > MAX_SUB_OPERATIONS:
+        responder.send(StatusValues.UNABLE_TO_PROCESS, comment=f"{len(refs)} instances; at most {MAX_SUB_OPERATIONS} per retrieve")
+        return
+    if is_move:
+        _move(assoc, request, responder, refs, tally, server, destination)
+    else:
+        channel = StoreChannel(assoc, server.config.dicom_dimse_timeout, request.MessageID)
+        _run(assoc, request, responder, refs, tally, server, channel)
+
+
+def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list[InstanceRef], tally: Tally,
+          server: DIMSEServer, destination: tuple[str, int]) -> None:
+    host, port = destination
+    aet = str(request.MoveDestination).strip()
+    try:
+        sub = transport.associate(server.ae, host, port, aet, contexts=requested_contexts(refs),
+                                  max_pdu=server.config.dicom_max_pdu)
+    except Exception as exc:  # bad address and the like: pynetdicom raises several types
+        sub, reason = None, f"{type(exc).__name__}: {exc}"
+    else:
+        reason = "association rejected" if sub.is_rejected else "refused or silent"
+    if sub is None or not sub.is_established:
+        tally.fail_rest(refs)
+        log.warning("C-MOVE to %s at %s:%d: cannot associate (%s)", aet, host, port, reason)
+        responder.send(StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS, tally, failed_uids=tally.failed_uids,
+                       comment=f"cannot reach {aet} at {host}:{port} ({reason})")
+        return
+    originator = (str(assoc.requestor.ae_title).strip(), request.MessageID)
+    channel = StoreChannel(sub, server.config.dicom_dimse_timeout, 0, originator)
+    transport.pause_reactor(sub)
+    try:
+        _run(assoc, request, responder, refs, tally, server, channel)
+    finally:
+        sub._reactor_checkpoint.set()
+        if sub.is_established and not channel.gone():
+            sub.release()
+        else:
+            sub.abort()
+
+
+def _run(assoc: Association, request: C_MOVE | C_GET, responder: _Responder, refs: list[InstanceRef], tally: Tally,
+         server: DIMSEServer, channel: StoreChannel) -> None:
+    """The sub-operations, with a pending response after each."""
+    unmade: set[str] = set()  # studies whose generation failed: not retried for each instance
+    responder.send(StatusValues.PENDING, tally)
+    for i, ref in enumerate(refs):
+        if _cancelled(assoc, request.MessageID):
+            responder.send(StatusValues.CANCEL, tally, failed_uids=tally.failed_uids or None)
+            return
+        if not assoc.is_established:
+            return  # the requestor went away; nothing to answer
+        blob = _instance_bytes(server.archive, ref, unmade)
+        if blob is None:
+            tally.fail(ref.sop_instance_uid)
+        else:
+            try:
+                status, reason = channel.store(ref, blob)
+            except SubOperationsLost as exc:
+                log.warning("%s sub-operations stopped after %d of %d: %s",
+                            "C-MOVE" if isinstance(request, C_MOVE) else "C-GET", i, len(refs), exc)
+                tally.fail_rest(refs[i:])
+                if channel.assoc is assoc:  # C-GET: our own association is broken; nothing more to say
+                    if assoc.is_established:
+                        assoc.abort(block=False)
+                    return
+                break
+            _count(tally, ref, status, reason)
+        if tally.remaining:
+            responder.send(StatusValues.PENDING, tally)
+    responder.final(tally)
+
+
+def _instance_bytes(archive, ref: InstanceRef, unmade: set[str]) -> bytes | None:
+    """The instance's Part 10 bytes (its study generated on first use), or
+    None when they cannot be made."""
+    if ref.study_instance_uid in unmade:
+        return None
+    try:
+        return archive.instance_bytes(ref)
+    except Exception as exc:  # generation failed: this study's instances fail, the rest go on
+        log.error("cannot make instance %s: %s: %s", ref.sop_instance_uid, type(exc).__name__, exc)
+        if ref.synthetic:
+            unmade.add(ref.study_instance_uid)
+        return None
+
+
+def _count(tally: Tally, ref: InstanceRef, status: int | None, reason: str) -> None:
+    """Count one sub-operation by the C-STORE status (None: it was not sent)."""
+    if status is None:
+        log.info("sub-operation for %s failed: %s", ref.sop_instance_uid, reason)
+        tally.fail(ref.sop_instance_uid)
+        return
+    category = code_to_category(status)
+    if category == STATUS_SUCCESS:
+        tally.completed += 1
+    elif category == STATUS_WARNING:
+        tally.warning += 1
+    else:
+        if category != STATUS_FAILURE:
+            log.warning("C-STORE answered with unknown status 0x%04X", status)
+        tally.fail(ref.sop_instance_uid)
