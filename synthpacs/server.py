@@ -13,6 +13,7 @@ import threading
 from . import __version__
 from .app import SynthPACS
 from .config import Config
+from .dimse import DIMSEServer
 from .errors import StartupError
 from .web import HTTPServer
 
@@ -29,11 +30,21 @@ class RunningServer:
         except OSError as exc:
             raise StartupError(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror or exc}") from None
         self.http.start()
-        self.pacs.ready = True
+        try:
+            self.dimse = DIMSEServer(self.pacs)
+        except BaseException:
+            self.http.stop()
+            raise
+        self.dimse.start()
+        self.pacs.ready = True  # both front ends are up
 
     @property
     def http_port(self) -> int:
         return self.http.port
+
+    @property
+    def dicom_port(self) -> int:
+        return self.dimse.port
 
     @property
     def base_url(self) -> str:
@@ -41,6 +52,7 @@ class RunningServer:
 
     def stop(self) -> None:
         self.pacs.ready = False
+        self.dimse.stop()
         self.http.stop()
 
     def __enter__(self) -> RunningServer:
@@ -52,7 +64,8 @@ class RunningServer:
 
 def run_forever(config: Config) -> None:
     server = RunningServer(config)
-    print(f"SynthPACS {__version__}: HTTP on {server.base_url}/ (seed {config.seed}, "
+    print(f"SynthPACS {__version__}: HTTP on {server.base_url}/, DICOM {config.ae_title} on "
+          f"{config.host}:{server.dicom_port} (seed {config.seed}, "
           f"{config.patients:,} patients, data in {config.data_dir})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,21 +3,44 @@
 Waitress is a production WSGI server that runs in-process in threads, so the
 HTTP and DIMSE front ends share one archive (and one instance cache) in one
 process on every platform, without a fork.
+
+Every response, errors included, carries the CORS headers, and ``OPTIONS``
+on any path answers a preflight (research/viewers.md pitfall 1). Every error
+is a JSON body ``{"error", "message", "status"}`` that names the problem;
+a user's mistake is a 4xx, never a traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from . import errors
+
+log = logging.getLogger(__name__)
+
+CORS_METHODS = "GET, HEAD, POST, OPTIONS"
+CORS_HEADERS = "Accept, Authorization, Content-Type, Range"
+CORS_EXPOSE = "Content-Type, Content-Length, Content-Disposition, Warning, Location"
+# The synthpacs exceptions a front end maps to HTTP (errors.py).
+ERROR_STATUS = {errors.InvalidQuery: (400, "Bad Request"), errors.NotFound: (404, "Not Found"),
+                errors.StoreRefused: (409, "Conflict")}
+
+
+def _error(status: int, name: str, message: str):
+    return jsonify(error=name, message=message, status=status), status
 
 
 def create_app(pacs) -> Flask:
-    app = Flask("synthpacs")
+    from .dicomweb import register
+
+    app = Flask("synthpacs", static_folder=None)
     app.config["pacs"] = pacs
+    app.json.sort_keys = False
 
     @app.get("/healthz")
     def healthz():
@@ -27,9 +50,42 @@ def create_app(pacs) -> Flask:
         return jsonify(status="ok", version=__version__, seed=pacs.config.seed, patients=figures["patients"],
                        studies=figures["studies"], ae_title=pacs.config.ae_title)
 
+    register(app)
+
+    @app.before_request
+    def preflight():
+        if request.method == "OPTIONS":
+            response = Response(status=204)
+            del response.headers["Content-Type"]
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = (
+                request.headers.get("Access-Control-Request-Headers") or CORS_HEADERS)
+            response.headers["Access-Control-Max-Age"] = "86400"
+            return response
+        return None
+
+    @app.after_request
+    def cors(response):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+        return _error(exc.code or 500, exc.name, exc.description or exc.name)
+
+    @app.errorhandler(errors.SynthPACSError)
+    def synthpacs_error(exc: errors.SynthPACSError):
+        for kind, (status, name) in ERROR_STATUS.items():
+            if isinstance(exc, kind):
+                return _error(status, name, str(exc))
+        log.error("request %s %s failed: %s", request.method, request.path, exc)
+        return _error(500, "Internal Server Error", str(exc))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("request %s %s failed", request.method, request.path)
+        return _error(500, "Internal Server Error", f"{type(exc).__name__}: {exc}")
 
     return app
 
@@ -40,7 +96,11 @@ class HTTPServer:
     def __init__(self, app, host: str, port: int, threads: int = 8):
         from waitress.server import create_server
 
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="SynthPACS")
+        # The STOW-RS limit is checked by the app (a JSON 413); waitress's own cap sits above it.
+        pacs = app.config.get("pacs") if hasattr(app, "config") else None
+        upload_mb = getattr(getattr(pacs, "config", None), "max_upload_mb", 1024)
+        self._server = create_server(app, host=host, port=port, threads=threads, ident="SynthPACS",
+                                     max_request_body_size=max(1024, upload_mb + 16) * 2**20)
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 
@@ -48,5 +108,15 @@ class HTTPServer:
         self._thread.start()
 
     def stop(self) -> None:
+        # Idle keep-alive connections would hold waitress's loop open until they time out:
+        # ask each to close (the loop does it when woken), then close the listener.
+        for channel in list(getattr(self._server, "_map", {}).values()):
+            if hasattr(channel, "will_close") and channel is not self._server:
+                channel.will_close = True
+        try:
+            self._server.pull_trigger()
+        except OSError:
+            pass
         self._server.close()
         self._thread.join(timeout=5)
+        self._server.task_dispatcher.shutdown(timeout=2)

@@ -178,9 +178,10 @@ class Archive:
                 return Path(ref.stored_path).read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"stored instance {ref.sop_instance_uid} is missing from disk") from None
-        study = self.study_record(ref.study_instance_uid)
         relative = self._cache_path(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
-        return self.cache.get(ref.study_instance_uid, relative, lambda: self._generate(study))
+        # The study record is only needed on a miss (a cache hit costs no universe lookup).
+        return self.cache.get(ref.study_instance_uid, relative,
+                              lambda: self._generate(self.study_record(ref.study_instance_uid)))
 
     def instance_dataset(self, ref: InstanceRef) -> Dataset:
         return dcmread(io.BytesIO(self.instance_bytes(ref)))

@@ -1,0 +1,1 @@
+"""Helpers for tests that drive a running SynthPACS through its public protocols."""
