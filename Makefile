@@ -4,37 +4,43 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_STAMP := .system-tools-installed
+OHIF_STAMP := third_party/ohif/.version
 # The CPU build of PyTorch; installed first so that nothing pulls a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: serve test test-slow bench install system-tools clean
+.PHONY: serve test test-slow bench install system-tools ohif clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# dcmtk (findscu, movescu, storescp...) and dicom3tools (dciodvfy) for the tests.
+# dcmtk (findscu, movescu, storescp...), dicom3tools (dciodvfy) and Chromium for the tests.
 system-tools:
-	@if ! command -v dciodvfy >/dev/null || ! command -v findscu >/dev/null; then \
+	@if ! command -v dciodvfy >/dev/null || ! command -v findscu >/dev/null || ! command -v chromium >/dev/null; then \
 		scripts/install-system-tools.sh; fi
 
+# The prebuilt OHIF Viewer from the npm registry, served at /ohif/.
+$(OHIF_STAMP): scripts/install-ohif.sh
+	scripts/install-ohif.sh
+
+ohif: $(OHIF_STAMP)
+
 serve: $(STAMP)
+	@$(MAKE) --no-print-directory ohif || echo "OHIF could not be fetched: /ohif/ stays off (DICOMweb and DIMSE are unaffected)"
 	$(BIN)/synthpacs serve
 
-test: $(STAMP) system-tools
+test: $(STAMP) system-tools ohif
 	$(BIN)/python -m pytest -m "not slow"
 
-test-slow: $(STAMP) system-tools
+test-slow: $(STAMP) system-tools ohif
 	$(BIN)/python -m pytest -m slow
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache third_party
