@@ -8,12 +8,15 @@ miss; stores write atomically and index at once.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import dcmwrite
@@ -65,6 +68,7 @@ class Archive:
         self.cache = InstanceCache(data / "cache" / self.universe.fingerprint[:16], config.cache_memory_mb * 2**20)
         self.stored_root = data / "stored"
         self._targets: dict = {}
+        self._targets_lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------------------
 
@@ -148,28 +152,44 @@ class Archive:
 
     # -- retrieve -----------------------------------------------------------------------
 
-    def target_for(self, study: StudyRecord):
+    def _target(self, name: str):
+        """The generator of a cohort target, loaded once, as the configuration says."""
         from ..generation.registry import load_target
 
-        name = study.patient.cohort.target
-        if name not in self._targets:
-            self._targets[name] = load_target(name)
-        return self._targets[name]
+        with self._targets_lock:
+            if name not in self._targets:
+                target = load_target(name, self.config)
+                # Cached pixels are kept per renderer: switching renderer, weights or psi never serves stale ones.
+                key = hashlib.sha256(str(target.fingerprint).encode()).hexdigest()[:12]
+                self._targets[name] = (target, key)
+            return self._targets[name]
+
+    def target_for(self, study: StudyRecord):
+        return self._target(study.patient.cohort.target)[0]
+
+    def _renderer_key(self, study_uid: str) -> str:
+        path = self.universe.uids.decode(study_uid)
+        if path is None:
+            raise NotFound(f"no such synthetic study {study_uid}")
+        cohort = self.universe.cohorts[int(self.universe.cohort_of(np.array([path.patient]))[0])]
+        return self._target(cohort.target)[1]
 
     def _generate(self, study: StudyRecord) -> dict[str, tuple[str, bytes]]:
         from ..generation.study import build_study
 
         made = build_study(self.universe, study, self.target_for(study))
+        key = self._renderer_key(study.study_instance_uid)
         out = {}
         for series_uid, datasets in made.items():
             for ds in datasets:
-                out[str(ds.SOPInstanceUID)] = (self._cache_path(study.study_instance_uid, series_uid, str(ds.SOPInstanceUID)), _encode(ds))
+                sop_uid = str(ds.SOPInstanceUID)
+                out[sop_uid] = (self._cache_path(key, study.study_instance_uid, series_uid, sop_uid), _encode(ds))
         log.info("generated study %s (%d instances)", study.study_instance_uid, len(out))
         return out
 
     @staticmethod
-    def _cache_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
-        return f"{study_uid}/{series_uid}/{sop_uid}.dcm"
+    def _cache_path(renderer_key: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return f"{renderer_key}/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
     def instance_bytes(self, ref: InstanceRef) -> bytes:
         """The Part 10 bytes of an instance (generated on first use)."""
@@ -178,7 +198,8 @@ class Archive:
                 return Path(ref.stored_path).read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"stored instance {ref.sop_instance_uid} is missing from disk") from None
-        relative = self._cache_path(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
+        key = self._renderer_key(ref.study_instance_uid)
+        relative = self._cache_path(key, ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
         # The study record is only needed on a miss (a cache hit costs no universe lookup).
         return self.cache.get(ref.study_instance_uid, relative,
                               lambda: self._generate(self.study_record(ref.study_instance_uid)))
