@@ -66,7 +66,10 @@ def main() -> None:
             coronal = window(hu[:, hu.shape[1] // 2 + 20, :], -600, 1500)
             ratio = study.patient.slice_thickness_mm / study.patient.pixel_spacing_mm
             coronal_img = Image.fromarray(coronal).resize((hu.shape[2], int(hu.shape[0] * ratio)))
-            tiles.append(coronal_img.convert("RGB").resize((512, 512)))
+            coronal_img.thumbnail((512, 512))
+            square = Image.new("RGB", (512, 512))
+            square.paste(coronal_img.convert("RGB"), ((512 - coronal_img.width) // 2, (512 - coronal_img.height) // 2))
+            tiles.append(square)
             row = Image.new("RGB", (512 * len(tiles), 540), (20, 20, 20))
             for i, tile in enumerate(tiles):
                 row.paste(tile.resize((512, 512)), (512 * i, 28))
