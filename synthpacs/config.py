@@ -128,6 +128,29 @@ def _ae_list(value: Any) -> list[str]:
     return [ae_title(item) for item in items if str(item).strip()]
 
 
+def _weights(value: Any) -> str | dict[str, str]:
+    """A folder path, or a mapping {target: folder} (e.g. {chest/lung-ct: runs/lung-ct/final})."""
+    if value in (None, ""):
+        return ""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items() if str(v).strip()}
+    if isinstance(value, (list, tuple)):
+        raise ValueError("expected a folder path or a mapping of target to folder")
+    return str(value).strip()
+
+
+def _device(value: Any) -> str:
+    """auto, cpu, cuda or cuda:N; CUDA is checked here (importing torch) so that asking for it fails at start-up."""
+    from .generation.devices import check_device_name, cuda_problem
+
+    text = check_device_name(value)
+    if text.startswith("cuda"):
+        problem = cuda_problem(text)
+        if problem:
+            raise ValueError(f"{text!r} {problem}")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -152,8 +175,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dicom_port", 11112, _int_in(0, 65535), "DIMSE port (0 picks a free port)."),
     Setting("ae_title", "SYNTHPACS", ae_title, "The server's DICOM AE title."),
     Setting("peers", {}, _peers, "C-MOVE destinations: AET=HOST:PORT, repeatable."),
+    # DIMSE
+    Setting("dicom_max_associations", 32, _int_in(1, 1000), "Most DIMSE associations served at once; more are rejected (local limit exceeded)."),
+    Setting("dicom_allowed_aets", [], _ae_list, "Calling AE titles allowed to associate, comma-separated; empty: any."),
+    Setting("dicom_acse_timeout", 30.0, _float_in(0.1, 3600), "Seconds to wait for association negotiation and release (and for a silent new connection)."),
+    Setting("dicom_dimse_timeout", 60.0, _float_in(0.1, 3600), "Seconds to wait for a DIMSE message (e.g. a C-STORE response during C-MOVE or C-GET)."),
+    Setting("dicom_network_timeout", 300.0, _float_in(0.1, 86400), "Seconds an association may stay idle before it is aborted."),
+    Setting("dicom_connection_timeout", 10.0, _float_in(0.1, 3600), "Seconds to wait for the TCP connection to a C-MOVE destination."),
+    Setting("dicom_max_pdu", 131072, _int_in(0, 2**32 - 1), "Largest PDU the server accepts, in bytes (0: no limit)."),
+    Setting("worklist_today", 0, _int_in(0, 99991231), "The modality worklist's 'today' as YYYYMMDD (0: the real date); later studies are scheduled."),
     Setting("public_base_url", "", _string, "Public URL of the HTTP server, used in RetrieveURL and BulkDataURI (default: from the request)."),
     Setting("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Logging level."),
+    # DICOMweb
+    Setting("max_upload_mb", 512, _int_in(1, 65536), "Largest STOW-RS request body, in MiB; a bigger one is refused with 413."),
+    Setting("qido_limit", 1000, _int_in(1, 1_000_000), "Most matches one QIDO-RS response returns; clients page on with offset."),
+    Setting("ohif_dir", str(PROJECT_ROOT / "third_party" / "ohif"), _string, "Folder of the OHIF Viewer served at /ohif/ (scripts/install-ohif.sh fills it)."),
+    # Generators
+    Setting("renderer", "gan", _choice("gan", "teacher"), "Photorealism stage: the target's trained GAN, or the teacher renderer it learnt from."),
+    Setting("weights", "", _weights, "Pretrained folder (generator.json + weights.safetensors) replacing the shipped GAN weights; empty: shipped."),
+    Setting("device", "auto", _device, "Where generators run: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."),
+    Setting("truncation_psi", 1.0, _float_in(0.0, 1.0), "GAN truncation psi: 1 samples the full distribution, 0 gives the mean sample."),
+    Setting("gan_batch_slices", 8, _int_in(1, 1024), "Slices per GAN forward pass when a series is rendered."),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

@@ -3,6 +3,11 @@
 A target turns one study of the universe into pixels plus the ground truth
 it knows (masks and measured findings). Geometry comes first (a label map),
 photorealism second (labels -> pixels); the label map is the truth.
+
+:class:`TwoStageTarget` is that sequence, written once: a target supplies
+``geometry`` (the label map, grid and findings of a study) and
+``photorealism`` (pixels from a :class:`Geometry` and a random generator
+keyed by the study's path); ``render_study`` joins them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..archive import keyed
 from ..archive.universe import StudyRecord, Universe
 
 
@@ -33,6 +39,15 @@ class Finding:
 
 
 @dataclass
+class Geometry:
+    """Stage 1 of a study: the label map (the ground truth), its grid and the findings measured on it."""
+
+    labels: np.ndarray
+    grid: Any
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass
 class StudyPixels:
     """What a target makes for one study."""
 
@@ -40,6 +55,7 @@ class StudyPixels:
     labels: np.ndarray  # the label map the pixels were made from
     grid: Any  # the geometry grid (spacing, positions)
     findings: list[Finding] = field(default_factory=list)
+    renderer: str = ""  # what made the pixels, e.g. "gan 3f2a91c0d4e5b6a7" or "teacher"
 
 
 class Target(Protocol):
@@ -48,3 +64,38 @@ class Target(Protocol):
     name: str
 
     def render_study(self, universe: Universe, study: StudyRecord) -> StudyPixels: ...
+
+
+class TwoStageTarget:
+    """Geometry -> photorealism, the shape every target of the zoo shares (DESIGN §4).
+
+    Subclasses set ``name`` and ``renderer`` and implement :meth:`geometry`
+    and :meth:`photorealism`. The photorealism stage's randomness comes from
+    the study's keyed path ``("study", patient, visit, stream)``, so the same
+    study always gets the same pixels, and a follow-up shows the same anatomy
+    (drawn from the patient's path) with fresh noise.
+    """
+
+    name: str = ""
+    renderer: str = ""
+    stream: str = "render"  # keyed-path component of the photorealism stage's randomness
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what the pixels depend on beyond the universe (renderer, weights, settings)."""
+        return self.renderer
+
+    def geometry(self, universe: Universe, study: StudyRecord) -> Geometry:
+        raise NotImplementedError
+
+    def photorealism(self, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def study_rng(self, universe: Universe, study: StudyRecord) -> np.random.Generator:
+        return keyed.path_rng(universe.key, "study", study.patient.index, study.visit, self.stream)
+
+    def render_study(self, universe: Universe, study: StudyRecord) -> StudyPixels:
+        geometry = self.geometry(universe, study)
+        pixels = self.photorealism(geometry, self.study_rng(universe, study))
+        return StudyPixels(pixels=pixels, labels=geometry.labels, grid=geometry.grid,
+                           findings=geometry.findings, renderer=self.fingerprint)

@@ -1,0 +1,133 @@
+"""Inference pipelines: the shared half of every GAN target (diffusers' ``DiffusionPipeline``).
+
+A pipeline owns a trained network on a device and does inference only,
+through ``__call__`` under ``torch.no_grad()`` (STYLE convention 10).
+Randomness is passed in (convention 11): latents and noise are drawn on the
+CPU from a ``numpy.random.Generator`` seeded by the caller (the archive
+derives it from the study's keyed path), then moved to the device, so a seed
+gives the same latent on any device.
+
+This module holds what every target's pipeline shares: loading from a
+pretrained folder, the device, truncation (psi), and variance-preserving
+latent interpolation. Each target's pipeline (``generators/<system>/<target>/pipeline.py``)
+subclasses :class:`GANPipeline` and defines ``__call__``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .devices import resolve_device
+from .weights import load_pretrained
+
+
+def rng_from_seed(seed: int) -> np.random.Generator:
+    """A numpy Generator for an integer seed (tests and the CLI; the archive passes keyed ones)."""
+    return np.random.Generator(np.random.PCG64(int(seed)))
+
+
+def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Float32 N(0, 1) draws on the CPU (numpy's ziggurat: the same numbers on every platform)."""
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def smooth_along(values: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
+    """Gaussian-smooth N(0, 1) draws along one axis and restore unit variance.
+
+    Used for the per-slice latent drift and the noise fields: neighbouring
+    slices get correlated draws (correlation ``exp(-d^2 / (4 sigma^2))`` at a
+    distance of ``d`` slices) while every draw stays N(0, 1).
+    """
+    if sigma <= 0.05 or values.shape[axis] < 2:
+        return values
+    from scipy.ndimage import gaussian_filter1d
+
+    smoothed = gaussian_filter1d(values, sigma, axis=axis, mode="reflect", truncate=3.0)
+    # Variance of a unit-variance white sequence after the (normalised) kernel.
+    radius = int(3.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    return (smoothed / math.sqrt(float((kernel ** 2).sum()))).astype(np.float32, copy=False)
+
+
+def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
+    """The truncation trick: ``w_avg + psi * (w - w_avg)``; psi 1 is the identity, 0 the mean sample."""
+    if psi == 1.0:
+        return w
+    return w_avg + psi * (w - w_avg)
+
+
+def interpolation_weights(t: float) -> tuple[float, float]:
+    """Variance-preserving mixing weights (cos, sin of t * pi / 2), exact at both ends."""
+    if t <= 0.0:
+        return 1.0, 0.0
+    if t >= 1.0:
+        return 0.0, 1.0
+    angle = 0.5 * math.pi * t
+    return math.cos(angle), math.sin(angle)
+
+
+def mix(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """A point on the variance-preserving path between two N(0, 1) draws.
+
+    ``mix(a, b, 0)`` is ``a`` and ``mix(a, b, 1)`` is ``b``, bit for bit; in
+    between, ``cos * a + sin * b`` keeps every element N(0, 1) (a slerp when
+    a and b are orthogonal, which independent high-dimensional draws nearly are).
+    """
+    wa, wb = interpolation_weights(t)
+    if wb == 0.0:
+        return a.copy()
+    if wa == 0.0:
+        return b.copy()
+    return (wa * a + wb * b).astype(np.float32, copy=False)
+
+
+class GANPipeline:
+    """A trained generator on a device; subclasses define ``__call__``.
+
+    Class attributes name the network class recorded in ``generator.json``
+    and how to build it from the recorded constructor arguments.
+    """
+
+    network_class: ClassVar[type[nn.Module]]
+
+    def __init__(self, network: nn.Module, record: dict[str, Any] | None = None, device: str | torch.device = "cpu",
+                 source: str | None = None):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.network = network.to(self.device).eval()
+        self.record = dict(record or {})
+        self.source = source
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu",
+                        device_source: str = "the device setting"):
+        """Load a pretrained folder (``generator.json`` + ``weights.safetensors``).
+
+        Raises
+        ------
+        WeightsError
+            Missing, truncated, altered or mismatched files (the message names the file).
+        ConfigError
+            A device that does not exist here (the message names ``device_source``).
+        """
+        resolved = device if isinstance(device, torch.device) else resolve_device(device, device_source)
+        network, record = load_pretrained(directory, cls.network_class.__name__, lambda cfg: cls.network_class(**cfg))
+        return cls(network, record, resolved, source=str(Path(directory)))
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights (their SHA-256 prefix): part of what a generated pixel depends on."""
+        return str(self.record.get("weights_sha256", "untrained"))[:16]
+
+    def to(self, device: str | torch.device):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.network.to(self.device)
+        return self

@@ -1,0 +1,314 @@
+"""The generator framework: zoo registry, weights on disk, devices, settings, training and CLI plumbing.
+
+Tiny seeded networks keep these fast; the shipped lung-CT GAN is exercised
+in tests/test_gan.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from synthpacs.errors import ConfigError
+from synthpacs.generation import pipeline as gp
+from synthpacs.generation.devices import resolve_device
+from synthpacs.generation.registry import ZOO, GeneratorOptions, load_target, zoo_entry
+from synthpacs.generation.weights import CONFIG_NAME, WEIGHTS_NAME, WeightsError, load_pretrained, save_pretrained
+
+from conftest import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"z_dim": 12, "w_dim": 16, "style_dims": 8, "channels": [4, 4, 8, 8], "embed_dim": 4, "mapping_layers": 1}
+
+
+def tiny_generator(seed: int = 0):
+    from generators.chest.lung_ct.networks import LungCTGenerator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = LungCTGenerator(**TINY)
+        with torch.no_grad():  # make every path matter (the output layer starts at zero)
+            net.out.weight.normal_(0, 0.5)
+            for module in net.modules():
+                if hasattr(module, "strength"):
+                    module.strength.normal_(0, 1.0)
+    return net
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    folder = tmp_path / "tiny"
+    save_pretrained(folder, tiny_generator(), "LungCTGenerator", TINY, extra={"pipeline": {}})
+    return folder
+
+
+def build(cfg):
+    from generators.chest.lung_ct.networks import LungCTGenerator
+
+    return LungCTGenerator(**cfg)
+
+
+# -- the zoo ----------------------------------------------------------------------------------
+
+
+def test_every_target_has_a_folder_a_model_card_and_the_standard_modules():
+    for entry in ZOO:
+        assert entry.folder.is_dir(), entry.name
+        assert entry.model_card.is_file(), f"{entry.name} has no MODEL_CARD.md"
+        assert entry.system == entry.name.split("/")[0]
+        for module in ("target", "training", "evaluation"):
+            assert (entry.folder / f"{module}.py").is_file(), (entry.name, module)
+
+
+def test_targets_are_found_by_name_and_alias_and_unknown_ones_are_named():
+    assert zoo_entry("lung-ct").name == "chest/lung-ct"
+    assert zoo_entry("chest/lung-ct") is zoo_entry("lung_ct")
+    with pytest.raises(ConfigError, match="unknown generator target 'brain/ms-mr'.*chest/lung-ct"):
+        zoo_entry("brain/ms-mr")
+
+
+def test_renderer_setting_switches_between_gan_and_teacher(tmp_path, tiny_weights):
+    from generators.chest.lung_ct.target import GANLungCT, TeacherLungCT
+
+    teacher = load_target("chest/lung-ct", make_config(tmp_path, renderer="teacher"))
+    assert isinstance(teacher, TeacherLungCT) and teacher.fingerprint == "teacher"
+    gan = load_target("chest/lung-ct", make_config(tmp_path, weights=str(tiny_weights), device="cpu", truncation_psi=0.5))
+    assert isinstance(gan, GANLungCT)
+    assert gan.pipeline.source == str(tiny_weights) and gan.pipeline.psi == 0.5
+    assert gan.fingerprint.startswith("gan ") and "psi=0.5" in gan.fingerprint
+
+
+def test_weights_per_target_mapping_and_options_from_config(tmp_path, tiny_weights):
+    config = make_config(tmp_path, weights={"chest/lung-ct": str(tiny_weights)}, gan_batch_slices=3)
+    options = GeneratorOptions.from_config(config, "chest/lung-ct")
+    assert options.weights == tiny_weights and options.batch_slices == 3 and options.renderer == "gan"
+
+
+def test_unusable_weights_setting_is_a_config_error_naming_the_folder_and_the_setting(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError) as info:
+        load_target("chest/lung-ct", make_config(tmp_path, weights=str(missing)))
+    assert str(missing) in str(info.value) and "weights" in str(info.value)
+
+
+def test_generator_fingerprint_follows_renderer_weights_and_psi(tmp_path, tiny_weights):
+    from synthpacs.generation.registry import generator_fingerprint
+
+    shipped = generator_fingerprint(make_config(tmp_path), "chest/lung-ct")
+    assert shipped.startswith("gan-") and shipped.endswith("-psi1")
+    assert generator_fingerprint(make_config(tmp_path, renderer="teacher"), "lung-ct") == "teacher"
+    assert generator_fingerprint(make_config(tmp_path, truncation_psi=0.7), "chest/lung-ct") != shipped
+    custom = generator_fingerprint(make_config(tmp_path, weights=str(tiny_weights)), "chest/lung-ct")
+    assert custom != shipped and custom.startswith("gan-")
+
+
+# -- weights on disk ---------------------------------------------------------------------------
+
+
+def test_weights_round_trip_through_safetensors_and_a_recorded_config(tiny_weights):
+    net, record = load_pretrained(tiny_weights, "LungCTGenerator", build)
+    reference = tiny_generator()
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(net.state_dict()[name], tensor), name
+    assert record["config"] == TINY and record["class_name"] == "LungCTGenerator"
+    assert len(record["weights_sha256"]) == 64 and record["parameters"] > 0
+    assert not list(tiny_weights.glob("*.pt")) and not list(tiny_weights.glob("*.pkl")), "never pickles"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "truncated or replaced"),
+    ("flip", "does not match the SHA-256"),
+    ("no-weights", "weights.safetensors is missing"),
+    ("no-config", "generator.json is missing"),
+    ("bad-json", "not valid JSON"),
+    ("other-class", "describes a 'Discriminator' network"),
+    ("other-shape", "does not fit the network"),
+])
+def test_damaged_weights_are_refused_with_a_message_naming_the_file(tiny_weights, damage, message):
+    weights, config = tiny_weights / WEIGHTS_NAME, tiny_weights / CONFIG_NAME
+    record = json.loads(config.read_text())
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:-100])
+    elif damage == "flip":
+        blob = bytearray(weights.read_bytes())
+        blob[-10] ^= 0xFF
+        weights.write_bytes(bytes(blob))
+    elif damage == "no-weights":
+        weights.unlink()
+    elif damage == "no-config":
+        config.unlink()
+    elif damage == "bad-json":
+        config.write_text("{not json")
+    elif damage == "other-class":
+        config.write_text(json.dumps({**record, "class_name": "Discriminator"}))
+    elif damage == "other-shape":
+        config.write_text(json.dumps({**record, "config": {**TINY, "channels": [8, 8, 8, 8]}}))
+    with pytest.raises(WeightsError, match=message) as info:
+        load_pretrained(tiny_weights, "LungCTGenerator", build)
+    assert str(tiny_weights) in str(info.value)
+
+
+def test_unreadable_safetensors_without_a_recorded_hash_is_still_refused(tiny_weights):
+    config = tiny_weights / CONFIG_NAME
+    record = json.loads(config.read_text())
+    del record["weights_sha256"], record["weights_bytes"]
+    config.write_text(json.dumps(record))
+    (tiny_weights / WEIGHTS_NAME).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        load_pretrained(tiny_weights, "LungCTGenerator", build)
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+def test_device_selection(monkeypatch):
+    assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match=r"device 'cuda' in flag --device asks for CUDA, but none is available"):
+        resolve_device("cuda", "flag --device")
+    with pytest.raises(ConfigError, match="must be auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+
+
+def test_device_and_renderer_settings_are_validated_on_load(tmp_path):
+    with pytest.raises(ConfigError, match="invalid device in flag --device"):
+        make_config(tmp_path, device="gpu")
+    with pytest.raises(ConfigError, match="invalid renderer"):
+        make_config(tmp_path, renderer="diffusion")
+    with pytest.raises(ConfigError, match="invalid truncation_psi"):
+        make_config(tmp_path, truncation_psi=1.5)
+
+
+# -- latent helpers ----------------------------------------------------------------------------
+
+
+def test_variance_preserving_mix_is_exact_at_both_ends():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 64), dtype=np.float32), rng.standard_normal((64, 64), dtype=np.float32)
+    assert np.array_equal(gp.mix(a, b, 0.0), a) and np.array_equal(gp.mix(a, b, 1.0), b)
+    middle = gp.mix(a, b, 0.5)
+    assert abs(float(middle.std()) - 1.0) < 0.05
+
+
+def test_smoothing_along_z_correlates_neighbours_and_keeps_unit_variance():
+    draws = gp.standard_normal(np.random.default_rng(1), (200, 64, 64))
+    smooth = gp.smooth_along(draws, 3.0, axis=0)
+    assert abs(float(smooth.std()) - 1.0) < 0.05
+    corr = float((smooth[1:] * smooth[:-1]).mean())
+    assert corr > 0.9, corr
+    assert gp.smooth_along(draws, 0.0) is draws
+
+
+def test_truncation():
+    w, avg = torch.ones(3), torch.zeros(3)
+    assert torch.equal(gp.truncate(w, avg, 1.0), w)
+    assert torch.equal(gp.truncate(w, avg, 0.0), avg)
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+TINY_TRAINING = {**TINY, "pool": 2, "refresh_every": 2, "resolutions": {"128": 1.0}, "thicknesses": [10.0],
+                 "max_slices": {"128": 6, "256": 6, "512": 6}, "validation": [[128, 10.0, 4]]}
+
+
+def test_a_few_training_steps_write_a_run_record_and_loadable_weights(tmp_path):
+    from generators.chest.lung_ct.pipeline import LungCTPipeline
+    from generators.chest.lung_ct.training import train
+    from synthpacs.generation.train import TrainingRequest
+
+    out = tmp_path / "run"
+    request = TrainingRequest(target="chest/lung-ct", out=out, steps=3, seed=5, batch=2, crop=32, sample_every=2,
+                              checkpoint_every=2, log_every=1, device="cpu", progress=False, extra=dict(TINY_TRAINING))
+    train(request)
+    for name in ("training_options.json", "stats.jsonl", "metrics.jsonl", CONFIG_NAME, WEIGHTS_NAME):
+        assert (out / name).is_file(), name
+    stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in stats] == [1, 2, 3] and all(np.isfinite(row["loss_g"]) for row in stats)
+    assert (out / "samples" / "step-000002.png").is_file() and (out / "checkpoints" / "step-000002" / WEIGHTS_NAME).is_file()
+    record = json.loads((out / CONFIG_NAME).read_text())
+    assert record["training"]["steps"] == 3 and record["training"]["seed"] == 5
+    assert record["style_statistics"]["names"][0] == "lung_hu"
+    pipe = LungCTPipeline.from_pretrained(out)
+    labels = np.full((3, 32, 32), 3, np.uint8)
+    assert pipe(labels, 2.0, 5.0, rng=np.random.default_rng(0)).shape == (3, 32, 32)
+
+
+def test_training_is_reproducible_from_its_seed(tmp_path):
+    from generators.chest.lung_ct.training import train
+    from synthpacs.generation.train import TrainingRequest
+
+    def run(name, seed):
+        out = tmp_path / name
+        train(TrainingRequest(target="chest/lung-ct", out=out, steps=2, seed=seed, batch=2, crop=32, sample_every=100,
+                              checkpoint_every=100, device="cpu", progress=False, threads=1,
+                              extra={**TINY_TRAINING, "pool": 1}))
+        return (out / WEIGHTS_NAME).read_bytes()
+
+    first = run("a", 3)
+    assert run("b", 3) == first
+    assert run("c", 4) != first
+
+
+def test_training_on_a_folder_of_user_pairs(tmp_path):
+    from generators.chest.lung_ct.training import folder_volumes, train
+    from synthpacs.generation.train import TrainingRequest
+
+    data = tmp_path / "pairs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    labels = np.zeros((4, 48, 48), np.uint8)
+    labels[:, 8:40, 8:40] = 2
+    labels[:, 14:34, 12:24] = 3
+    labels[:, 18:24, 16:20] = 100
+    image = np.array([-1000, -100, 45, -850], np.float32)[np.minimum(labels, 3)] + rng.normal(0, 10, labels.shape)
+    image[labels == 100] = 40
+    np.savez(data / "case1.npz", image=image.astype(np.int16), labels=labels, pixel_spacing_mm=1.5, slice_thickness_mm=5.0)
+    np.savez(data / "case2.npz", image=image[0], labels=labels[0])  # one 2-D slice, default spacing
+    volumes = folder_volumes(data)
+    assert [v.labels.shape for v in volumes] == [(4, 48, 48), (1, 48, 48)]
+    assert volumes[0].pixel_spacing_mm == 1.5 and volumes[1].pixel_spacing_mm == 0.75
+    out = tmp_path / "run"
+    train(TrainingRequest(target="chest/lung-ct", out=out, steps=2, seed=1, batch=2, crop=32, data=data, device="cpu",
+                          sample_every=100, checkpoint_every=100, progress=False, extra={**TINY_TRAINING}))
+    assert "pairs" in json.loads((out / CONFIG_NAME).read_text())["training"]["data"]
+    (data / "bad.npz").write_bytes(b"")
+    np.savez(data / "bad.npz", image=image)
+    with pytest.raises(ConfigError, match="bad.npz lacks the array 'labels'"):
+        folder_volumes(data)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def synthpacs(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHPACS_")}
+    return subprocess.run([sys.executable, "-m", "synthpacs", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_errors_are_one_line_and_name_the_problem(tmp_path):
+    result = synthpacs("train", "brain/ms-mr", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
+    assert result.returncode == 2 and "unknown generator target 'brain/ms-mr'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = synthpacs("evaluate", "lung-ct", "--device", "tpu", cwd=tmp_path)
+    assert result.returncode == 2 and "invalid device in flag --device" in result.stderr and "Traceback" not in result.stderr
+    result = synthpacs("evaluate", "lung-ct", "--weights", str(tmp_path / "missing"), "--volumes", "2", "--rows", "128", cwd=tmp_path)
+    assert result.returncode == 2 and "missing" in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cli_asking_for_cuda_without_cuda_is_a_clear_error(tmp_path):
+    for command in (["train", "lung-ct", "--steps", "1", "--out", str(tmp_path / "run")], ["serve", "--data-dir", str(tmp_path / "d")]):
+        result = synthpacs(*command, "--device", "cuda", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "invalid device in flag --device: 'cuda' asks for CUDA, but none is available" in result.stderr
+        assert "Traceback" not in result.stderr
