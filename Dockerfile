@@ -1,4 +1,11 @@
-# SynthPACS in a container: serves HTTP (8080) and DIMSE (11112) on 0.0.0.0.
+# SynthPACS in a container: serves HTTP (8080, with OHIF at /ohif/) and DIMSE (11112) on 0.0.0.0.
+
+# The prebuilt OHIF Viewer, fetched from the npm registry by the project's own script.
+FROM node:20-bookworm-slim AS ohif
+WORKDIR /app
+COPY scripts/install-ohif.sh scripts/
+RUN scripts/install-ohif.sh
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -11,7 +18,9 @@ COPY pyproject.toml README.md ./
 COPY synthpacs ./synthpacs
 COPY generators ./generators
 COPY config ./config
+COPY scripts ./scripts
 RUN pip install -e .
+COPY --from=ohif /app/third_party/ohif ./third_party/ohif
 
 VOLUME ["/data"]
 EXPOSE 8080 11112
