@@ -195,7 +195,7 @@ def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_cho
 @generator_options
 @common_options
 def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, update_card, montage):
-    """Measure a target's GAN against its teacher (e.g. ``synthpacs evaluate lung-ct``).
+    """Measure a target's GAN against its teacher (synthpacs evaluate lung-ct).
 
     Fréchet distance on the shipped filter bank next to the teacher-vs-teacher
     floor, intra-set and conditional diversity, HU by label, tumour contrast
@@ -257,7 +257,7 @@ def serve(config):
 @common_options
 def train(config, target, out_dir, steps, batch, crop, train_data, minutes, sample_every, checkpoint_every,
           threads, init_dir, overrides):
-    """Train a target's GAN (e.g. ``synthpacs train lung-ct --seed 1``).
+    """Train a target's GAN (synthpacs train lung-ct --seed 1).
 
     --seed seeds the run (data, initialisation, latents): the same seed,
     steps and thread count give the same weights. Writes a progress bar,
