@@ -64,12 +64,12 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
         with tempfile.TemporaryDirectory() as tmp:
             r = _run(_CATALOG_SCRIPT, str(n), tmp)
         label = f"{n:,} patients ({r['studies']:,} studies, {r['instances']:,} instances)"
-        rows.append((f"catalog build, {label}", f"{r['build_s']:.1f}", "s"))
+        rows.append((f"catalog build, {label}", f"{r['build_s']:.2f}", "s"))
         rows.append((f"catalog build peak memory, {n:,} patients", f"{r['peak_mb']:.0f}", "MiB"))
         rows.append((f"study-level query p50 / p95, {n:,} patients", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f}", "ms"))
     with tempfile.TemporaryDirectory() as tmp:
         g = _run(_GENERATE_SCRIPT, tmp)
-    rows.append((f"one CT series, 512x512x{g['slices']}, cold (geometry + render + CT/SEG/SR)", f"{g['cold_s']:.1f}", "s"))
+    rows.append((f"one CT series, 512x512x{g['slices']}, cold, default renderer (geometry + GAN + CT/SEG/SR)", f"{g['cold_s']:.1f}", "s"))
     rows.append(("same series, warm (memory cache)", f"{g['warm_s'] * 1000:.1f}", "ms"))
     rows.append(("same series, warm (disk cache)", f"{g['disk_s'] * 1000:.1f}", "ms"))
     return rows
