@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, make_config, require_tool
+from conftest import make_config, require_tool
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset

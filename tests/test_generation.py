@@ -4,7 +4,6 @@ The GAN's own checks live in tests/test_gan.py; these pin the foundation the
 GAN learns from and the guarantees every renderer must keep.
 """
 
-import hashlib
 import io
 import subprocess
 import sys
