@@ -486,7 +486,10 @@ class Catalog:
             sql = f"SELECT p.* FROM patient p WHERE {where} ORDER BY p.pk"
             build = self._patient_dataset
         elif level is QueryLevel.STUDY:
-            sql = f"SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE {where} ORDER BY s.pk"
+            # A date-range query pages in date order, which the date index yields without sorting every
+            # match (a week of a million patients' studies is ~50k rows); others in universe order.
+            order = "s.study_date, s.pk" if keys.get("StudyDate") else "s.pk"
+            sql = f"SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE {where} ORDER BY {order}"
             build = self._study_dataset
         else:
             sql = (f"SELECT p.*, s.*, cs.idx FROM study s JOIN patient p ON p.pk = s.patient_pk "
