@@ -12,6 +12,7 @@ keyed by the study's path); ``render_study`` joins them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,7 +67,7 @@ class Target(Protocol):
     def render_study(self, universe: Universe, study: StudyRecord) -> StudyPixels: ...
 
 
-class TwoStageTarget:
+class TwoStageTarget(ABC):
     """Geometry -> photorealism, the shape every target of the zoo shares (DESIGN §4).
 
     Subclasses set ``name`` and ``renderer`` and implement :meth:`geometry`
@@ -85,11 +86,13 @@ class TwoStageTarget:
         """Identifies what the pixels depend on beyond the universe (renderer, weights, settings)."""
         return self.renderer
 
+    @abstractmethod
     def geometry(self, universe: Universe, study: StudyRecord) -> Geometry:
-        raise NotImplementedError
+        """Stage 1: the label map (the ground truth), its grid and the findings."""
 
+    @abstractmethod
     def photorealism(self, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """Stage 2: pixels for the label map, drawing randomness only from ``rng``."""
 
     def study_rng(self, universe: Universe, study: StudyRecord) -> np.random.Generator:
         return keyed.path_rng(universe.key, "study", study.patient.index, study.visit, self.stream)

@@ -27,7 +27,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UID
 
 from ..archive.universe import SeriesRecord, StudyRecord
-from ..archive.uids import is_valid_uid
+from ..archive.uids import UIDFactory, UIDKind, is_valid_uid
 
 #: Specific Character Set (0008,0005): UTF-8 (PS3.3 C.12.1.1.2).
 SPECIFIC_CHARACTER_SET = "ISO_IR 192"
@@ -257,3 +257,52 @@ def finish_highdicom_instance(ds: Dataset, study: StudyRecord, series: SeriesRec
     mark_synthetic(ds)
     ds.file_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
     return ds
+
+
+def check_target_lesions(name: str, items: object, study: StudyRecord, uids: UIDFactory,
+                         required: tuple[str, ...] = ()) -> list[dict]:
+    """Refuse a list of per-lesion dicts that does not describe this study's target lesions.
+
+    Shared by the SEG and SR builders: one dict per target lesion, each with a
+    non-empty ``tracking_id``, a ``tracking_uid`` minted by ``uids`` for this
+    patient (TID 1500 Tracking Unique Identifier, stable across visits), a
+    ``lung`` of "right" or "left", and the builder's ``required`` keys.
+
+    Raises
+    ------
+    TypeError
+        ``items`` is not a list of dicts, or a dict lacks a key.
+    ValueError
+        The count differs from the study's target lesions, or a value is invalid or repeated.
+    """
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f'Argument "{name}" must be a list of dicts, not {type(items).__name__}.')
+    if len(items) == 0:
+        raise ValueError(f'Argument "{name}" must describe at least one target lesion.')
+    if len(items) != len(study.lesion_diameters_mm):
+        raise ValueError(
+            f'Argument "{name}" describes {len(items)} lesions but the study has '
+            f"{len(study.lesion_diameters_mm)} target lesions."
+        )
+    seen: set[str] = set()
+    for j, item in enumerate(items):
+        where = f'"{name}[{j}]"'
+        if not isinstance(item, dict):
+            raise TypeError(f"{where} must be a dict, not {type(item).__name__}.")
+        for key in ("tracking_id", "tracking_uid", "lung", *required):
+            if key not in item:
+                raise TypeError(f'{where} lacks the key "{key}".')
+        if not isinstance(item["tracking_id"], str) or not item["tracking_id"].strip():
+            raise ValueError(f'{where}["tracking_id"] must be a non-empty string.')
+        uid = item["tracking_uid"]
+        if not isinstance(uid, str) or not is_valid_uid(uid):
+            raise ValueError(f'{where}["tracking_uid"] is not a valid UID: {uid!r}.')
+        path = uids.decode(uid)
+        if path is None or path.kind != UIDKind.LESION_TRACKING or path.patient != study.patient.index:
+            raise ValueError(f'{where}["tracking_uid"] is not a lesion tracking UID of this patient from the UIDFactory.')
+        if uid in seen:
+            raise ValueError(f'{where}["tracking_uid"] repeats another lesion\'s tracking UID.')
+        seen.add(uid)
+        if item["lung"] not in ("right", "left"):
+            raise ValueError(f'{where}["lung"] must be "right" or "left", not {item["lung"]!r}.')
+    return list(items)

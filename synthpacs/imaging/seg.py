@@ -27,7 +27,7 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from ..archive.uids import UIDFactory, UIDKind, is_valid_uid
+from ..archive.uids import UIDFactory
 from ..archive.universe import SeriesRecord, StudyRecord
 from . import common
 
@@ -61,46 +61,16 @@ def _lesion_label(lesion: dict, index: int) -> int:
 
 
 def _check_lesions(lesions: object, study: StudyRecord, uids: UIDFactory) -> list[dict]:
-    if not isinstance(lesions, (list, tuple)):
-        raise TypeError(f'Argument "lesions" must be a list of dicts, not {type(lesions).__name__}.')
-    if len(lesions) == 0:
-        raise ValueError('Argument "lesions" must describe at least one target lesion.')
-    if len(lesions) != len(study.lesion_diameters_mm):
-        raise ValueError(
-            f'Argument "lesions" describes {len(lesions)} lesions but the study has '
-            f"{len(study.lesion_diameters_mm)} target lesions."
-        )
-    if len(lesions) > len(SEGMENT_COLORS):
+    checked = common.check_target_lesions("lesions", lesions, study, uids)
+    if len(checked) > len(SEGMENT_COLORS):
         raise ValueError(f'Argument "lesions" may describe at most {len(SEGMENT_COLORS)} lesions.')
-    checked = []
-    for j, lesion in enumerate(lesions):
-        where = f'"lesions[{j}]"'
-        if not isinstance(lesion, dict):
-            raise TypeError(f"{where} must be a dict, not {type(lesion).__name__}.")
-        for key in ("tracking_id", "tracking_uid", "lung"):
-            if key not in lesion:
-                raise TypeError(f'{where} lacks the key "{key}".')
-        if not isinstance(lesion["tracking_id"], str) or not lesion["tracking_id"].strip():
-            raise ValueError(f'{where}["tracking_id"] must be a non-empty string.')
-        if not isinstance(lesion["tracking_uid"], str) or not is_valid_uid(lesion["tracking_uid"]):
-            raise ValueError(f'{where}["tracking_uid"] is not a valid UID: {lesion["tracking_uid"]!r}.')
-        path = uids.decode(lesion["tracking_uid"])
-        if path is None or path.kind != UIDKind.LESION_TRACKING or path.patient != study.patient.index:
-            raise ValueError(
-                f'{where}["tracking_uid"] is not a lesion tracking UID of this patient from the UIDFactory.'
-            )
-        if lesion["lung"] not in LATERALITY:
-            raise ValueError(f'{where}["lung"] must be "right" or "left", not {lesion["lung"]!r}.')
+    for j, lesion in enumerate(checked):
         label = _lesion_label(lesion, j)
         if not 1 <= label <= 255:
-            raise ValueError(f'{where} label value {label} does not fit a uint8 label map.')
-        checked.append(lesion)
+            raise ValueError(f'"lesions[{j}]" label value {label} does not fit a uint8 label map.')
     labels = [_lesion_label(lesion, j) for j, lesion in enumerate(checked)]
     if len(set(labels)) != len(labels):
         raise ValueError('Argument "lesions" gives two lesions the same label value.')
-    tracking = [lesion["tracking_uid"] for lesion in checked]
-    if len(set(tracking)) != len(tracking):
-        raise ValueError('Argument "lesions" gives two lesions the same tracking UID.')
     return checked
 
 

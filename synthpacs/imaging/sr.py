@@ -33,7 +33,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian
 
-from ..archive.uids import UIDFactory, UIDKind, is_valid_uid
+from ..archive.uids import UIDFactory
 from ..archive.universe import SeriesRecord, StudyRecord
 from . import common
 from .seg import check_ct_datasets
@@ -78,39 +78,11 @@ def _finding_site(measurement: dict, where: str) -> hd.sr.FindingSite:
 def _check_measurements(
     measurements: object, study: StudyRecord, uids: UIDFactory, ct_datasets: list[Dataset]
 ) -> list[dict]:
-    if not isinstance(measurements, (list, tuple)):
-        raise TypeError(f'Argument "measurements" must be a list of dicts, not {type(measurements).__name__}.')
-    if len(measurements) == 0:
-        raise ValueError('Argument "measurements" must describe at least one target lesion.')
-    if len(measurements) != len(study.lesion_diameters_mm):
-        raise ValueError(
-            f'Argument "measurements" describes {len(measurements)} lesions but the study has '
-            f"{len(study.lesion_diameters_mm)} target lesions."
-        )
+    measurements = common.check_target_lesions(
+        "measurements", measurements, study, uids, required=("diameter_mm", "slice", "points"))
     rows, columns = int(ct_datasets[0].Rows), int(ct_datasets[0].Columns)
-    seen: set[str] = set()
     for j, m in enumerate(measurements):
         where = f'"measurements[{j}]"'
-        if not isinstance(m, dict):
-            raise TypeError(f"{where} must be a dict, not {type(m).__name__}.")
-        for key in ("tracking_id", "tracking_uid", "diameter_mm", "slice", "points", "lung"):
-            if key not in m:
-                raise TypeError(f'{where} lacks the key "{key}".')
-        if not isinstance(m["tracking_id"], str) or not m["tracking_id"].strip():
-            raise ValueError(f'{where}["tracking_id"] must be a non-empty string.')
-        uid = m["tracking_uid"]
-        if not isinstance(uid, str) or not is_valid_uid(uid):
-            raise ValueError(f'{where}["tracking_uid"] is not a valid UID: {uid!r}.')
-        path = uids.decode(uid)
-        if path is None or path.kind != UIDKind.LESION_TRACKING or path.patient != study.patient.index:
-            raise ValueError(
-                f'{where}["tracking_uid"] is not a lesion tracking UID of this patient from the UIDFactory.'
-            )
-        if uid in seen:
-            raise ValueError(f'{where}["tracking_uid"] repeats another lesion\'s tracking UID.')
-        seen.add(uid)
-        if m["lung"] not in LATERALITY:
-            raise ValueError(f'{where}["lung"] must be "right" or "left", not {m["lung"]!r}.')
         d = m["diameter_mm"]
         if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)):
             raise TypeError(f'{where}["diameter_mm"] must be a number, not {type(d).__name__}.')
