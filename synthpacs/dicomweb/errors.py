@@ -40,7 +40,3 @@ class UnsupportedMediaType(DicomWebError):
     code = 415
     name = "Unsupported Media Type"
 
-
-class ServiceUnavailable(DicomWebError):
-    code = 503
-    name = "Service Unavailable"

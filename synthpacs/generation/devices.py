@@ -65,10 +65,3 @@ def resolve_device(name: str = "auto", source: str = "the device setting") -> "t
         raise ConfigError(f"device {text!r} in {source} {problem}")
     return torch.device("cuda", int(text.split(":")[1]) if ":" in text else 0)
 
-
-def describe(device: "torch.device") -> str:
-    import torch
-
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"

@@ -1,9 +1,9 @@
-"""Measuring generators: metrics registered by name, and the fixed feature extractor (DESIGN §4).
+"""Measuring generators: the metrics and the fixed feature extractor (DESIGN §4).
 
 ``synthpacs evaluate TARGET`` hands an :class:`EvaluationRequest` to the
 target's ``evaluation.evaluate(request)``, which uses the pieces here:
 
-Fréchet distance on a fixed filter bank (``fd_filterbank``)
+Fréchet distance on a fixed filter bank (:func:`frechet_distance`)
     The project ships no learned feature extractor and downloads none, so
     features come from a documented, hand-crafted filter bank
     (:class:`FilterBank`): each image (already mapped to display windows,
@@ -23,33 +23,20 @@ Fréchet distance on a fixed filter bank (``fd_filterbank``)
     only with themselves (never with an Inception FID), so every report puts
     the renderer's distance next to the *floor*: the distance between two
     independent sets of the reference renderer.
-Intra-set diversity (``ms_ssim``)
+Intra-set diversity (:func:`intra_set_ms_ssim`)
     Mean MS-SSIM (three scales) between random pairs of a set; lower is more diverse.
 
-Metrics register with :func:`metric`, so a target can ask for them by name
-and ``metrics.jsonl`` rows carry the names.
+A target's ``evaluation.evaluate`` calls these functions directly and writes
+its own JSON report; ``metrics.jsonl`` is the training run's record, not theirs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-METRICS: dict[str, Callable[..., Any]] = {}
-
-
-def metric(name: str):
-    """Register a metric function under ``name``."""
-
-    def register(func):
-        METRICS[name] = func
-        return func
-
-    return register
 
 
 @dataclass
@@ -143,7 +130,6 @@ def standardise(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(x[:, keep] - mean[keep]) / std[keep] for x in (reference, *others)]
 
 
-@metric("fd_filterbank")
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N, F).
 
@@ -183,7 +169,6 @@ def _ssim_parts(a, b):
     return luminance, cs
 
 
-@metric("ms_ssim")
 def ms_ssim(a: np.ndarray, b: np.ndarray, scales: int = 3) -> np.ndarray:
     """MS-SSIM (Wang et al. 2003, equal weights) of image pairs (N, H, W) in [0, 1]; returns (N,)."""
     import torch

@@ -28,11 +28,6 @@ from .devices import resolve_device
 from .weights import load_pretrained
 
 
-def rng_from_seed(seed: int) -> np.random.Generator:
-    """A numpy Generator for an integer seed (tests and the CLI; the archive passes keyed ones)."""
-    return np.random.Generator(np.random.PCG64(int(seed)))
-
-
 def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Float32 N(0, 1) draws on the CPU (numpy's ziggurat: the same numbers on every platform)."""
     return rng.standard_normal(shape, dtype=np.float32)
