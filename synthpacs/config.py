@@ -20,7 +20,22 @@ import yaml
 from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG_FILE = Path("config") / "default.yaml"
+
+
+def _defaults_dir() -> Path:
+    """The project's ``config/`` folder: ``default.yaml`` and ``cohorts/``.
+
+    A wheel ships it inside the package as ``synthpacs/defaults`` (setup.py maps
+    config/ to the data package ``synthpacs.defaults``); a source checkout or an
+    editable install reads it where it lives, at the top of the repository.
+    """
+    installed = Path(__file__).resolve().parent / "defaults"
+    return installed if installed.is_dir() else PROJECT_ROOT / "config"
+
+
+DEFAULTS_DIR = _defaults_dir()
+DEFAULT_CONFIG_FILE = DEFAULTS_DIR / "default.yaml"
+DEFAULT_COHORTS_DIR = DEFAULTS_DIR / "cohorts"
 ENV_PREFIX = "SYNTHPACS_"
 
 
@@ -165,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
     # The universe
     Setting("seed", 20250101, _int_in(0, 2**63 - 1), "Seed of the synthetic universe; everything derives from it."),
     Setting("patients", 1000, _int_in(1, 5_000_000), "Number of patients in the universe."),
-    Setting("cohorts_dir", str(PROJECT_ROOT / "config" / "cohorts"), _string, "Folder of cohort definitions (*.yaml)."),
+    Setting("cohorts_dir", str(DEFAULT_COHORTS_DIR), _string, "Folder of cohort definitions (*.yaml)."),
     # Storage
     Setting("data_dir", "data", _string, "Folder for the catalog (SQLite), the instance cache and stored objects."),
     Setting("cache_memory_mb", 512, _int_in(0, 1_000_000), "Size cap of the in-memory instance cache, in MiB."),
