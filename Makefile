@@ -8,7 +8,7 @@ OHIF_STAMP := third_party/ohif/.version
 # The CPU build of PyTorch; installed first so that nothing pulls a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: serve test test-slow bench install system-tools ohif clean
+.PHONY: serve test bench install system-tools ohif clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,7 @@ serve: $(STAMP)
 	$(BIN)/synthpacs serve
 
 test: $(STAMP) system-tools ohif
-	$(BIN)/python -m pytest -m "not slow"
-
-test-slow: $(STAMP) system-tools ohif
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
