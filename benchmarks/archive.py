@@ -29,7 +29,7 @@ for _ in range(20):
         list(archive.find("STUDY", query, limit=100))
         latencies.append((time.perf_counter() - t) * 1000)
 latencies.sort()
-figures = archive.catalog.figures()
+figures = archive.figures()
 print(json.dumps({"build_s": build, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "p50_ms": statistics.median(latencies), "p95_ms": latencies[int(0.95 * len(latencies)) - 1],
                   "studies": figures["studies"], "instances": figures["instances"]}))

@@ -75,13 +75,15 @@ def cli():
 def info(config):
     """The universe in figures."""
     archive = _archive(config)
-    figures = archive.catalog.figures()
+    figures = archive.figures()
     rows = [("seed", config.seed), ("data directory", config.data_dir)]
     rows += [(name.replace("_", " "), f"{value:,}") for name, value in figures.items()]
-    for cohort in archive.universe.cohorts:
-        rows.append((f"cohort {cohort.name}", f"{cohort.title} ({cohort.target}, {cohort.modality})"))
-    if archive.catalog.build_seconds:
-        rows.append(("catalog build", f"{archive.catalog.build_seconds:.2f} s"))
+    targets = archive.targets
+    for cohort in archive.cohorts:
+        modalities = ", ".join(targets[cohort.target].modalities)
+        rows.append((f"cohort {cohort.name}", f"{cohort.title} ({cohort.target}: {modalities})"))
+    if archive.catalog_build_seconds:
+        rows.append(("catalog build", f"{archive.catalog_build_seconds:.2f} s"))
     click.echo(tabulate(rows, tablefmt="plain"))
 
 
@@ -202,9 +204,9 @@ def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, upda
     inside the SEG, slice-to-slice banding.
     """
     from .generation.evaluate import EvaluationRequest
-    from .generation.registry import zoo_entry
+    from .generation.registry import discover, zoo_entry
 
-    entry = zoo_entry(target)
+    entry = zoo_entry(target, discover(config.generator_paths))
     weights = config.weights.get(entry.name, "") if isinstance(config.weights, dict) else config.weights
     request = EvaluationRequest(target=entry.name, weights=Path(weights) if weights else None, volumes=volumes, rows=int(rows),
                                 slice_spacing_mm=thickness, seed=eval_seed, device=config.device,
@@ -212,9 +214,10 @@ def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, upda
                                 out=Path(json_out) if json_out else None, card=entry.model_card if update_card else None,
                                 montage=Path(montage) if montage else None,
                                 weights_source=config.sources.get("weights", "default"))
-    module = entry.module("evaluation")
-    report = module.evaluate(request)
-    click.echo(tabulate(module.summary_rows(report), headers=["quantity", "GAN", "teacher"], tablefmt="simple"))
+    if entry.evaluation is None:
+        raise click.ClickException(f"{entry.name} offers no evaluation")
+    report = entry.evaluation.evaluate(request)
+    click.echo(tabulate(entry.evaluation.summary_rows(report), headers=["quantity", "GAN", "teacher"], tablefmt="simple"))
     if update_card:
         click.echo(f"updated {entry.model_card}")
 
@@ -286,7 +289,9 @@ def train(config, target, out_dir, steps, batch, crop, train_data, minutes, samp
         seed=config.seed, batch=batch, crop=crop, data=Path(train_data) if train_data else None, device=config.device,
         device_source=config.sources.get("device", "default"), minutes=minutes, sample_every=sample_every,
         checkpoint_every=checkpoint_every, threads=threads, init=Path(init_dir) if init_dir else None, extra=extra)
-    out = entry.module("training").train(request)
+    if entry.training is None:
+        raise click.ClickException(f"{entry.name} offers no training")
+    out = entry.training.train(request)
     click.echo(f"weights and run record in {out} (serve them with --weights {out})")
 
 

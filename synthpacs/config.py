@@ -154,6 +154,24 @@ def _weights(value: Any) -> str | dict[str, str]:
     return str(value).strip()
 
 
+def _renderer(value: Any) -> str | dict[str, str]:
+    """Empty (each target's default), one renderer name for every target offering it, or {target: renderer}."""
+    if value in (None, ""):
+        return ""
+    if isinstance(value, Mapping):
+        return {str(k): str(v).strip() for k, v in value.items() if str(v).strip()}
+    if isinstance(value, (list, tuple)):
+        raise ValueError("expected a renderer name or a mapping of target to renderer")
+    return str(value).strip()
+
+
+def _paths(value: Any) -> list[str]:
+    if value in (None, ""):
+        return []
+    items = value.split(os.pathsep) if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
 def _device(value: Any) -> str:
     """auto, cpu, cuda or cuda:N; CUDA is checked here (importing torch) so that asking for it fails at start-up."""
     from .generation.devices import check_device_name, cuda_problem
@@ -206,7 +224,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("qido_limit", 1000, _int_in(1, 1_000_000), "Most matches one QIDO-RS response returns; clients page on with offset."),
     Setting("ohif_dir", str(PROJECT_ROOT / "third_party" / "ohif"), _string, "Folder of the OHIF Viewer served at /ohif/ (scripts/install-ohif.sh fills it)."),
     # Generators
-    Setting("renderer", "gan", _choice("gan", "teacher"), "Photorealism stage: the target's trained GAN, or the teacher renderer it learnt from."),
+    Setting("renderer", "", _renderer, "Photorealism stage: empty for each target's default (the first it offers, e.g. its GAN), a renderer name (teacher) for every target that offers it, or a mapping target: renderer."),
+    Setting("generator_paths", [], _paths, "Extra folders of generator targets (<system>/<target>/ packages exporting TARGET), beside the zoo."),
     Setting("weights", "", _weights, "Pretrained folder (generator.json + weights.safetensors) replacing the shipped GAN weights; empty: shipped."),
     Setting("device", "auto", _device, "Where generators run: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."),
     Setting("truncation_psi", 1.0, _float_in(0.0, 1.0), "GAN truncation psi: 1 samples the full distribution, 0 gives the mean sample."),

@@ -46,7 +46,7 @@ def create_app(pacs) -> Flask:
     def healthz():
         if not pacs.ready:
             return jsonify(status="starting"), 503
-        figures = pacs.archive.catalog.figures()
+        figures = pacs.archive.figures()
         return jsonify(status="ok", version=__version__, seed=pacs.config.seed, patients=figures["patients"],
                        studies=figures["studies"], ae_title=pacs.config.ae_title)
 

@@ -93,7 +93,7 @@ def test_malformed_values_are_named(keyword, vr, value, message):
 
 @pytest.fixture(scope="module")
 def oracle(shared_archive):
-    u = shared_archive.universe
+    u = shared_archive._universe
     studies = [s for p in range(u.n_patients) for s in u.studies_of(p)]
     return studies
 
@@ -159,7 +159,7 @@ def case_list(oracle):
 
 
 def _sop(study, series, number):
-    from synthpacs.archive.keyed import universe_key
+    from synthpacs.keyed import universe_key
     from synthpacs.archive.uids import UIDFactory
 
     return UIDFactory(universe_key(7)).sop_instance_uid(study.patient.index, study.visit, series, number)

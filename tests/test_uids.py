@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from synthpacs.archive.keyed import universe_key
+from synthpacs.keyed import universe_key
 from synthpacs.archive.uids import UIDFactory, UIDKind, UIDPath, is_valid_uid
 
 

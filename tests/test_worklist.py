@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from synthpacs.archive.universe import accession_number
+from synthpacs.archive.records import accession_number
 from synthpacs.archive.worklist import (
     SCHEDULED,
     Worklist,
@@ -23,11 +23,11 @@ TODAY = "20250601"
 
 @pytest.fixture(scope="module")
 def worklist(shared_archive):
-    return Worklist(shared_archive.catalog, TODAY)
+    return Worklist(shared_archive._catalog, TODAY)
 
 
 def _studies(archive, patient_index):
-    rows = archive.catalog.db.execute(
+    rows = archive._catalog.db.execute(
         "SELECT visit, study_date, study_time, accession FROM study WHERE patient_pk = ? ORDER BY visit", (patient_index,))
     return rows.fetchall()
 
@@ -44,7 +44,7 @@ def test_every_study_dated_today_or_later_is_scheduled(worklist, shared_archive)
 
 
 def test_next_visit_follows_the_last_study_at_the_protocol_interval(worklist, shared_archive):
-    universe = shared_archive.universe
+    universe = shared_archive._universe
     steps = [s for s in worklist.steps() if s.next_visit]
     assert steps
     for step in steps:
@@ -80,7 +80,7 @@ def test_items_carry_the_worklist_return_keys(worklist):
 
 
 def test_is_deterministic(shared_archive, worklist):
-    again = Worklist(shared_archive.catalog, dt.date(2025, 6, 1))
+    again = Worklist(shared_archive._catalog, dt.date(2025, 6, 1))
     assert [s.dataset() for s in again.steps()] == [s.dataset() for s in worklist.steps()]
 
 
@@ -118,6 +118,6 @@ def test_bad_keys_raise_at_once(worklist):
 
 
 def test_today_defaults_to_the_real_date(shared_archive):
-    assert Worklist(shared_archive.catalog).today == dt.date.today().strftime("%Y%m%d")
+    assert Worklist(shared_archive._catalog).today == dt.date.today().strftime("%Y%m%d")
     with pytest.raises(InvalidQuery):
-        Worklist(shared_archive.catalog, "20251399")
+        Worklist(shared_archive._catalog, "20251399")

@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         archive = Archive(load_config(None, {"patients": 60, "seed": args.seed, "data_dir": tmp, "renderer": args.renderer}, environ={}))
-        u = archive.universe
+        u = archive._universe
         index = args.patient
         if index is None:  # a subject with two lesions whose size changed (PR or PD), for a telling picture
             index = next(p for p in range(u.n_patients)

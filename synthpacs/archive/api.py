@@ -12,22 +12,29 @@ import hashlib
 import io
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import dcmwrite
+from pydicom.sr.coding import Code
 
+from .. import keyed
 from ..config import Config
-from ..errors import NotFound, StoreRefused
+from ..errors import NotFound, StoreRefusalValues, StoreRefused
+from ..generation import registry
+from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, ZooTarget
+from ..imaging.spec import SeriesContext, StudyContext, TrialContext
 from .catalog import Catalog, Query, QueryLevel
-from .cohorts import load_cohorts
+from .cohorts import Cohort, load_cohorts
+from .intake import Received, receive
 from .store import InstanceCache, atomic_write
-from .uids import UIDKind, is_valid_uid
+from .uids import UIDFactory, UIDKind, is_valid_uid
 from .universe import SeriesRecord, StudyRecord, Universe
+from .worklist import Worklist
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +64,103 @@ class StoreResult:
     replaced: bool
 
 
+@dataclass(frozen=True)
+class _PatientDraws:
+    """The keyed randomness of one study, as a generator sees it (contract.PatientDraws)."""
+
+    key: bytes
+    uids: UIDFactory
+    patient: int
+    visit: int
+    draws: PlanDraws
+
+    def rng(self, *path: object):
+        return keyed.path_rng(self.key, "patient", self.patient, *path)
+
+    def study_rng(self, *path: object):
+        return keyed.path_rng(self.key, "study", self.patient, self.visit, *path)
+
+    def plan_draws(self) -> PlanDraws:
+        return self.draws
+
+    def tracking_uid(self, finding: int) -> str:
+        return self.uids.tracking_uid(self.patient, finding)
+
+
 class Archive:
-    """The universe, its catalog and the store, behind one API."""
+    """The universe, its catalog, the instance cache and the store, behind one API.
+
+    Front ends call these methods only; the universe, catalog and cache are private.
+    """
 
     def __init__(self, config: Config):
         self.config = config
-        self.universe = Universe(config.seed, config.patients, load_cohorts(config.cohorts_dir))
+        targets = registry.discover(config.generator_paths)
+        registry.check_renderer_setting(config, targets)
+        cohorts = load_cohorts(config.cohorts_dir, targets)
+        self._universe = Universe(config.seed, config.patients, cohorts, targets)
         data = config.data_path
-        self.catalog = Catalog(data / "catalog.sqlite", self.universe)
-        self.cache = InstanceCache(data / "cache" / self.universe.fingerprint[:16], config.cache_memory_mb * 2**20)
+        self._catalog = Catalog(data / "catalog.sqlite", self._universe)
+        self._cache = InstanceCache(data / "cache" / self._universe.fingerprint[:16], config.cache_memory_mb * 2**20)
+        try:
+            self._worklist = Worklist(self._catalog, config.worklist_today or None)
+        except InvalidQuery as exc:
+            raise ConfigError(f"invalid worklist_today ({config.sources.get('worklist_today')}): {exc}") from None
         self.stored_root = data / "stored"
-        self._targets: dict = {}
-        self._targets_lock = threading.Lock()
+        self._generators: dict[str, Generator] = {}
+        self._cache_keys: dict[str, str] = {}
+        self._generators_lock = threading.Lock()
+
+    # -- the universe in numbers ---------------------------------------------------------
+
+    @property
+    def cohorts(self) -> tuple[Cohort, ...]:
+        return self._universe.cohorts
+
+    @property
+    def targets(self) -> dict[str, ZooTarget]:
+        """The generator targets the cohorts use, by name."""
+        return dict(self._universe.targets)
+
+    def figures(self) -> dict[str, int]:
+        """Patients, studies, series and instances, synthetic and stored."""
+        return self._catalog.figures()
+
+    @property
+    def catalog_build_seconds(self) -> float:
+        return self._catalog.build_seconds
+
+    def is_synthetic_uid(self, uid: str) -> bool:
+        """Whether a UID was minted by this universe."""
+        return self._universe.uids.decode(uid) is not None
+
+    def close(self) -> None:
+        self._catalog.close()
 
     # -- queries ------------------------------------------------------------------------
 
     def find(self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False,
              limit: int | None = None, offset: int = 0) -> Iterator[Dataset]:
         """C-FIND / QIDO-RS matching; see :meth:`Catalog.find`."""
-        return self.catalog.find(level, query, fuzzy=fuzzy, limit=limit, offset=offset)
+        return self._catalog.find(level, query, fuzzy=fuzzy, limit=limit, offset=offset)
+
+    def find_worklist(self, query: Query, *, fuzzy: bool = False) -> Iterator[Dataset]:
+        """Modality Worklist C-FIND (PS3.4 K.6): today's and later scheduled procedure steps."""
+        return self._worklist.find(query, fuzzy=fuzzy)
+
+    @property
+    def worklist(self) -> Worklist:
+        return self._worklist
 
     # -- resolving UIDs -----------------------------------------------------------------
 
     def _synthetic_study(self, study_uid: str) -> StudyRecord | None:
-        path = self.universe.uids.decode(study_uid)
+        path = self._universe.uids.decode(study_uid)
         if path is None or path.kind != UIDKind.STUDY:
             return None
-        if not self.catalog.synthetic_study_exists(path.patient, path.study):
+        if not self._catalog.synthetic_study_exists(path.patient, path.study):
             return None
-        return self.universe.study(path.patient, path.study)
+        return self._universe.study(path.patient, path.study)
 
     def study_record(self, study_uid: str) -> StudyRecord:
         study = self._synthetic_study(study_uid)
@@ -112,11 +187,11 @@ class Archive:
         if study is not None:
             for series in self._series_records(study, series_uid):
                 for number in range(1, series.n_instances + 1):
-                    uid = self.universe.uids.sop_instance_uid(study.patient.index, study.visit, series.index, number)
+                    uid = self._universe.uids.sop_instance_uid(study.patient.index, study.visit, series.index, number)
                     if sop_uid is None or uid == sop_uid:
                         refs.append(InstanceRef(study_uid, series.series_instance_uid, uid, series.sop_class_uid, number))
-        stored = (self.catalog.stored_instances(series_uid=series_uid) if series_uid
-                  else self.catalog.stored_instances(study_uid=study_uid))
+        stored = (self._catalog.stored_instances(series_uid=series_uid) if series_uid
+                  else self._catalog.stored_instances(study_uid=study_uid))
         for row in stored:
             if row["study_instance_uid"] != study_uid or (sop_uid and row["sop_instance_uid"] != sop_uid):
                 continue
@@ -138,58 +213,109 @@ class Archive:
 
     def instance_ref(self, sop_uid: str) -> InstanceRef:
         """Find an instance by its SOP Instance UID alone."""
-        path = self.universe.uids.decode(sop_uid) if is_valid_uid(sop_uid) else None
+        path = self._universe.uids.decode(sop_uid) if is_valid_uid(sop_uid) else None
         if path is not None and path.kind == UIDKind.INSTANCE:
-            study_uid = self.universe.uids.study_instance_uid(path.patient, path.study)
+            study_uid = self._universe.uids.study_instance_uid(path.patient, path.study)
             try:
                 return self.instances(study_uid, None, sop_uid)[0]
             except NotFound:
                 pass
-        row = self.catalog.stored_instance(sop_uid)
+        row = self._catalog.stored_instance(sop_uid)
         if row is None:
             raise NotFound(f"no such instance {sop_uid}")
         return self._stored_ref(row)
 
+    # -- what a generator is asked --------------------------------------------------------
+
+    def study_request(self, study_uid: str) -> StudyRequest:
+        """The generator's view of one synthetic study: contexts, plan and keyed draws, no pixels.
+
+        Raises
+        ------
+        NotFound
+            No such synthetic study.
+        """
+        study = self.study_record(study_uid)
+        u, p, visit = self._universe, study.patient, study.visit
+        cohort = p.cohort
+        trial = TrialContext(
+            sponsor_name=cohort.sponsor, protocol_id=cohort.protocol_id, protocol_name=cohort.protocol_name,
+            site_id=p.site_id, site_name=p.site_name, subject_id=p.subject_id, time_point_id=study.time_point_id,
+            time_point_description=study.time_point_description, coordinating_center_name=cohort.coordinating_center)
+        context = StudyContext(
+            patient_name=p.patient_name, patient_id=p.patient_id, patient_birth_date=p.birth_date,
+            patient_sex=p.sex, patient_age=study.patient_age, study_instance_uid=study.study_instance_uid,
+            study_date=study.study_date, study_time=study.study_time, accession_number=study.accession_number,
+            study_id=study.study_id, study_description=study.study_description,
+            procedure_code=Code(*cohort.procedure_code), body_part_examined=cohort.body_part,
+            frame_of_reference_uid=u.uids.frame_of_reference_uid(p.index, visit), target=cohort.target,
+            visit=visit, trial=trial)
+        planned = []
+        for s in study.series:
+            sop_uids = tuple(u.uids.sop_instance_uid(p.index, visit, s.index, n) for n in range(1, s.n_instances + 1))
+            series = SeriesContext(
+                series_instance_uid=s.series_instance_uid, series_number=s.series_number, modality=s.modality,
+                series_description=s.series_description, series_date=s.series_date, series_time=s.series_time,
+                sop_class_uid=s.sop_class_uid, sop_instance_uids=sop_uids,
+                dimension_organization_uid=u.uids.dimension_organization_uid(p.index, visit, s.index))
+            planned.append(PlannedSeries(index=s.index, slot=s.slot, context=series, rows=s.rows, columns=s.columns,
+                                         frames=s.frames))
+        draws = PlanDraws(key=u.key, patient=np.array([p.index]), visit=np.array([visit]),
+                          female=np.array([p.sex == "F"]), acquisition=cohort.acquisition)
+        return StudyRequest(study=context, series=tuple(planned), patient_index=p.index, visit=visit, patient_sex=p.sex,
+                            acquisition=cohort.acquisition, lesion_diameters_mm=study.lesion_diameters_mm,
+                            draws=_PatientDraws(u.key, u.uids, p.index, visit, draws))
+
     # -- retrieve -----------------------------------------------------------------------
 
-    def _target(self, name: str):
-        """The generator of a cohort target, loaded once, as the configuration says."""
-        from ..generation.registry import load_target
+    def generator(self, target_name: str) -> Generator:
+        """The loaded generator of a target, built once as the configuration says (may import torch)."""
+        target = registry.zoo_entry(target_name, self._universe.targets)
+        with self._generators_lock:
+            if target.name not in self._generators:
+                self._generators[target.name] = target.load(registry.generator_options(self.config, target))
+            return self._generators[target.name]
 
-        with self._targets_lock:
-            if name not in self._targets:
-                target = load_target(name, self.config)
-                # Cached pixels are kept per renderer: switching renderer, weights or psi never serves stale ones.
-                key = hashlib.sha256(str(target.fingerprint).encode()).hexdigest()[:12]
-                self._targets[name] = (target, key)
-            return self._targets[name]
+    def _cache_key(self, target_name: str) -> str:
+        """What cached files of a target depend on beyond the universe: its cheap fingerprint and builder versions.
 
-    def target_for(self, study: StudyRecord):
-        return self._target(study.patient.cohort.target)[0]
+        Reading it loads no model and imports no torch, so a warm retrieve stays light.
+        """
+        with self._generators_lock:
+            key = self._cache_keys.get(target_name)
+            if key is None:
+                from ..imaging.registry import builders_version
 
-    def _renderer_key(self, study_uid: str) -> str:
-        path = self.universe.uids.decode(study_uid)
+                target = self._universe.targets[target_name]
+                text = f"{target.fingerprint(registry.generator_options(self.config, target))}|{builders_version(target.sop_classes)}"
+                key = self._cache_keys[target_name] = hashlib.sha256(text.encode()).hexdigest()[:12]
+            return key
+
+    def _target_name_of(self, study_uid: str) -> str:
+        path = self._universe.uids.decode(study_uid)
         if path is None:
             raise NotFound(f"no such synthetic study {study_uid}")
-        cohort = self.universe.cohorts[int(self.universe.cohort_of(np.array([path.patient]))[0])]
-        return self._target(cohort.target)[1]
+        return self._universe.cohort_of_patient(path.patient).target
 
-    def _generate(self, study: StudyRecord) -> dict[str, tuple[str, bytes]]:
-        from ..generation.study import build_study
+    def _generate(self, study_uid: str) -> dict[str, tuple[str, bytes]]:
+        from ..imaging.registry import build
 
-        made = build_study(self.universe, study, self.target_for(study))
-        key = self._renderer_key(study.study_instance_uid)
+        request = self.study_request(study_uid)
+        target_name = request.study.target
+        specs = self.generator(target_name).generate(request)
+        made = build(specs)
+        key = self._cache_key(target_name)
         out = {}
         for series_uid, datasets in made.items():
             for ds in datasets:
                 sop_uid = str(ds.SOPInstanceUID)
-                out[sop_uid] = (self._cache_path(key, study.study_instance_uid, series_uid, sop_uid), _encode(ds))
-        log.info("generated study %s (%d instances)", study.study_instance_uid, len(out))
+                out[sop_uid] = (self._cache_path(key, study_uid, series_uid, sop_uid), _encode(ds))
+        log.info("generated study %s (%d instances)", study_uid, len(out))
         return out
 
     @staticmethod
-    def _cache_path(renderer_key: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
-        return f"{renderer_key}/{study_uid}/{series_uid}/{sop_uid}.dcm"
+    def _cache_path(cache_key: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return f"{cache_key}/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
     def instance_bytes(self, ref: InstanceRef) -> bytes:
         """The Part 10 bytes of an instance (generated on first use)."""
@@ -198,11 +324,10 @@ class Archive:
                 return Path(ref.stored_path).read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"stored instance {ref.sop_instance_uid} is missing from disk") from None
-        key = self._renderer_key(ref.study_instance_uid)
+        key = self._cache_key(self._target_name_of(ref.study_instance_uid))
         relative = self._cache_path(key, ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
-        # The study record is only needed on a miss (a cache hit costs no universe lookup).
-        return self.cache.get(ref.study_instance_uid, relative,
-                              lambda: self._generate(self.study_record(ref.study_instance_uid)))
+        # A hit reads the cache only: no study record, no generator (no torch).
+        return self._cache.get(ref.study_instance_uid, relative, lambda: self._generate(ref.study_instance_uid))
 
     def instance_dataset(self, ref: InstanceRef) -> Dataset:
         return dcmread(io.BytesIO(self.instance_bytes(ref)))
@@ -214,57 +339,75 @@ class Archive:
             self.instance_bytes(ref)
         return refs
 
+    @property
+    def studies_generated(self) -> int:
+        """Studies this process generated (a cache miss each); for tests and benchmarks."""
+        return self._cache.generated
+
     # -- store --------------------------------------------------------------------------
 
-    def store(self, data: bytes | Dataset) -> StoreResult:
-        """Keep an object received by STOW-RS or C-STORE: written atomically, indexed, findable at once.
+    def store(self, data: bytes | Dataset | Received, *, expected: Mapping[str, str] | None = None,
+              source: str = "the request") -> StoreResult:
+        """Keep an object received by STOW-RS or C-STORE: validated whole, written atomically, indexed, findable at once.
+
+        ``data`` is the Part 10 bytes as received (kept byte for byte), a
+        :class:`Received` that :func:`intake.receive` has already checked, or a
+        data set (encoded here). Acceptance means the object parses completely
+        (see :mod:`.intake`); ``expected`` and ``source`` are passed on to it.
 
         UID policy: an object that reuses the SOP Instance UID of a synthetic
         instance is refused (synthetic objects are immutable and always
         regenerable); one that reuses the UID of an earlier stored object
-        replaces it (the latest copy wins, as in dcm4chee's default).
+        replaces it (the latest copy wins, as in dcm4chee's default). A
+        replacement is checked whole before anything is written, and written
+        with ``os.replace``: a refused one leaves the earlier copy as it was.
 
         Raises
         ------
         StoreRefused
-            The object is not DICOM, lacks a required UID, or collides with a synthetic UID.
+            With its ``reason`` (:class:`StoreRefusalValues`): not DICOM, incomplete, a required
+            UID missing, invalid or not the expected one, a synthetic UID, or a data set that cannot be encoded.
+        OSError
+            The object could not be written.
         """
-        if isinstance(data, Dataset):
-            ds = data
+        if isinstance(data, Received):
+            received = data
         else:
-            try:
-                ds = dcmread(io.BytesIO(data), force=False)
-            except (InvalidDicomError, EOFError, ValueError, TypeError, AttributeError, KeyError, OSError) as exc:
-                raise StoreRefused(f"not a DICOM Part 10 object: {exc}") from None
-        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-            value = str(ds.get(keyword, "") or "")
-            if not value:
-                raise StoreRefused(f"the object has no {keyword}")
-            if not is_valid_uid(value):
-                raise StoreRefused(f"{keyword} {value!r} is not a valid UID")
-        sop_uid = str(ds.SOPInstanceUID)
-        if self.universe.uids.decode(sop_uid) is not None:
-            raise StoreRefused(f"SOP Instance UID {sop_uid} belongs to a synthetic instance and cannot be replaced")
+            if isinstance(data, Dataset):
+                try:
+                    data = _encode(data)
+                except Exception as exc:  # pydicom raises many types for data sets it cannot write
+                    raise StoreRefused(StoreRefusalValues.CANNOT_ENCODE, f"the object cannot be encoded: {exc}",
+                                       sop_class_uid=str(data.get("SOPClassUID", "") or ""),
+                                       sop_instance_uid=str(data.get("SOPInstanceUID", "") or "")) from None
+            received = receive(data, expected=expected, source=source)
+        ds = received.dataset
+        sop_uid, names = received.sop_instance_uid, {"sop_class_uid": received.sop_class_uid,
+                                                      "sop_instance_uid": received.sop_instance_uid}
+        uids = self._universe.uids
+        if uids.decode(sop_uid) is not None:
+            raise StoreRefused(StoreRefusalValues.SYNTHETIC_UID,
+                               f"SOP Instance UID {sop_uid} belongs to a synthetic instance and cannot be replaced",
+                               keyword="SOPInstanceUID", **names)
         for keyword, kind in (("StudyInstanceUID", UIDKind.STUDY), ("SeriesInstanceUID", UIDKind.SERIES)):
-            path = self.universe.uids.decode(str(ds[keyword].value))
+            path = uids.decode(str(ds[keyword].value))
             if path is not None and path.kind != kind:
-                raise StoreRefused(f"{keyword} names a synthetic object of another kind")
-        series_path = self.universe.uids.decode(str(ds.SeriesInstanceUID))
-        if series_path is not None:
-            raise StoreRefused("a stored object cannot join a synthetic series; give it a series of its own")
-        try:
-            # Bytes are kept as received, so a retrieve returns them byte for byte.
-            blob = bytes(data) if isinstance(data, (bytes, bytearray)) else _encode(ds)
-            # Re-read what will be written: a dataset that cannot round-trip is refused before any write.
-            dcmread(io.BytesIO(blob))
-        except Exception as exc:  # pydicom raises many types for broken data; none may reach the caller raw
-            raise StoreRefused(f"the object cannot be encoded: {exc}") from None
-        transfer_syntax = str(getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID", "1.2.840.10008.1.2.1"))
-        path = self.stored_root / str(ds.StudyInstanceUID) / str(ds.SeriesInstanceUID) / f"{sop_uid}.dcm"
-        replaced = self.catalog.stored_instance(sop_uid) is not None
-        atomic_write(path, blob)
-        self.catalog.index_stored(ds, str(path), len(blob), transfer_syntax)
-        return StoreResult(sop_uid, str(ds.SOPClassUID), str(ds.StudyInstanceUID), replaced)
+                raise StoreRefused(StoreRefusalValues.KIND_MISMATCH,
+                                   f"{keyword} names a synthetic object of another kind", keyword=keyword, **names)
+        if uids.decode(received.series_instance_uid) is not None:
+            raise StoreRefused(StoreRefusalValues.SYNTHETIC_SERIES,
+                               "a stored object cannot join a synthetic series; give it a series of its own",
+                               keyword="SeriesInstanceUID", **names)
+        path = self.stored_root / received.study_instance_uid / received.series_instance_uid / f"{sop_uid}.dcm"
+        # One store at a time from the look-up of an earlier copy to the index: two stores of one
+        # UID cannot interleave (the index would describe one copy and the disk hold the other).
+        with self.__dict__.setdefault("_store_lock", threading.Lock()):
+            earlier = self._catalog.stored_instance(sop_uid)
+            atomic_write(path, received.data, durable=True)
+            self._catalog.index_stored(ds, str(path), len(received.data), received.transfer_syntax_uid)
+            if earlier is not None and earlier["path"] != str(path):  # the replacement moved to another series
+                Path(earlier["path"]).unlink(missing_ok=True)
+        return StoreResult(sop_uid, received.sop_class_uid, received.study_instance_uid, earlier is not None)
 
 
 def _encode(ds: Dataset) -> bytes:

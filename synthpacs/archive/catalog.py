@@ -3,7 +3,9 @@ objects received by STOW-RS and C-STORE, and answers C-FIND / QIDO queries.
 
 Synthetic rows are compact: patients and studies are tables built from the
 seed with vectorised code; series come from a join of studies with their
-cohort's series plan; instances are enumerated from a series on demand. UIDs
+*plan variant* (the distinct series layouts the targets' study plans give:
+which series, instances, frames, rows, columns, descriptions), so nothing in
+the catalog knows a modality; instances are enumerated from a series on demand. UIDs
 are not stored for synthetic objects: they are minted from each row's path
 and decoded back (see :mod:`uids`). That keeps a million patients in a few
 hundred MB.
@@ -34,17 +36,19 @@ from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from .. import identity
 from ..errors import InvalidQuery
 from . import matching
+from . import records
 from .cohorts import Cohort
 from .matching import Condition
 from .uids import UIDKind
-from .universe import PatientRecord, Universe, _date_strings, patient_id, accession_number
+from .universe import Universe
 
 log = logging.getLogger(__name__)
 
 CHUNK = 100_000
-REFERRING_PHYSICIAN = "SYNTHETIC^REFERRER"
+REFERRING_PHYSICIAN = identity.REFERRING_PHYSICIAN_NAME
 
 
 class QueryLevel(str, enum.Enum):
@@ -82,15 +86,18 @@ CREATE INDEX IF NOT EXISTS stored_instance_study ON stored_instance(study_instan
 """
 
 SYNTHETIC_SCHEMA = """
-DROP TABLE IF EXISTS cohort; DROP TABLE IF EXISTS cohort_series; DROP TABLE IF EXISTS patient; DROP TABLE IF EXISTS study;
-CREATE TABLE cohort(idx INTEGER PRIMARY KEY, name TEXT, study_description TEXT, modalities TEXT, body_part TEXT,
-    sponsor TEXT, protocol_id TEXT, protocol_name TEXT, coordinating_center TEXT, n_series INTEGER);
-CREATE TABLE cohort_series(cohort INTEGER, idx INTEGER, number INTEGER, modality TEXT, description TEXT,
-    kind TEXT, sop_class_uid TEXT, PRIMARY KEY(cohort, idx));
+DROP TABLE IF EXISTS cohort; DROP TABLE IF EXISTS plan_variant; DROP TABLE IF EXISTS plan_series;
+DROP TABLE IF EXISTS patient; DROP TABLE IF EXISTS study;
+CREATE TABLE cohort(idx INTEGER PRIMARY KEY, name TEXT, target TEXT);
+CREATE TABLE plan_variant(variant INTEGER PRIMARY KEY, cohort INTEGER, n_series INTEGER, n_instances INTEGER,
+    modalities TEXT, sop_classes TEXT);
+CREATE TABLE plan_series(variant INTEGER, idx INTEGER, number INTEGER, modality TEXT, sop_class_uid TEXT,
+    description TEXT, n_instances INTEGER, frames INTEGER, rows INTEGER, columns INTEGER, PRIMARY KEY(variant, idx));
 CREATE TABLE patient(pk INTEGER PRIMARY KEY, patient_id TEXT, patient_name TEXT, sex TEXT, birth_date TEXT,
-    cohort INTEGER, site_id TEXT, site_name TEXT, subject_id TEXT, n_studies INTEGER, n_slices INTEGER, thickness TEXT);
-CREATE TABLE study(pk INTEGER PRIMARY KEY, patient_pk INTEGER, visit INTEGER, study_date TEXT, study_time TEXT,
-    accession TEXT, time_point_id TEXT);
+    cohort INTEGER, site_id TEXT, site_name TEXT, subject_id TEXT, n_studies INTEGER, n_series INTEGER,
+    n_instances INTEGER);
+CREATE TABLE study(pk INTEGER PRIMARY KEY, patient_pk INTEGER, visit INTEGER, variant INTEGER, study_date TEXT,
+    study_time TEXT, accession TEXT, time_point_id TEXT, time_point_description TEXT, patient_age TEXT);
 """
 
 SYNTHETIC_INDEXES = """
@@ -101,19 +108,41 @@ CREATE INDEX study_date_index ON study(study_date);
 CREATE INDEX study_accession_index ON study(accession);
 """
 
+# The columns of a joined synthetic row, by level (read by name, never by position).
+PATIENT_COLUMNS = ("p.pk AS patient_pk, p.patient_id, p.patient_name, p.sex, p.birth_date, p.cohort, p.site_id, "
+                   "p.site_name, p.subject_id, p.n_studies, p.n_series AS patient_series, "
+                   "p.n_instances AS patient_instances")
+STUDY_COLUMNS = (PATIENT_COLUMNS + ", s.pk AS study_pk, s.visit, s.variant, s.study_date, s.study_time, s.accession, "
+                 "s.time_point_id, s.time_point_description, s.patient_age")
+SERIES_COLUMNS = (STUDY_COLUMNS + ", ps.idx AS series_index, ps.number AS series_number, ps.modality, "
+                  "ps.sop_class_uid, ps.description AS series_description, ps.n_instances AS series_instances, "
+                  "ps.frames, ps.rows, ps.columns")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One distinct series layout of a cohort's studies (what the study plan gave)."""
+
+    index: int
+    cohort: Cohort
+    n_series: int
+    n_instances: int
+    modalities: tuple[str, ...]
+    sop_classes: tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class Field:
     """A matchable attribute: its keyword, VR and SQL expression over the synthetic tables.
 
-    ``expr`` None means the value is constant per cohort (matched by choosing
-    cohorts in Python) or computed (matched on output only, in Python).
+    ``expr`` None means the value is constant per plan variant (matched by
+    choosing variants in Python) or computed (matched on output only, in Python).
     """
 
     keyword: str
     vr: str
     expr: str | None
-    per_cohort: Callable[[Cohort], object] | None = None
+    per_variant: Callable[[Variant], object] | None = None
 
 
 def _code_item(value: str, scheme: str, meaning: str) -> dict:
@@ -125,9 +154,9 @@ PATIENT_FIELDS = (
     Field("PatientID", "LO", "p.patient_id"),
     Field("PatientBirthDate", "DA", "p.birth_date"),
     Field("PatientSex", "CS", "p.sex"),
-    Field("ClinicalTrialSponsorName", "LO", None, lambda c: c.sponsor),
-    Field("ClinicalTrialProtocolID", "LO", None, lambda c: c.protocol_id),
-    Field("ClinicalTrialProtocolName", "LO", None, lambda c: c.protocol_name),
+    Field("ClinicalTrialSponsorName", "LO", None, lambda v: v.cohort.sponsor),
+    Field("ClinicalTrialProtocolID", "LO", None, lambda v: v.cohort.protocol_id),
+    Field("ClinicalTrialProtocolName", "LO", None, lambda v: v.cohort.protocol_name),
     Field("ClinicalTrialSiteID", "LO", "p.site_id"),
     Field("ClinicalTrialSiteName", "LO", "p.site_name"),
     Field("ClinicalTrialSubjectID", "LO", "p.subject_id"),
@@ -141,26 +170,26 @@ STUDY_FIELDS = (
     Field("StudyTime", "TM", "s.study_time"),
     Field("AccessionNumber", "SH", "s.accession"),
     Field("StudyID", "SH", "printf('V%02d', s.visit)"),
-    Field("StudyDescription", "LO", None, lambda c: c.study_description),
+    Field("StudyDescription", "LO", None, lambda v: v.cohort.study_description),
     Field("ReferringPhysicianName", "PN", f"'{REFERRING_PHYSICIAN}'"),
-    Field("ModalitiesInStudy", "CS", None, lambda c: "\\".join(sorted({s.modality for s in c.series}))),
-    Field("SOPClassesInStudy", "UI", None, lambda c: "\\".join(sorted({s.sop_class_uid for s in c.series}))),
+    Field("ModalitiesInStudy", "CS", None, lambda v: "\\".join(v.modalities)),
+    Field("SOPClassesInStudy", "UI", None, lambda v: "\\".join(v.sop_classes)),
     Field("ClinicalTrialTimePointID", "LO", "s.time_point_id"),
-    Field("ClinicalTrialTimePointDescription", "ST", None),
-    Field("PatientAge", "AS", None),
-    Field("ProcedureCodeSequence", "SQ", None, lambda c: [_code_item(*c.procedure_code)]),
+    Field("ClinicalTrialTimePointDescription", "ST", "s.time_point_description"),
+    Field("PatientAge", "AS", "s.patient_age"),
+    Field("ProcedureCodeSequence", "SQ", None, lambda v: [_code_item(*v.cohort.procedure_code)]),
     Field("NumberOfStudyRelatedSeries", "IS", None),
     Field("NumberOfStudyRelatedInstances", "IS", None),
 )
 SERIES_FIELDS = (
     Field("SeriesInstanceUID", "UI", None),
-    Field("Modality", "CS", "cs.modality"),
-    Field("SeriesNumber", "IS", "cs.number"),
-    Field("SeriesDescription", "LO", "replace(cs.description, '{thickness}', p.thickness)"),
+    Field("Modality", "CS", "ps.modality"),
+    Field("SeriesNumber", "IS", "ps.number"),
+    Field("SeriesDescription", "LO", "ps.description"),
     Field("SeriesDate", "DA", "s.study_date"),
     Field("SeriesTime", "TM", "s.study_time"),
-    Field("BodyPartExamined", "CS", None, lambda c: c.body_part),
-    Field("ClinicalTrialCoordinatingCenterName", "LO", None, lambda c: c.coordinating_center),
+    Field("BodyPartExamined", "CS", None, lambda v: v.cohort.body_part),
+    Field("ClinicalTrialCoordinatingCenterName", "LO", None, lambda v: v.cohort.coordinating_center),
     Field("NumberOfSeriesRelatedInstances", "IS", None),
 )
 IMAGE_FIELDS = (
@@ -237,6 +266,7 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.build_seconds = 0.0
         self._ensure_built()
+        self.variants = self._load_variants()
 
     # -- connections ------------------------------------------------------------------
 
@@ -244,6 +274,7 @@ class Catalog:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
         return conn
 
     @property
@@ -279,72 +310,105 @@ class Catalog:
         db.execute("DELETE FROM meta WHERE key = 'fingerprint'")
         db.commit()
         db.executescript(SYNTHETIC_SCHEMA)
-        for c in u.cohorts:
-            db.execute(
-                "INSERT INTO cohort VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (c.index, c.name, c.study_description, "\\".join(sorted({s.modality for s in c.series})), c.body_part,
-                 c.sponsor, c.protocol_id, c.protocol_name, c.coordinating_center, len(c.series)),
-            )
-            for i, s in enumerate(c.series):
-                db.execute("INSERT INTO cohort_series VALUES (?,?,?,?,?,?,?)",
-                           (c.index, i, s.number, s.modality, s.description, s.kind, s.sop_class_uid))
+        db.executemany("INSERT INTO cohort VALUES (?,?,?)", [(c.index, c.name, c.target) for c in u.cohorts])
+        variants: dict[tuple, int] = {}
         for start in range(0, u.n_patients, CHUNK):
             p = np.arange(start, min(start + CHUNK, u.n_patients))
             pa = u.patient_arrays(p)
             sa = u.study_arrays(pa)
-            db.executemany("INSERT INTO patient VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", self._patient_rows(pa))
-            db.executemany("INSERT INTO study VALUES (?,?,?,?,?,?,?)", self._study_rows(pa, sa))
+            variant = self._plan_variants(db, pa, sa, variants)
+            study_rows = self._study_rows(pa, sa, variant)
+            db.executemany("INSERT INTO study VALUES (?,?,?,?,?,?,?,?,?,?)", study_rows)
+            db.executemany("INSERT INTO patient VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", self._patient_rows(db, pa))
         db.executescript(SYNTHETIC_INDEXES)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (u.fingerprint,))
         db.commit()
         db.execute("PRAGMA journal_mode=WAL")
 
-    def _patient_rows(self, pa: dict) -> Iterator[tuple]:
+    def _plan_variants(self, db: sqlite3.Connection, pa: dict, sa: dict, variants: dict[tuple, int]) -> np.ndarray:
+        """The plan variant of every study row; new variants are inserted (deduplicated across chunks)."""
+        u = self.universe
+        out = np.zeros(len(sa["visit"]), dtype=np.int64)
+        for cohort, rows, plan in u.plans(pa, sa):
+            slots = u.target_of(cohort).slots
+            # Distinct layouts within the chunk first (vectorised), then a dictionary across chunks.
+            descriptions, codes = np.unique(plan.descriptions.astype(str), return_inverse=True)
+            codes = codes.reshape(plan.descriptions.shape)
+            layout = np.concatenate([plan.n_instances, plan.frames, plan.rows, plan.columns, codes], axis=1)
+            distinct, inverse = np.unique(layout, axis=0, return_inverse=True)
+            local = np.empty(len(distinct), dtype=np.int64)
+            n = len(slots)
+            for j, row in enumerate(distinct):
+                counts, frames, n_rows, n_columns, text = (row[i * n:(i + 1) * n] for i in range(5))
+                key = (cohort.index, tuple(int(x) for x in row[:4 * n]), tuple(str(descriptions[t]) for t in text))
+                if key not in variants:
+                    index = variants[key] = len(variants)
+                    present = [i for i in range(n) if counts[i] > 0]
+                    db.execute("INSERT INTO plan_variant VALUES (?,?,?,?,?,?)", (
+                        index, cohort.index, len(present), int(sum(counts[i] for i in present)),
+                        "\\".join(sorted({slots[i].modality for i in present})),
+                        "\\".join(sorted({slots[i].sop_class_uid for i in present}))))
+                    db.executemany("INSERT INTO plan_series VALUES (?,?,?,?,?,?,?,?,?,?)", [
+                        (index, i, slots[i].number, slots[i].modality, slots[i].sop_class_uid, str(descriptions[text[i]]),
+                         int(counts[i]), int(frames[i]), int(n_rows[i]), int(n_columns[i])) for i in present])
+                local[j] = variants[key]
+            out[rows] = local[inverse.reshape(-1)]
+        return out
+
+    def _patient_rows(self, db: sqlite3.Connection, pa: dict) -> Iterator[tuple]:
         from .universe import FAMILY_NAMES, GIVEN_NAMES_F, GIVEN_NAMES_M
 
         cohorts = self.universe.cohorts
-        birth = _date_strings(pa["birth_day"])
+        birth = records.date_strings(pa["birth_day"])
+        first, last = int(pa["index"][0]), int(pa["index"][-1])
+        totals = {r["patient_pk"]: (r["n_series"], r["n_instances"]) for r in db.execute(
+            "SELECT s.patient_pk, sum(v.n_series) AS n_series, sum(v.n_instances) AS n_instances FROM study s "
+            "JOIN plan_variant v ON v.variant = s.variant WHERE s.patient_pk BETWEEN ? AND ? GROUP BY s.patient_pk",
+            (first, last))}
         for i in range(len(pa["index"])):
             c = cohorts[int(pa["cohort"][i])]
             site = c.sites[int(pa["site"][i])]
             given = (GIVEN_NAMES_F if pa["female"][i] else GIVEN_NAMES_M)[int(pa["given"][i])]
             index = int(pa["index"][i])
+            n_series, n_instances = totals[index]
             yield (
-                index, patient_id(index), f"{FAMILY_NAMES[int(pa['family'][i])]}^{given}",
+                index, records.patient_id(index), f"{FAMILY_NAMES[int(pa['family'][i])]}^{given}",
                 "F" if pa["female"][i] else "M", birth[i], c.index, site.id, site.name,
-                f"{c.protocol_id}-{site.id}-{index + 1:06d}", int(pa["n_visits"][i]), int(pa["n_slices"][i]),
-                f"{float(pa['slice_thickness'][i]):g}",
+                records.subject_id(c.protocol_id, site.id, index), int(pa["n_visits"][i]), n_series, n_instances,
             )
 
-    def _study_rows(self, pa: dict, sa: dict) -> Iterator[tuple]:
+    def _study_rows(self, pa: dict, sa: dict, variant: np.ndarray) -> list[tuple]:
         cohorts = self.universe.cohorts
-        dates = _date_strings(sa["day"])
-        rows, visits, minutes, seconds = sa["patient_row"], sa["visit"], sa["minute"], sa["second"]
+        dates = records.date_strings(sa["day"])
+        rows, visits, minutes, seconds, ages = sa["patient_row"], sa["visit"], sa["minute"], sa["second"], sa["age"]
+        out = []
         for i in range(len(visits)):
             r = int(rows[i])
             index, visit = int(pa["index"][r]), int(visits[i])
             c = cohorts[int(pa["cohort"][r])]
-            weeks = visit * c.interval_days // 7
+            time_point_id, time_point_description = records.time_point(visit, c.interval_days)
             m = int(minutes[i])
-            yield (index * 64 + visit, index, visit, dates[i], f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}",
-                   accession_number(index, visit), "BL" if visit == 0 else f"W{weeks:02d}")
+            out.append((records.study_key(index, visit), index, visit, int(variant[i]), dates[i],
+                        f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}", records.accession_number(index, visit),
+                        time_point_id, time_point_description, records.age_string(int(ages[i]))))
+        return out
+
+    def _load_variants(self) -> dict[int, Variant]:
+        cohorts = self.universe.cohorts
+        return {r["variant"]: Variant(r["variant"], cohorts[r["cohort"]], r["n_series"], r["n_instances"],
+                                      tuple(r["modalities"].split("\\")), tuple(r["sop_classes"].split("\\")))
+                for r in self.db.execute("SELECT * FROM plan_variant")}
 
     # -- figures ----------------------------------------------------------------------
 
     def figures(self) -> dict[str, int]:
         """The universe in numbers (synthetic and stored)."""
         db = self.db
-        patients, = db.execute("SELECT count(*) FROM patient").fetchone()
-        studies, = db.execute("SELECT count(*) FROM study").fetchone()
-        series, = db.execute(
-            "SELECT coalesce(sum(c.n_series), 0) FROM study s JOIN patient p ON p.pk = s.patient_pk JOIN cohort c ON c.idx = p.cohort"
-        ).fetchone()
-        instances, = db.execute(
-            "SELECT coalesce(sum(p.n_studies * (p.n_slices + c.n_series - 1)), 0) FROM patient p JOIN cohort c ON c.idx = p.cohort"
-        ).fetchone()
+        row = db.execute("SELECT count(*), coalesce(sum(n_studies), 0), coalesce(sum(n_series), 0), "
+                         "coalesce(sum(n_instances), 0) FROM patient").fetchone()
         stored = db.execute("SELECT (SELECT count(*) FROM stored_study), (SELECT count(*) FROM stored_series), "
                             "(SELECT count(*) FROM stored_instance)").fetchone()
-        return {"patients": patients, "studies": studies, "series": series, "instances": instances,
+        return {"patients": row[0], "studies": row[1], "series": row[2], "instances": row[3],
                 "stored_studies": stored[0], "stored_series": stored[1], "stored_instances": stored[2]}
 
     # -- queries ----------------------------------------------------------------------
@@ -405,15 +469,18 @@ class Catalog:
 
     # Synthetic side ------------------------------------------------------------------
 
-    def _cohort_condition(self, keys: dict, fields: dict[str, Field], fuzzy: bool) -> Condition:
+    def _variant_condition(self, keys: dict, fields: dict[str, Field], fuzzy: bool, level: QueryLevel) -> Condition:
+        """Keys whose value is constant per plan variant, matched by choosing variants (or cohorts)."""
+        if not any(f.per_variant is not None for k, f in fields.items() if k in keys):
+            return matching.TRUE
         chosen = []
-        for c in self.universe.cohorts:
+        for v in self.variants.values():
             ok = True
             for keyword, value in keys.items():
                 f = fields.get(keyword)
-                if f is None or f.per_cohort is None:
+                if f is None or f.per_variant is None:
                     continue
-                constant = f.per_cohort(c)
+                constant = f.per_variant(v)
                 if f.vr == "SQ":
                     ok = matching.match_sequence(keyword, value, constant, SEQUENCE_ITEM_VRS, fuzzy=fuzzy)
                 else:
@@ -421,10 +488,14 @@ class Catalog:
                 if not ok:
                     break
             if ok:
-                chosen.append(c.index)
-        if len(chosen) == len(self.universe.cohorts):
+                chosen.append(v)
+        if len(chosen) == len(self.variants):
             return matching.TRUE
-        return matching.sql_list_of_uids("p.cohort", chosen) if chosen else matching.FALSE
+        if not chosen:
+            return matching.FALSE
+        if level is QueryLevel.PATIENT:  # patient-level constants are per cohort
+            return matching.sql_list_of_uids("p.cohort", sorted({v.cohort.index for v in chosen}))
+        return matching.sql_list_of_uids("s.variant", [v.index for v in chosen])
 
     def _uid_condition(self, keys: dict, level: QueryLevel) -> tuple[Condition, list | None]:
         """Conditions for Study/Series UID keys; also the instance filter for IMAGE level."""
@@ -444,21 +515,21 @@ class Catalog:
 
         studies = paths("StudyInstanceUID", UIDKind.STUDY)
         if studies is not None:
-            conditions.append(matching.sql_list_of_uids("s.pk", [p.patient * 64 + p.study for p in studies]))
+            conditions.append(matching.sql_list_of_uids("s.pk", [records.study_key(p.patient, p.study) for p in studies]))
         series = paths("SeriesInstanceUID", UIDKind.SERIES) if level in (QueryLevel.SERIES, QueryLevel.IMAGE) else None
         if series is not None:
             if not series:
                 conditions.append(matching.FALSE)
             else:
-                ors = " OR ".join("(s.pk = ? AND cs.idx = ?)" for _ in series)
-                conditions.append(Condition(f"({ors})", tuple(x for p in series for x in (p.patient * 64 + p.study, p.series))))
+                ors = " OR ".join("(s.pk = ? AND ps.idx = ?)" for _ in series)
+                conditions.append(Condition(f"({ors})", tuple(x for p in series for x in (records.study_key(p.patient, p.study), p.series))))
         instances = paths("SOPInstanceUID", UIDKind.INSTANCE) if level == QueryLevel.IMAGE else None
         if instances is not None:
             if not instances:
                 conditions.append(matching.FALSE)
             else:
-                ors = " OR ".join("(s.pk = ? AND cs.idx = ?)" for _ in instances)
-                conditions.append(Condition(f"({ors})", tuple(x for p in instances for x in (p.patient * 64 + p.study, p.series))))
+                ors = " OR ".join("(s.pk = ? AND ps.idx = ?)" for _ in instances)
+                conditions.append(Condition(f"({ors})", tuple(x for p in instances for x in (records.study_key(p.patient, p.study), p.series))))
         sql = " AND ".join(f"({c.sql})" for c in conditions) or "1"
         for c in conditions:
             params.extend(c.params)
@@ -466,7 +537,7 @@ class Catalog:
 
     def _synthetic_matches(self, level: QueryLevel, keys: dict, fuzzy: bool):
         fields = {f.keyword: f for f in LEVEL_FIELDS[level]}
-        conditions = [self._cohort_condition(keys, fields, fuzzy)]
+        conditions = [self._variant_condition(keys, fields, fuzzy, level)]
         for keyword, value in keys.items():
             f = fields[keyword]
             if f.expr is not None and f.vr != "SQ":
@@ -480,20 +551,20 @@ class Catalog:
         params = tuple(p for c in conditions for p in c.params)
         # Keys matched on output only (computed values), checked in Python.
         post = {k: v for k, v in keys.items()
-                if fields[k].expr is None and fields[k].per_cohort is None and k not in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+                if fields[k].expr is None and fields[k].per_variant is None and k not in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
 
         if level is QueryLevel.PATIENT:
-            sql = f"SELECT p.* FROM patient p WHERE {where} ORDER BY p.pk"
+            sql = f"SELECT {PATIENT_COLUMNS} FROM patient p WHERE {where} ORDER BY p.pk"
             build = self._patient_dataset
         elif level is QueryLevel.STUDY:
             # A date-range query pages in date order, which the date index yields without sorting every
             # match (a week of a million patients' studies is ~50k rows); others in universe order.
             order = "s.study_date, s.pk" if keys.get("StudyDate") else "s.pk"
-            sql = f"SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE {where} ORDER BY {order}"
+            sql = f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE {where} ORDER BY {order}"
             build = self._study_dataset
         else:
-            sql = (f"SELECT p.*, s.*, cs.idx FROM study s JOIN patient p ON p.pk = s.patient_pk "
-                   f"JOIN cohort_series cs ON cs.cohort = p.cohort WHERE {where} ORDER BY s.pk, cs.idx")
+            sql = (f"SELECT {SERIES_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
+                   f"JOIN plan_series ps ON ps.variant = s.variant WHERE {where} ORDER BY s.pk, ps.idx")
             build = self._series_dataset
 
         def run(skip: int, limit: int | None) -> Iterator[Dataset]:
@@ -531,44 +602,40 @@ class Catalog:
 
     # Row -> Dataset -------------------------------------------------------------------
 
-    # Columns: patient p.* is 12 columns, study s.* 7, then cs.idx.
-    def _patient_dataset(self, row: tuple, extras: dict | None = None) -> Dataset:
-        c = self.universe.cohorts[row[5]]
-        n_studies, n_slices = row[9], row[10]
+    def _patient_dataset(self, row: sqlite3.Row, extras: dict | None = None) -> Dataset:
+        c = self.universe.cohorts[row["cohort"]]
         ds = Dataset()
-        put(ds, "PatientName", row[2])
-        put(ds, "PatientID", row[1])
-        put(ds, "PatientBirthDate", row[4])
-        put(ds, "PatientSex", row[3])
+        put(ds, "PatientName", row["patient_name"])
+        put(ds, "PatientID", row["patient_id"])
+        put(ds, "PatientBirthDate", row["birth_date"])
+        put(ds, "PatientSex", row["sex"])
         put(ds, "ClinicalTrialSponsorName", c.sponsor)
         put(ds, "ClinicalTrialProtocolID", c.protocol_id)
         put(ds, "ClinicalTrialProtocolName", c.protocol_name)
-        put(ds, "ClinicalTrialSiteID", row[6])
-        put(ds, "ClinicalTrialSiteName", row[7])
-        put(ds, "ClinicalTrialSubjectID", row[8])
-        put(ds, "NumberOfPatientRelatedStudies", n_studies)
-        put(ds, "NumberOfPatientRelatedSeries", n_studies * len(c.series))
-        put(ds, "NumberOfPatientRelatedInstances", n_studies * (n_slices + len(c.series) - 1))
+        put(ds, "ClinicalTrialSiteID", row["site_id"])
+        put(ds, "ClinicalTrialSiteName", row["site_name"])
+        put(ds, "ClinicalTrialSubjectID", row["subject_id"])
+        put(ds, "NumberOfPatientRelatedStudies", row["n_studies"])
+        put(ds, "NumberOfPatientRelatedSeries", row["patient_series"])
+        put(ds, "NumberOfPatientRelatedInstances", row["patient_instances"])
         return ds
 
-    def _study_dataset(self, row: tuple, extras: dict) -> Dataset:
-        p, s = row[:12], row[12:19]
-        c = self.universe.cohorts[p[5]]
-        visit = s[2]
-        ds = self._patient_dataset(p)
+    def _study_dataset(self, row: sqlite3.Row, extras: dict) -> Dataset:
+        variant = self.variants[row["variant"]]
+        c = variant.cohort
+        ds = self._patient_dataset(row)
         for keyword in ("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances"):
             del ds[keyword]
-        uid = self.universe.uids.study_instance_uid(p[0], visit)
+        uid = self.universe.uids.study_instance_uid(row["patient_pk"], row["visit"])
         put(ds, "StudyInstanceUID", uid)
-        put(ds, "StudyDate", s[3])
-        put(ds, "StudyTime", s[4])
-        put(ds, "AccessionNumber", s[5])
-        put(ds, "StudyID", f"V{visit:02d}")
+        put(ds, "StudyDate", row["study_date"])
+        put(ds, "StudyTime", row["study_time"])
+        put(ds, "AccessionNumber", row["accession"])
+        put(ds, "StudyID", records.study_id(row["visit"]))
         put(ds, "StudyDescription", c.study_description)
         put(ds, "ReferringPhysicianName", REFERRING_PHYSICIAN)
-        n_series, n_instances = len(c.series), p[10] + len(c.series) - 1
-        modalities = {x.modality for x in c.series}
-        sop_classes = {x.sop_class_uid for x in c.series}
+        n_series, n_instances = variant.n_series, variant.n_instances
+        modalities, sop_classes = set(variant.modalities), set(variant.sop_classes)
         if uid in extras:
             more_series, more_instances, more_modalities, more_classes = extras[uid]
             n_series += more_series
@@ -577,10 +644,9 @@ class Catalog:
             sop_classes |= more_classes
         put(ds, "ModalitiesInStudy", sorted(modalities))
         put(ds, "SOPClassesInStudy", sorted(sop_classes))
-        put(ds, "ClinicalTrialTimePointID", s[6])
-        weeks = visit * c.interval_days // 7
-        put(ds, "ClinicalTrialTimePointDescription", "Baseline" if visit == 0 else f"Week {weeks} follow-up")
-        put(ds, "PatientAge", _age(p[4], s[3]))
+        put(ds, "ClinicalTrialTimePointID", row["time_point_id"])
+        put(ds, "ClinicalTrialTimePointDescription", row["time_point_description"])
+        put(ds, "PatientAge", row["patient_age"])
         code = Dataset()
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = c.procedure_code
         put(ds, "ProcedureCodeSequence", [code])
@@ -588,44 +654,43 @@ class Catalog:
         put(ds, "NumberOfStudyRelatedInstances", n_instances)
         return ds
 
-    def _series_dataset(self, row: tuple, extras: dict) -> Dataset:
-        p, s, series_index = row[:12], row[12:19], row[19]
-        c = self.universe.cohorts[p[5]]
-        plan = c.series[series_index]
+    def _series_dataset(self, row: sqlite3.Row, extras: dict) -> Dataset:
+        c = self.variants[row["variant"]].cohort
         ds = self._study_dataset(row, extras)
-        put(ds, "SeriesInstanceUID", self.universe.uids.series_instance_uid(p[0], s[2], series_index))
-        put(ds, "Modality", plan.modality)
-        put(ds, "SeriesNumber", plan.number)
-        put(ds, "SeriesDescription", plan.description.format(thickness=p[11]))
-        put(ds, "SeriesDate", s[3])
-        put(ds, "SeriesTime", s[4])
+        put(ds, "SeriesInstanceUID", self.universe.uids.series_instance_uid(row["patient_pk"], row["visit"], row["series_index"]))
+        put(ds, "Modality", row["modality"])
+        put(ds, "SeriesNumber", row["series_number"])
+        put(ds, "SeriesDescription", row["series_description"])
+        put(ds, "SeriesDate", row["study_date"])
+        put(ds, "SeriesTime", row["study_time"])
         put(ds, "BodyPartExamined", c.body_part)
         put(ds, "ClinicalTrialCoordinatingCenterName", c.coordinating_center)
-        put(ds, "NumberOfSeriesRelatedInstances", p[10] if plan.kind == "image" else 1)
+        put(ds, "NumberOfSeriesRelatedInstances", row["series_instances"])
         return ds
 
     def _image_matches(self, sql, params, keys, post, instance_paths, fuzzy, skip, limit) -> Iterator[Dataset]:
         wanted = None
         if instance_paths is not None:
-            wanted = {(p.patient * 64 + p.study, p.series, p.instance) for p in instance_paths}
+            wanted = {(records.study_key(p.patient, p.study), p.series, p.instance) for p in instance_paths}
         extras = self._stored_extras()
         emitted = skipped = 0
         for row in self.db.execute(sql, params):
             series = self._series_dataset(row, extras)
-            plan = self.universe.cohorts[row[5]].series[row[19]]
-            study_pk = row[12]
-            for number in range(1, series.NumberOfSeriesRelatedInstances + 1):
-                if wanted is not None and (study_pk, row[19], number) not in wanted:
+            study_pk, series_index = row["study_pk"], row["series_index"]
+            for number in range(1, row["series_instances"] + 1):
+                if wanted is not None and (study_pk, series_index, number) not in wanted:
                     continue
                 ds = Dataset()
                 put(ds, "StudyInstanceUID", series.StudyInstanceUID)
                 put(ds, "SeriesInstanceUID", series.SeriesInstanceUID)
-                put(ds, "SOPInstanceUID", self.universe.uids.sop_instance_uid(row[0], row[14], row[19], number))
-                put(ds, "SOPClassUID", plan.sop_class_uid)
+                put(ds, "SOPInstanceUID", self.universe.uids.sop_instance_uid(row["patient_pk"], row["visit"], series_index, number))
+                put(ds, "SOPClassUID", row["sop_class_uid"])
                 put(ds, "InstanceNumber", number)
-                if plan.kind == "image":
-                    put(ds, "Rows", self.universe.cohorts[row[5]].rows)
-                    put(ds, "Columns", self.universe.cohorts[row[5]].columns)
+                if row["rows"]:
+                    put(ds, "Rows", row["rows"])
+                    put(ds, "Columns", row["columns"])
+                if row["frames"]:
+                    put(ds, "NumberOfFrames", row["frames"])
                 for keyword in ("Modality", "SeriesNumber", "PatientID", "PatientName"):
                     ds[keyword] = series[keyword]
                 if post and not self._post_match(ds, post, fuzzy):
@@ -724,8 +789,8 @@ class Catalog:
         path = self.universe.uids.decode(study_uid)
         if path is None or path.kind != UIDKind.STUDY:
             return None
-        row = self.db.execute("SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.pk = ?",
-                              (path.patient * 64 + path.study,)).fetchone()
+        row = self.db.execute(f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.pk = ?",
+                              (records.study_key(path.patient, path.study),)).fetchone()
         return self._study_dataset(row, self._stored_extras()) if row else None
 
     def _stored_counts(self, study_uid: str) -> tuple[int, int, list[str], list[str]]:
@@ -793,7 +858,7 @@ class Catalog:
     # -- lookups for retrieve ---------------------------------------------------------
 
     def synthetic_study_exists(self, patient: int, visit: int) -> bool:
-        return self.db.execute("SELECT 1 FROM study WHERE pk = ?", (patient * 64 + visit,)).fetchone() is not None
+        return self.db.execute("SELECT 1 FROM study WHERE pk = ?", (records.study_key(patient, visit),)).fetchone() is not None
 
     def stored_instance(self, sop_instance_uid: str) -> dict | None:
         cur = self.db.execute("SELECT * FROM stored_instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
@@ -838,12 +903,3 @@ class Catalog:
                      int(ds.get("Rows") or 0), int(ds.get("Columns") or 0), text("NumberOfFrames"),
                      transfer_syntax_uid, path, size, time.time()))
             self._stored_version += 1
-
-
-def _age(birth: str, date: str) -> str:
-    years = int(date[:4]) - int(birth[:4]) - ((date[4:8]) < (birth[4:8]))
-    return f"{years:03d}Y"
-
-
-def patient_record_for(universe: Universe, index: int) -> PatientRecord:
-    return universe.patient(index)

@@ -1,61 +1,143 @@
 """Cohort definitions: one YAML file per disease target under ``config/cohorts``.
 
-A cohort says which generator draws its images, who its patients are (age,
-sex), how its trial is run (sponsor, protocol, sites, visit schedule), how
-its subjects respond (RECIST 1.1 shares) and which series each study holds.
-Files are validated on load; an error names the file and the key.
+A cohort says which generator target draws its studies, who its patients are
+(age, sex), how its trial is run (sponsor, protocol, sites, visit schedule),
+how its subjects respond (RECIST 1.1 shares, when it has target lesions) and
+the target's own ``acquisition:`` settings, validated by the schema the
+target declares. Files are validated by typed models (pydantic) on load; an
+error names the file, the key path and the problem.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
+from ..generation.contract import ZooTarget
 
-# Generators the universe knows how to plan studies for. Later targets
-# (breast/mammography, brain/ms-mr, eye/fundus, chest/lung-us, gi/endoscopy,
-# heart/ecg) add their name here and a series plan in their cohort file.
-KNOWN_TARGETS = ("chest/lung-ct",)
+#: RECIST 1.1 best overall response, in the order the universe draws them.
 RESPONSES = ("CR", "PR", "SD", "PD")
-SERIES_KINDS = {
-    # kind -> (SOP Class UID, SOP class name)
-    "image": ("1.2.840.10008.5.1.4.1.1.2", "CT Image Storage"),
-    "segmentation": ("1.2.840.10008.5.1.4.1.1.66.4", "Segmentation Storage"),
-    "measurements": ("1.2.840.10008.5.1.4.1.1.88.33", "Comprehensive SR Storage"),
-}
 
 
-@dataclass(frozen=True)
-class Site:
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Site(_Strict):
     id: str
     name: str
 
 
-@dataclass(frozen=True)
-class SeriesPlan:
-    number: int
-    modality: str
-    description: str
-    kind: str
+class _Age(_Strict):
+    min: int = Field(ge=0, le=120)
+    max: int = Field(ge=0, le=120)
+    mean: float
+    sd: float = Field(ge=0)
 
-    @property
-    def sop_class_uid(self) -> str:
-        return SERIES_KINDS[self.kind][0]
+    @model_validator(mode="after")
+    def _ordered(self) -> _Age:
+        if self.min > self.max:
+            raise ValueError("min is above max")
+        return self
+
+
+class _Trial(_Strict):
+    sponsor: str
+    protocol_id: str
+    protocol_name: str
+    coordinating_center: str
+    sites: tuple[Site, ...] = Field(min_length=1)
+
+
+class _Schedule(_Strict):
+    first_baseline: dt.date
+    last_baseline: dt.date
+    interval_days: int = Field(ge=1, le=3650)
+    window_days: int = Field(ge=0, le=365)
+    max_followups: int = Field(ge=2, le=40)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Schedule:
+        if self.first_baseline > self.last_baseline:
+            raise ValueError("first_baseline is after last_baseline")
+        return self
+
+
+class _Response(_Strict):
+    CR: float = Field(0.0, ge=0)
+    PR: float = Field(0.0, ge=0)
+    SD: float = Field(0.0, ge=0)
+    PD: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _sum(self) -> _Response:
+        if abs(self.CR + self.PR + self.SD + self.PD - 1.0) > 1e-6:
+            raise ValueError("response shares must add up to 1")
+        return self
+
+
+class _Lesions(_Strict):
+    min: int = Field(ge=1, le=4)
+    max: int = Field(ge=1, le=4)
+    baseline_diameter_mm: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Lesions:
+        if self.min > self.max:
+            raise ValueError("min is above max")
+        low, high = self.baseline_diameter_mm
+        if not 0 < low <= high:
+            raise ValueError("baseline_diameter_mm must be [low, high] with 0 < low <= high")
+        return self
+
+
+class _Code(_Strict):
+    value: str
+    scheme: str
+    meaning: str
+
+
+class CohortFile(_Strict):
+    """The schema of one cohort file; ``acquisition`` is checked against the target's own schema."""
+
+    name: str
+    title: str
+    share: float = Field(gt=0, le=1)
+    target: str
+    body_part: str
+    age: _Age
+    female_share: float = Field(ge=0, le=1)
+    trial: _Trial
+    schedule: _Schedule
+    response: _Response | None = None
+    lesions: _Lesions | None = None
+    acquisition: dict[str, Any] = Field(default_factory=dict)
+    study_description: str
+    procedure_code: _Code
+
+    @model_validator(mode="after")
+    def _course(self) -> CohortFile:
+        if (self.response is None) != (self.lesions is None):
+            raise ValueError("response and lesions go together (a RECIST course needs both)")
+        return self
 
 
 @dataclass(frozen=True)
 class Cohort:
+    """One validated cohort, as the universe uses it."""
+
     index: int
     name: str
     title: str
     share: float
     target: str
-    modality: str
     body_part: str
     age_min: int
     age_max: int
@@ -72,154 +154,85 @@ class Cohort:
     interval_days: int
     window_days: int
     max_followups: int
-    response_shares: tuple[float, ...]  # in RESPONSES order
-    lesions_min: int
+    response_shares: tuple[float, ...]  # in RESPONSES order; all SD when there is no RECIST course
+    lesions_min: int  # 0 when the cohort has no target lesions
     lesions_max: int
     diameter_min_mm: float
     diameter_max_mm: float
-    slice_thicknesses_mm: tuple[float, ...]
-    scan_length_mm: tuple[float, float]
-    fov_mm: tuple[float, float]
-    rows: int
-    columns: int
     study_description: str
     procedure_code: tuple[str, str, str]  # value, scheme, meaning
-    series: tuple[SeriesPlan, ...]
+    acquisition: BaseModel
 
 
-class _Reader:
-    """Typed access to one YAML mapping, with errors that name file and key."""
-
-    def __init__(self, data: Any, where: str):
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected a mapping")
-        self.data, self.where = data, where
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...):
-        if key not in self.data:
-            if default is ...:
-                raise ConfigError(f"{self.where}: missing key {key!r}")
-            return default
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            raise ConfigError(f"{self.where}: {key!r} has the wrong type ({type(value).__name__})")
-        return value
-
-    def sub(self, key: str) -> _Reader:
-        return _Reader(self.get(key, dict), f"{self.where}: {key}")
-
-    def check_keys(self, allowed: set[str]) -> None:
-        unknown = set(self.data) - allowed
-        if unknown:
-            raise ConfigError(f"{self.where}: unknown key {sorted(unknown)[0]!r}")
+def _problem(where: str, error: ValidationError, prefix: tuple[Any, ...] = ()) -> ConfigError:
+    first = error.errors()[0]
+    path = ": ".join(str(part) for part in (*prefix, *first["loc"]))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "missing key"
+    return ConfigError(f"{where}: {path}: {message}" if path else f"{where}: {message}")
 
 
-def _date(value: Any, where: str) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
+def parse_cohort(data: Any, where: str, index: int, targets: Mapping[str, ZooTarget]) -> Cohort:
+    """Validate one cohort file's contents.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where``, the key path and the problem.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of cohort keys")
     try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ConfigError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _pair(value: Any, where: str) -> tuple[float, float]:
-    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
-        raise ConfigError(f"{where}: expected [low, high]")
-    low, high = float(value[0]), float(value[1])
-    if low > high:
-        raise ConfigError(f"{where}: low {low} is above high {high}")
-    return low, high
-
-
-def parse_cohort(data: Any, where: str, index: int) -> Cohort:
-    r = _Reader(data, where)
-    r.check_keys({"name", "title", "share", "target", "modality", "body_part", "age", "female_share", "trial",
-                  "schedule", "response", "lesions", "acquisition", "study_description", "procedure_code", "series"})
-    target = r.get("target", str)
-    if target not in KNOWN_TARGETS:
-        raise ConfigError(f"{where}: unknown target {target!r} (known: {', '.join(KNOWN_TARGETS)})")
-    age, trial, schedule, lesions, acq = (r.sub(k) for k in ("age", "trial", "schedule", "lesions", "acquisition"))
-    response = r.sub("response")
-    response.check_keys(set(RESPONSES))
-    shares = tuple(float(response.get(k, (int, float), 0.0)) for k in RESPONSES)
-    if any(s < 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-6:
-        raise ConfigError(f"{where}: response shares must be non-negative and add up to 1")
-    sites = tuple(
-        Site(str(_Reader(s, f"{where}: trial: sites").get("id", str)), _Reader(s, f"{where}: trial: sites").get("name", str))
-        for s in trial.get("sites", list)
-    )
-    if not sites:
-        raise ConfigError(f"{where}: trial: sites: at least one site is needed")
-    series = []
-    for i, item in enumerate(r.get("series", list)):
-        s = _Reader(item, f"{where}: series[{i}]")
-        kind = s.get("kind", str)
-        if kind not in SERIES_KINDS:
-            raise ConfigError(f"{where}: series[{i}]: unknown kind {kind!r}")
-        series.append(SeriesPlan(s.get("number", int), s.get("modality", str), s.get("description", str), kind))
-    if not series or series[0].kind != "image":
-        raise ConfigError(f"{where}: series: the first series must be the image series")
-    code = r.sub("procedure_code")
-    share = r.get("share", float)
-    if not 0 < share <= 1:
-        raise ConfigError(f"{where}: share must be in (0, 1]")
-    thicknesses = tuple(float(t) for t in acq.get("slice_thickness_mm", list))
-    lmin, lmax = lesions.get("min", int), lesions.get("max", int)
-    if not 1 <= lmin <= lmax <= 4:
-        raise ConfigError(f"{where}: lesions: need 1 <= min <= max <= 4")
-    cohort = Cohort(
+        file = CohortFile.model_validate(data)
+    except ValidationError as exc:
+        raise _problem(where, exc) from None
+    target = targets.get(file.target)
+    if target is None:
+        raise ConfigError(f"{where}: target: unknown target {file.target!r} (known: {', '.join(sorted(targets))})")
+    try:
+        acquisition = target.acquisition.model_validate(file.acquisition)
+    except ValidationError as exc:
+        raise _problem(where, exc, ("acquisition",)) from None
+    response = file.response or _Response(SD=1.0)
+    lesions = file.lesions
+    return Cohort(
         index=index,
-        name=r.get("name", str),
-        title=r.get("title", str),
-        share=share,
-        target=target,
-        modality=r.get("modality", str),
-        body_part=r.get("body_part", str),
-        age_min=age.get("min", int),
-        age_max=age.get("max", int),
-        age_mean=age.get("mean", float),
-        age_sd=age.get("sd", float),
-        female_share=r.get("female_share", float),
-        sponsor=trial.get("sponsor", str),
-        protocol_id=trial.get("protocol_id", str),
-        protocol_name=trial.get("protocol_name", str),
-        coordinating_center=trial.get("coordinating_center", str),
-        sites=sites,
-        first_baseline=_date(schedule.get("first_baseline", (str, dt.date)), f"{where}: schedule"),
-        last_baseline=_date(schedule.get("last_baseline", (str, dt.date)), f"{where}: schedule"),
-        interval_days=schedule.get("interval_days", int),
-        window_days=schedule.get("window_days", int),
-        max_followups=schedule.get("max_followups", int),
-        response_shares=shares,
-        lesions_min=lmin,
-        lesions_max=lmax,
-        diameter_min_mm=_pair(lesions.get("baseline_diameter_mm", list), f"{where}: lesions")[0],
-        diameter_max_mm=_pair(lesions.get("baseline_diameter_mm", list), f"{where}: lesions")[1],
-        slice_thicknesses_mm=thicknesses,
-        scan_length_mm=_pair(acq.get("scan_length_mm", list), f"{where}: acquisition"),
-        fov_mm=_pair(acq.get("fov_mm", list), f"{where}: acquisition"),
-        rows=acq.get("rows", int),
-        columns=acq.get("columns", int),
-        study_description=r.get("study_description", str),
-        procedure_code=(code.get("value", str), code.get("scheme", str), code.get("meaning", str)),
-        series=tuple(series),
+        name=file.name,
+        title=file.title,
+        share=file.share,
+        target=file.target,
+        body_part=file.body_part,
+        age_min=file.age.min,
+        age_max=file.age.max,
+        age_mean=file.age.mean,
+        age_sd=file.age.sd,
+        female_share=file.female_share,
+        sponsor=file.trial.sponsor,
+        protocol_id=file.trial.protocol_id,
+        protocol_name=file.trial.protocol_name,
+        coordinating_center=file.trial.coordinating_center,
+        sites=file.trial.sites,
+        first_baseline=file.schedule.first_baseline,
+        last_baseline=file.schedule.last_baseline,
+        interval_days=file.schedule.interval_days,
+        window_days=file.schedule.window_days,
+        max_followups=file.schedule.max_followups,
+        response_shares=tuple(float(getattr(response, k)) for k in RESPONSES),
+        lesions_min=lesions.min if lesions else 0,
+        lesions_max=lesions.max if lesions else 0,
+        diameter_min_mm=lesions.baseline_diameter_mm[0] if lesions else 0.0,
+        diameter_max_mm=lesions.baseline_diameter_mm[1] if lesions else 0.0,
+        study_description=file.study_description,
+        procedure_code=(file.procedure_code.value, file.procedure_code.scheme, file.procedure_code.meaning),
+        acquisition=acquisition,
     )
-    if cohort.first_baseline > cohort.last_baseline:
-        raise ConfigError(f"{where}: schedule: first_baseline is after last_baseline")
-    if not 2 <= cohort.max_followups <= 40:
-        raise ConfigError(f"{where}: schedule: max_followups must be between 2 and 40")
-    if not 0 <= cohort.female_share <= 1:
-        raise ConfigError(f"{where}: female_share must be between 0 and 1")
-    if cohort.age_min > cohort.age_max:
-        raise ConfigError(f"{where}: age: min is above max")
-    return cohort
 
 
-def load_cohorts(folder: str | Path) -> tuple[Cohort, ...]:
-    """All cohorts of a folder, in file-name order; shares are normalised."""
+def load_cohorts(folder: str | Path, targets: Mapping[str, ZooTarget]) -> tuple[Cohort, ...]:
+    """All cohorts of a folder, in file-name order, validated against the targets' schemas."""
     folder = Path(folder)
     files = sorted(folder.glob("*.yaml"))
     if not files:
@@ -230,5 +243,5 @@ def load_cohorts(folder: str | Path) -> tuple[Cohort, ...]:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        cohorts.append(parse_cohort(data, str(path), i))
+        cohorts.append(parse_cohort(data, str(path), i, targets))
     return tuple(cohorts)

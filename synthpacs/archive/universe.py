@@ -23,8 +23,12 @@ from functools import cached_property
 
 import numpy as np
 
-from . import keyed
-from .cohorts import RESPONSES, Cohort, SeriesPlan
+from collections.abc import Mapping
+
+from .. import keyed
+from ..generation.contract import PlanDraws, SeriesSlot, StudyPlan, ZooTarget
+from . import records
+from .cohorts import RESPONSES, Cohort
 from .uids import UIDFactory
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -52,11 +56,6 @@ def _days(date: dt.date) -> int:
     return (date - _EPOCH).days
 
 
-def _date_strings(days: np.ndarray) -> list[str]:
-    values = np.asarray(days, dtype="datetime64[D]").astype(str)
-    return [v.replace("-", "") for v in values]
-
-
 @dataclass(frozen=True)
 class PatientRecord:
     """One patient (and trial subject). PS3.3 C.7.1.1 / C.7.1.3."""
@@ -73,14 +72,6 @@ class PatientRecord:
     response: str  # best overall response course: CR, PR, SD, PD
     n_visits: int
     n_lesions: int
-    slice_thickness_mm: float
-    scan_length_mm: float
-    fov_mm: float
-    n_slices: int
-
-    @property
-    def pixel_spacing_mm(self) -> float:
-        return self.fov_mm / self.cohort.columns
 
 
 @dataclass(frozen=True)
@@ -89,8 +80,8 @@ class SeriesRecord:
 
     patient_index: int
     visit: int
-    index: int
-    plan: SeriesPlan
+    index: int  # the slot of the target's plan (the series component of its UIDs)
+    slot: SeriesSlot
     series_instance_uid: str
     series_number: int
     modality: str
@@ -98,10 +89,13 @@ class SeriesRecord:
     series_date: str
     series_time: str
     n_instances: int
+    frames: int  # NumberOfFrames per instance; 0 when only the pixels tell
+    rows: int  # 0 for objects without a pixel matrix
+    columns: int
 
     @property
     def sop_class_uid(self) -> str:
-        return self.plan.sop_class_uid
+        return self.slot.sop_class_uid
 
 
 @dataclass(frozen=True)
@@ -134,12 +128,13 @@ class StudyRecord:
 class Universe:
     """The deterministic synthetic universe of one seed."""
 
-    def __init__(self, seed: int, n_patients: int, cohorts: tuple[Cohort, ...]):
+    def __init__(self, seed: int, n_patients: int, cohorts: tuple[Cohort, ...], targets: Mapping[str, ZooTarget]):
         if not cohorts:
             raise ValueError("a universe needs at least one cohort")
         self.seed = seed
         self.n_patients = n_patients
         self.cohorts = cohorts
+        self.targets = {c.target: targets[c.target] for c in cohorts}
         self.key = keyed.universe_key(seed)
         self.uids = UIDFactory(self.key)
         shares = np.array([c.share for c in cohorts], dtype=float)
@@ -150,7 +145,8 @@ class Universe:
         """Changes whenever anything that shapes the catalog changes."""
         import hashlib
 
-        text = repr((self.seed, self.n_patients, self.cohorts, CATALOG_LAYOUT_VERSION))
+        slots = {name: target.slots for name, target in sorted(self.targets.items())}
+        text = repr((self.seed, self.n_patients, self.cohorts, slots, CATALOG_LAYOUT_VERSION))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     # -- vectorised: arrays of patients -------------------------------------------------
@@ -158,6 +154,9 @@ class Universe:
     def cohort_of(self, p: np.ndarray) -> np.ndarray:
         u = keyed.uniform(self.key, "cohort", p)
         return np.minimum(np.searchsorted(self._cumulative_shares, u, side="right"), len(self.cohorts) - 1)
+
+    def cohort_of_patient(self, index: int) -> Cohort:
+        return self.cohorts[int(self.cohort_of(np.array([index]))[0])]
 
     def patient_arrays(self, p: np.ndarray) -> dict[str, np.ndarray]:
         """Every patient-level value for the patient indices ``p`` (one cohort's rules each)."""
@@ -190,19 +189,6 @@ class Universe:
         followups = 2 + np.floor(keyed.uniform(k, "followups", p) * (per("max_followups") - 1)).astype(np.int64)
         out["progression_visit"] = progression_visit
         out["n_visits"] = np.where(response == RESPONSES.index("PD"), progression_visit + 1, followups + 1)
-        # Acquisition, the same at every visit so that follow-ups compare.
-        n_thk = np.array([len(c.slice_thicknesses_mm) for c in self.cohorts])[cohort]
-        thk_table = np.zeros((len(self.cohorts), max(len(c.slice_thicknesses_mm) for c in self.cohorts)))
-        for i, c in enumerate(self.cohorts):
-            thk_table[i, : len(c.slice_thicknesses_mm)] = c.slice_thicknesses_mm
-        thk_index = np.floor(keyed.uniform(k, "thickness", p) * n_thk).astype(np.int64)
-        out["slice_thickness"] = thk_table[cohort, thk_index]
-        size = keyed.uniform(k, "body_size", p)  # one build factor drives FOV and scan length together
-        lo, hi = np.array([c.scan_length_mm for c in self.cohorts]).T
-        out["scan_length"] = np.round(lo[cohort] + (hi - lo)[cohort] * size, 1)
-        lo, hi = np.array([c.fov_mm for c in self.cohorts]).T
-        out["fov"] = np.round(lo[cohort] + (hi - lo)[cohort] * (0.7 * size + 0.3 * keyed.uniform(k, "fov", p)), 1)
-        out["n_slices"] = np.floor(out["scan_length"] / out["slice_thickness"]).astype(np.int64) + 1
         return out
 
     def lesion_diameters(self, pa: dict[str, np.ndarray], visit: np.ndarray) -> np.ndarray:
@@ -234,7 +220,7 @@ class Universe:
         grown = np.maximum(nadir * (1.25 + 0.35 * u2), nadir + 6.0 / np.maximum(sum0, 1.0))
         pd = np.where(v >= vp, grown, shrink)
         factor = np.choose(response, [cr, pr, sd, pd])
-        jitter = np.stack([keyed.uniform(k, f"jitter:{i}", p * 64 + v.astype(np.int64)) for i in range(MAX_LESIONS)], axis=1)
+        jitter = np.stack([keyed.uniform(k, f"jitter:{i}", records.study_key(p, v.astype(np.int64))) for i in range(MAX_LESIONS)], axis=1)
         per_lesion = np.where(v[:, None] > 0, 1.0 + 0.06 * (jitter - 0.5), 1.0)
         # 60 mm cap: the geometry stage keeps room for that much growth inside a lung.
         return np.round(np.minimum(d0 * factor[:, None] * per_lesion, MAX_DIAMETER_MM), 1)
@@ -247,7 +233,7 @@ class Universe:
         visit = np.arange(len(rows)) - np.repeat(starts, n_visits)
         rep = {name: values[rows] for name, values in pa.items()}
         k, p = self.key, rep["index"]
-        pv = p * 64 + visit  # the (patient, visit) identity for keyed draws
+        pv = records.study_key(p, visit)  # the (patient, visit) identity for keyed draws
         interval = np.array([c.interval_days for c in self.cohorts])[rep["cohort"]]
         window = np.array([c.window_days for c in self.cohorts])[rep["cohort"]]
         offset = np.where(visit > 0, np.floor(keyed.uniform(k, "window", pv) * (2 * window + 1)).astype(np.int64) - window, 0)
@@ -255,7 +241,31 @@ class Universe:
         out["day"] = rep["baseline_day"] + visit * interval + offset
         out["minute"] = 7 * 60 + 30 + keyed.integers(k, "time", pv, 0, 10 * 60)
         out["second"] = keyed.integers(k, "seconds", pv, 0, 60)
-        out["age"] = ((out["day"] - rep["birth_day"]) // 365.25).astype(np.int64)
+        out["age"] = records.calendar_age(rep["birth_day"], out["day"])
+        return out
+
+    def target_of(self, cohort: Cohort) -> ZooTarget:
+        return self.targets[cohort.target]
+
+    def plans(self, pa: dict[str, np.ndarray], sa: dict[str, np.ndarray]) -> list[tuple[Cohort, np.ndarray, StudyPlan]]:
+        """Each cohort's study plan for the study rows ``sa`` of the patient arrays ``pa``.
+
+        Returns (cohort, study row indices, plan) per cohort present; the plan
+        is the target's vectorised function of the rows' keyed draws.
+        """
+        cohort_of_row = pa["cohort"][sa["patient_row"]]
+        out = []
+        for cohort in self.cohorts:
+            rows = np.flatnonzero(cohort_of_row == cohort.index)
+            if not len(rows):
+                continue
+            patient_rows = sa["patient_row"][rows]
+            target = self.target_of(cohort)
+            draws = PlanDraws(key=self.key, patient=pa["index"][patient_rows], visit=sa["visit"][rows],
+                              female=pa["female"][patient_rows], acquisition=cohort.acquisition)
+            plan = target.plan(draws)
+            plan.check(len(rows), len(target.slots), f"target {target.name} (cohort {cohort.name})")
+            out.append((cohort, rows, plan))
         return out
 
     # -- scalar records -------------------------------------------------------------------
@@ -277,20 +287,16 @@ class Universe:
         return PatientRecord(
             index=index,
             cohort=cohort,
-            patient_id=patient_id(index),
+            patient_id=records.patient_id(index),
             patient_name=f"{FAMILY_NAMES[int(a['family'])]}^{names[int(a['given'])]}",
             sex="F" if a["female"] else "M",
-            birth_date=_date_strings(np.array([a["birth_day"]]))[0],
-            subject_id=f"{cohort.protocol_id}-{site.id}-{index + 1:06d}",
+            birth_date=records.date_strings(np.array([a["birth_day"]]))[0],
+            subject_id=records.subject_id(cohort.protocol_id, site.id, index),
             site_id=site.id,
             site_name=site.name,
             response=RESPONSES[int(a["response"])],
             n_visits=int(a["n_visits"]),
             n_lesions=int(a["n_lesions"]),
-            slice_thickness_mm=float(a["slice_thickness"]),
-            scan_length_mm=float(a["scan_length"]),
-            fov_mm=float(a["fov"]),
-            n_slices=int(a["n_slices"]),
         )
 
     def studies_of(self, index: int) -> tuple[StudyRecord, ...]:
@@ -301,7 +307,8 @@ class Universe:
         sa = self.study_arrays(pa)
         rep = {name: values[sa["patient_row"]] for name, values in pa.items()}
         diameters = self.lesion_diameters(rep, sa["visit"])
-        return tuple(self._study_record(patient, sa, i, diameters[i]) for i in range(len(sa["visit"])))
+        (_, _, plan), = self.plans(pa, sa)
+        return tuple(self._study_record(patient, sa, i, diameters[i], plan) for i in range(len(sa["visit"])))
 
     def study(self, index: int, visit: int) -> StudyRecord:
         studies = self.studies_of(index)
@@ -309,53 +316,50 @@ class Universe:
             raise IndexError(f"patient {index} has no visit {visit}")
         return studies[visit]
 
-    def _study_record(self, patient: PatientRecord, sa: dict, i: int, diameters: np.ndarray) -> StudyRecord:
+    def _study_record(self, patient: PatientRecord, sa: dict, i: int, diameters: np.ndarray, plan: StudyPlan) -> StudyRecord:
         cohort = patient.cohort
         visit = int(sa["visit"][i])
         minute, second = int(sa["minute"][i]), int(sa["second"][i])
-        date = _date_strings(np.array([sa["day"][i]]))[0]
+        date = records.date_strings(np.array([sa["day"][i]]))[0]
         time = f"{minute // 60:02d}{minute % 60:02d}{second:02d}"
-        weeks = visit * cohort.interval_days // 7
         series = []
-        for s_index, plan in enumerate(cohort.series):
-            count = patient.n_slices if plan.kind == "image" else 1
+        for s_index, slot in enumerate(self.target_of(cohort).slots):
+            count = int(plan.n_instances[i, s_index])
+            if count == 0:
+                continue
             series.append(SeriesRecord(
                 patient_index=patient.index,
                 visit=visit,
                 index=s_index,
-                plan=plan,
+                slot=slot,
                 series_instance_uid=self.uids.series_instance_uid(patient.index, visit, s_index),
-                series_number=plan.number,
-                modality=plan.modality,
-                series_description=plan.description.format(thickness=f"{patient.slice_thickness_mm:g}"),
+                series_number=slot.number,
+                modality=slot.modality,
+                series_description=str(plan.descriptions[i, s_index]),
                 series_date=date,
                 series_time=time,
                 n_instances=count,
+                frames=int(plan.frames[i, s_index]),
+                rows=int(plan.rows[i, s_index]),
+                columns=int(plan.columns[i, s_index]),
             ))
+        time_point_id, time_point_description = records.time_point(visit, cohort.interval_days)
         return StudyRecord(
             patient=patient,
             visit=visit,
             study_instance_uid=self.uids.study_instance_uid(patient.index, visit),
             study_date=date,
             study_time=time,
-            accession_number=accession_number(patient.index, visit),
-            study_id=f"V{visit:02d}",
+            accession_number=records.accession_number(patient.index, visit),
+            study_id=records.study_id(visit),
             study_description=cohort.study_description,
-            time_point_id="BL" if visit == 0 else f"W{weeks:02d}",
-            time_point_description="Baseline" if visit == 0 else f"Week {weeks} follow-up",
-            patient_age=f"{int(sa['age'][i]):03d}Y",
+            time_point_id=time_point_id,
+            time_point_description=time_point_description,
+            patient_age=records.age_string(int(sa["age"][i])),
             lesion_diameters_mm=tuple(float(d) for d in diameters[: patient.n_lesions]),
             series=tuple(series),
         )
 
 
 # Bump when the catalog's tables or the universe's rules change shape.
-CATALOG_LAYOUT_VERSION = 1
-
-
-def patient_id(index: int) -> str:
-    return f"SYN-{index + 1:07d}"
-
-
-def accession_number(index: int, visit: int) -> str:
-    return f"SYNA{index + 1:07d}{visit:02d}"
+CATALOG_LAYOUT_VERSION = 2

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pydicom import Dataset
 
 from ..errors import InvalidQuery
-from . import keyed, matching
-from .catalog import REFERRING_PHYSICIAN, Catalog, element_text, vr_of
+from .. import keyed
+from . import matching
+from .catalog import REFERRING_PHYSICIAN, STUDY_COLUMNS, Catalog, element_text, vr_of
 from .cohorts import Cohort
-from .universe import accession_number
+from .records import accession_number, time_point
 
 SCHEDULED = "SCHEDULED"
 SEQUENCE = "ScheduledProcedureStepSequence"
@@ -84,14 +85,6 @@ def scheduled_study_uid(key: bytes, patient: int, visit: int) -> str:
     return f"2.25.{keyed.path_seed(key, 'worklist-study', patient, visit)}"
 
 
-def time_point(visit: int, interval_days: int) -> tuple[str, str]:
-    """(ClinicalTrialTimePointID, description) of a visit, as the catalog names them."""
-    if visit == 0:
-        return "BL", "Baseline"
-    weeks = visit * interval_days // 7
-    return f"W{weeks:02d}", f"Week {weeks} follow-up"
-
-
 @dataclass(frozen=True)
 class ScheduledStep:
     """One scheduled procedure step (and its requested procedure)."""
@@ -111,10 +104,7 @@ class ScheduledStep:
     start_date: str
     start_time: str
     next_visit: bool  # rule 2 (the visit after the last study) rather than rule 1
-
-    @property
-    def modality(self) -> str:
-        return self.cohort.modality
+    modality: str  # of the study's first series (what the scheduled station acquires)
 
     @property
     def step_id(self) -> str:
@@ -266,14 +256,14 @@ class Worklist:
         found: list[ScheduledStep] = []
         patient_sql, patient_params = ("", ()) if patient_id is None else (" AND p.patient_id = ?", (patient_id,))
         # Rule 1: studies dated today or later.
-        sql = ("SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date >= ?"
+        sql = (f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date >= ?"
                + (" AND s.study_date <= ?" if high else "") + patient_sql)
         params = (low,) + ((high,) if high else ()) + patient_params
         for row in db.execute(sql, params):
             found.append(self._step(row, next_visit=False))
         # Rule 2: the visit after each subject's last study, per cohort (its interval).
         for c in self.universe.cohorts:
-            sql = ("SELECT p.*, s.* FROM study s JOIN patient p ON p.pk = s.patient_pk "
+            sql = (f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
                    "WHERE p.cohort = ? AND s.visit = p.n_studies - 1 AND s.study_date >= ?"
                    + (" AND s.study_date <= ?" if high else "") + patient_sql)
             params = (c.index, shift_date(low, -c.interval_days))
@@ -283,11 +273,9 @@ class Worklist:
         found.sort(key=lambda s: (s.start_date, s.start_time, s.patient_index, s.visit))
         return found
 
-    def _step(self, row: tuple, next_visit: bool) -> ScheduledStep:
-        # Columns: patient p.* (12), then study s.* (7); see catalog.SYNTHETIC_SCHEMA.
-        p, s = row[:12], row[12:19]
-        index, cohort = p[0], self.universe.cohorts[p[5]]
-        visit, date, time, accession = s[2], s[3], s[4], s[5]
+    def _step(self, row, next_visit: bool) -> ScheduledStep:
+        index, cohort = row["patient_pk"], self.universe.cohorts[row["cohort"]]
+        visit, date, time, accession = row["visit"], row["study_date"], row["study_time"], row["accession"]
         uid = self.universe.uids.study_instance_uid(index, visit)
         if next_visit:
             visit += 1
@@ -296,10 +284,11 @@ class Worklist:
             accession = accession_number(index, visit)
             uid = scheduled_study_uid(self.universe.key, index, visit)
         return ScheduledStep(
-            patient_index=index, visit=visit, patient_id=p[1], patient_name=p[2], patient_sex=p[3],
-            patient_birth_date=p[4], subject_id=p[8], site_id=p[6], site_name=p[7], cohort=cohort,
-            study_instance_uid=uid, accession_number=accession, start_date=date, start_time=time,
-            next_visit=next_visit,
+            patient_index=index, visit=visit, patient_id=row["patient_id"], patient_name=row["patient_name"],
+            patient_sex=row["sex"], patient_birth_date=row["birth_date"], subject_id=row["subject_id"],
+            site_id=row["site_id"], site_name=row["site_name"], cohort=cohort, study_instance_uid=uid,
+            accession_number=accession, start_date=date, start_time=time, next_visit=next_visit,
+            modality=self.universe.target_of(cohort).slots[0].modality,
         )
 
     # -- matching -----------------------------------------------------------------------

@@ -29,9 +29,6 @@ MAX_VIEWPORT = 8192
 DEFAULT_THUMBNAIL = (128, 128)
 DEFAULT_QUALITY = 90
 WINDOW_FUNCTIONS = {"linear", "linear_exact", "linear-exact", "sigmoid"}
-# SOP classes with no image to render (SR, SEG, KOS, presentation states, RT plans...).
-NON_IMAGE_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.66", "1.2.840.10008.5.1.4.1.1.11.",
-                      "1.2.840.10008.5.1.4.1.1.481.", "1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.9.")
 
 _NUMBER = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 
@@ -99,7 +96,9 @@ def _image_response(images: list[bytes], choice: ImageChoice) -> Response:
 
 
 def is_image(ref: InstanceRef) -> bool:
-    return not ref.sop_class_uid.startswith(NON_IMAGE_PREFIXES)
+    from ..imaging.registry import renders
+
+    return renders(ref.sop_class_uid)
 
 
 def representative(refs: list[InstanceRef]) -> InstanceRef:

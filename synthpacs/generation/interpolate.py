@@ -40,16 +40,20 @@ def write_interpolation(config, study_uid: str, out: Path, pair: str, frames: in
         No such study.
     """
     from ..archive import Archive
-    from .registry import load_target, zoo_entry
 
     seed_a, seed_b = parse_pair(pair)
     archive = Archive(config)
-    study = archive.study_record(study_uid)
-    entry = zoo_entry(study.patient.cohort.target)
-    target = load_target(entry.name, config)
-    if not hasattr(target, "pipeline"):
-        raise ConfigError(f"--interpolate needs a GAN: renderer {config.renderer!r} (from {config.sources.get('renderer', 'default')}) has no latent space")
-    hu_frames = entry.module("target").interpolation_frames(target, archive.universe, study, seed_a, seed_b, frames, slice_choice, plane)
+    request = archive.study_request(study_uid)
+    target = archive.targets[request.study.target]
+    if target.interpolation is None:
+        raise ConfigError(f"--interpolate: {target.name} has no latent space to walk")
+    generator = archive.generator(target.name)
+    try:
+        hu_frames = target.interpolation.interpolation_frames(generator, request, seed_a, seed_b, frames,
+                                                              slice_choice=slice_choice, plane=plane)
+    except ConfigError as exc:
+        source = config.sources.get("renderer", "default")
+        raise ConfigError(f"{exc} (renderer {config.renderer or 'default'!r} from {source})") from None
     images = [window(f, WINDOWS[display_window]) for f in hu_frames]
     if out.suffix.lower() == ".gif":
         save_gif(images, out, fps=fps)

@@ -1,4 +1,4 @@
-"""Modules shared by every SynthPACS IOD, filled from the universe's records.
+"""Modules shared by every SynthPACS IOD, filled from a spec's study and series contexts.
 
 Each function adds the attributes of one or more PS3.3 modules to a
 :class:`pydicom.Dataset` (or a highdicom SOP instance after construction):
@@ -14,71 +14,49 @@ Each function adds the attributes of one or more PS3.3 modules to a
   :func:`add_sop_common_module`;
 * File Meta Information (PS3.10 7.1): :func:`file_meta`.
 
-Nothing here mints a UID: identity comes from the records and the
-universe's :class:`~synthpacs.archive.uids.UIDFactory` (DESIGN §2.1).
+Nothing here mints a UID: identity comes in through the contexts, whose UIDs
+the universe minted (DESIGN §2.1).
 """
 
 from __future__ import annotations
-
-import importlib
 
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, UID
 
-from ..archive.universe import SeriesRecord, StudyRecord
-from ..archive.uids import UIDFactory, UIDKind, is_valid_uid
+from .. import identity
+from .spec import SeriesContext, StudyContext, _valid_uid
 
-#: Specific Character Set (0008,0005): UTF-8 (PS3.3 C.12.1.1.2).
-SPECIFIC_CHARACTER_SET = "ISO_IR 192"
-MANUFACTURER = "SynthPACS"
-INSTITUTION_NAME = "SynthPACS Synthetic Hospital"
-REFERRING_PHYSICIAN_NAME = "SYNTHETIC^REFERRER"
-DEIDENTIFICATION_METHOD = "Synthetic data; no real patient"
-DEVICE_SERIAL_NUMBER = "SYNTHPACS-0001"
-#: A constant, UUID-derived (PS3.5 B.2) Implementation Class UID of SynthPACS.
-IMPLEMENTATION_CLASS_UID = UID("2.25.266115354629604364084772624832938842989")
-#: Patient Position (0018,5100) of every synthetic CT: head first, supine.
+SPECIFIC_CHARACTER_SET = identity.SPECIFIC_CHARACTER_SET
+MANUFACTURER = identity.MANUFACTURER
+INSTITUTION_NAME = identity.INSTITUTION_NAME
+REFERRING_PHYSICIAN_NAME = identity.REFERRING_PHYSICIAN_NAME
+DEVICE_SERIAL_NUMBER = identity.DEVICE_SERIAL_NUMBER
+IMPLEMENTATION_CLASS_UID = UID(identity.IMPLEMENTATION_CLASS_UID)
+manufacturer_model_name = identity.manufacturer_model_name
+#: Patient Position (0018,5100) of every synthetic patient: head first, supine.
 PATIENT_POSITION = "HFS"
 
 
 def software_version() -> str:
     """The SynthPACS version written to Software Versions (0018,1020)."""
-    package = importlib.import_module("synthpacs")
-    return str(getattr(package, "__version__", "0.1.0"))
+    return identity.SOFTWARE_VERSION
 
 
 def implementation_version_name() -> str:
     """Implementation Version Name (0002,0013): SH, at most 16 characters."""
-    return ("SYNTHPACS_" + software_version().replace(".", ""))[:16]
+    return identity.IMPLEMENTATION_VERSION_NAME
 
 
-def manufacturer_model_name(target: str) -> str:
-    """Manufacturer's Model Name (0008,1090) for a generator target (e.g. ``chest/lung-ct``)."""
-    return f"{MANUFACTURER} {target}"[:64]
+def check_contexts(study: object, series: object) -> None:
+    """Refuse arguments that are not the spec's context types (TypeError naming the argument)."""
+    if not isinstance(study, StudyContext):
+        raise TypeError(f'Argument "study" must be a StudyContext, not {type(study).__name__}.')
+    if not isinstance(series, SeriesContext):
+        raise TypeError(f'Argument "series" must be a SeriesContext, not {type(series).__name__}.')
 
 
-def check_study_series(study: StudyRecord, series: SeriesRecord, kind: str) -> None:
-    """Refuse a study/series pair that does not belong together.
-
-    Raises
-    ------
-    TypeError
-        When ``study`` or ``series`` are not the universe's records.
-    ValueError
-        When ``series`` is not a series of ``study`` or not of plan kind ``kind``.
-    """
-    if not isinstance(study, StudyRecord):
-        raise TypeError(f'Argument "study" must be a StudyRecord, not {type(study).__name__}.')
-    if not isinstance(series, SeriesRecord):
-        raise TypeError(f'Argument "series" must be a SeriesRecord, not {type(series).__name__}.')
-    if series not in study.series:
-        raise ValueError('Argument "series" is not one of the series of argument "study".')
-    if series.plan.kind != kind:
-        raise ValueError(f'Argument "series" must be a {kind!r} series, not a {series.plan.kind!r} series.')
-
-
-def add_patient_study_modules(ds: Dataset, study: StudyRecord) -> Dataset:
+def add_patient_study_modules(ds: Dataset, study: StudyContext) -> Dataset:
     """Add the Patient, General Study and Patient Study modules.
 
     PS3.3 C.7.1.1 Patient (with Patient Identity Removed = YES and a
@@ -89,25 +67,23 @@ def add_patient_study_modules(ds: Dataset, study: StudyRecord) -> Dataset:
     ----------
     ds: pydicom.Dataset
         Dataset to fill in place (a highdicom SOP instance too).
-    study: synthpacs.archive.universe.StudyRecord
-        The study (visit) and, through it, the patient.
+    study: synthpacs.imaging.spec.StudyContext
+        The study (visit) and its patient.
 
     Returns
     -------
     pydicom.Dataset
         ``ds``, for chaining.
     """
-    if not isinstance(study, StudyRecord):
-        raise TypeError(f'Argument "study" must be a StudyRecord, not {type(study).__name__}.')
-    patient = study.patient
-    cohort = patient.cohort
+    if not isinstance(study, StudyContext):
+        raise TypeError(f'Argument "study" must be a StudyContext, not {type(study).__name__}.')
     # Patient (C.7.1.1)
-    ds.PatientName = patient.patient_name
-    ds.PatientID = patient.patient_id
-    ds.PatientBirthDate = patient.birth_date
-    ds.PatientSex = patient.sex
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientBirthDate = study.patient_birth_date
+    ds.PatientSex = study.patient_sex
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = DEIDENTIFICATION_METHOD
+    ds.DeidentificationMethod = identity.DEIDENTIFICATION_METHOD
     # General Study (C.7.2.1)
     ds.StudyInstanceUID = study.study_instance_uid
     ds.StudyDate = study.study_date
@@ -116,61 +92,50 @@ def add_patient_study_modules(ds: Dataset, study: StudyRecord) -> Dataset:
     ds.StudyID = study.study_id
     ds.AccessionNumber = study.accession_number
     ds.StudyDescription = study.study_description
-    value, scheme, meaning = cohort.procedure_code
     code = Dataset()
-    code.CodeValue = value
-    code.CodingSchemeDesignator = scheme
-    code.CodeMeaning = meaning
+    code.CodeValue = study.procedure_code.value
+    code.CodingSchemeDesignator = study.procedure_code.scheme_designator
+    code.CodeMeaning = study.procedure_code.meaning
     ds.ProcedureCodeSequence = [code]
     # Patient Study (C.7.2.2)
     ds.PatientAge = study.patient_age
     return ds
 
 
-def add_clinical_trial_modules(ds: Dataset, study: StudyRecord, series: SeriesRecord) -> Dataset:
+def add_clinical_trial_modules(ds: Dataset, study: StudyContext, series: SeriesContext) -> Dataset:
     """Add the Clinical Trial Subject, Clinical Trial Study and Clinical Trial Series modules.
 
-    PS3.3 C.7.1.3, C.7.2.3 and C.7.3.2. Usable on a highdicom SOP instance
-    after construction (highdicom does not write these modules itself).
-
-    Parameters
-    ----------
-    ds: pydicom.Dataset
-        Dataset to fill in place.
-    study: synthpacs.archive.universe.StudyRecord
-        The study; its patient is the trial subject and its visit the time point.
-    series: synthpacs.archive.universe.SeriesRecord
-        The series (Clinical Trial Series ID and Description).
+    PS3.3 C.7.1.3, C.7.2.3 and C.7.3.2, when the study belongs to a trial.
+    Usable on a highdicom SOP instance after construction (highdicom does not
+    write these modules itself).
 
     Returns
     -------
     pydicom.Dataset
         ``ds``, for chaining.
     """
-    if not isinstance(study, StudyRecord):
-        raise TypeError(f'Argument "study" must be a StudyRecord, not {type(study).__name__}.')
-    if not isinstance(series, SeriesRecord):
-        raise TypeError(f'Argument "series" must be a SeriesRecord, not {type(series).__name__}.')
-    patient = study.patient
-    cohort = patient.cohort
+    check_contexts(study, series)
+    trial = study.trial
+    if trial is None:
+        return ds
     # Clinical Trial Subject (C.7.1.3)
-    ds.ClinicalTrialSponsorName = cohort.sponsor
-    ds.ClinicalTrialProtocolID = cohort.protocol_id
-    ds.ClinicalTrialProtocolName = cohort.protocol_name
-    ds.ClinicalTrialSiteID = patient.site_id
-    ds.ClinicalTrialSiteName = patient.site_name
-    ds.ClinicalTrialSubjectID = patient.subject_id
+    ds.ClinicalTrialSponsorName = trial.sponsor_name
+    ds.ClinicalTrialProtocolID = trial.protocol_id
+    ds.ClinicalTrialProtocolName = trial.protocol_name
+    ds.ClinicalTrialSiteID = trial.site_id
+    ds.ClinicalTrialSiteName = trial.site_name
+    ds.ClinicalTrialSubjectID = trial.subject_id
     # Clinical Trial Study (C.7.2.3)
-    ds.ClinicalTrialTimePointID = study.time_point_id
-    ds.ClinicalTrialTimePointDescription = study.time_point_description
+    ds.ClinicalTrialTimePointID = trial.time_point_id
+    ds.ClinicalTrialTimePointDescription = trial.time_point_description
     # Clinical Trial Series (C.7.3.2)
-    ds.ClinicalTrialCoordinatingCenterName = cohort.coordinating_center
+    ds.ClinicalTrialCoordinatingCenterName = trial.coordinating_center_name
     ds.ClinicalTrialSeriesID = f"{series.series_number}"
     ds.ClinicalTrialSeriesDescription = series.series_description
     return ds
 
 
-def add_general_series_module(ds: Dataset, study: StudyRecord, series: SeriesRecord) -> Dataset:
+def add_general_series_module(ds: Dataset, study: StudyContext, series: SeriesContext) -> Dataset:
     """Add the General Series module (PS3.3 C.7.3.1) of an image series.
 
     Patient Position (0018,5100) is written because it is Type 2C for CT
@@ -182,7 +147,7 @@ def add_general_series_module(ds: Dataset, study: StudyRecord, series: SeriesRec
     ds.SeriesDate = series.series_date
     ds.SeriesTime = series.series_time
     ds.SeriesDescription = series.series_description
-    ds.BodyPartExamined = study.patient.cohort.body_part
+    ds.BodyPartExamined = study.body_part_examined
     ds.PatientPosition = PATIENT_POSITION
     return ds
 
@@ -197,7 +162,7 @@ def add_general_equipment_module(ds: Dataset, target: str) -> Dataset:
     return ds
 
 
-def add_sop_common_module(ds: Dataset, study: StudyRecord, sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+def add_sop_common_module(ds: Dataset, study: StudyContext, sop_class_uid: str, sop_instance_uid: str) -> Dataset:
     """Add the SOP Common module (PS3.3 C.12.1), Synthetic Data = YES included.
 
     Instance Creation Date/Time are the study's date and time, not the wall
@@ -223,7 +188,7 @@ def file_meta(
 ) -> FileMetaDataset:
     """File Meta Information (PS3.10 7.1) for a Part 10 file of one instance."""
     for name, uid in (("sop_class_uid", sop_class_uid), ("sop_instance_uid", sop_instance_uid)):
-        if not is_valid_uid(str(uid)):
+        if not _valid_uid(str(uid)):
             raise ValueError(f'Argument "{name}" is not a valid UID: {uid!r}.')
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
@@ -235,7 +200,7 @@ def file_meta(
     return meta
 
 
-def finish_highdicom_instance(ds: Dataset, study: StudyRecord, series: SeriesRecord, target: str) -> Dataset:
+def finish_highdicom_instance(ds: Dataset, study: StudyContext, series: SeriesContext, target: str) -> Dataset:
     """Make a highdicom SOP instance ours and deterministic after construction.
 
     highdicom stamps Instance Creation Date/Time with the wall clock and its
@@ -257,52 +222,3 @@ def finish_highdicom_instance(ds: Dataset, study: StudyRecord, series: SeriesRec
     mark_synthetic(ds)
     ds.file_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
     return ds
-
-
-def check_target_lesions(name: str, items: object, study: StudyRecord, uids: UIDFactory,
-                         required: tuple[str, ...] = ()) -> list[dict]:
-    """Refuse a list of per-lesion dicts that does not describe this study's target lesions.
-
-    Shared by the SEG and SR builders: one dict per target lesion, each with a
-    non-empty ``tracking_id``, a ``tracking_uid`` minted by ``uids`` for this
-    patient (TID 1500 Tracking Unique Identifier, stable across visits), a
-    ``lung`` of "right" or "left", and the builder's ``required`` keys.
-
-    Raises
-    ------
-    TypeError
-        ``items`` is not a list of dicts, or a dict lacks a key.
-    ValueError
-        The count differs from the study's target lesions, or a value is invalid or repeated.
-    """
-    if not isinstance(items, (list, tuple)):
-        raise TypeError(f'Argument "{name}" must be a list of dicts, not {type(items).__name__}.')
-    if len(items) == 0:
-        raise ValueError(f'Argument "{name}" must describe at least one target lesion.')
-    if len(items) != len(study.lesion_diameters_mm):
-        raise ValueError(
-            f'Argument "{name}" describes {len(items)} lesions but the study has '
-            f"{len(study.lesion_diameters_mm)} target lesions."
-        )
-    seen: set[str] = set()
-    for j, item in enumerate(items):
-        where = f'"{name}[{j}]"'
-        if not isinstance(item, dict):
-            raise TypeError(f"{where} must be a dict, not {type(item).__name__}.")
-        for key in ("tracking_id", "tracking_uid", "lung", *required):
-            if key not in item:
-                raise TypeError(f'{where} lacks the key "{key}".')
-        if not isinstance(item["tracking_id"], str) or not item["tracking_id"].strip():
-            raise ValueError(f'{where}["tracking_id"] must be a non-empty string.')
-        uid = item["tracking_uid"]
-        if not isinstance(uid, str) or not is_valid_uid(uid):
-            raise ValueError(f'{where}["tracking_uid"] is not a valid UID: {uid!r}.')
-        path = uids.decode(uid)
-        if path is None or path.kind != UIDKind.LESION_TRACKING or path.patient != study.patient.index:
-            raise ValueError(f'{where}["tracking_uid"] is not a lesion tracking UID of this patient from the UIDFactory.')
-        if uid in seen:
-            raise ValueError(f'{where}["tracking_uid"] repeats another lesion\'s tracking UID.')
-        seen.add(uid)
-        if item["lung"] not in ("right", "left"):
-            raise ValueError(f'{where}["lung"] must be "right" or "left", not {item["lung"]!r}.')
-    return list(items)

@@ -42,9 +42,8 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from ..archive.uids import UIDFactory
-from ..archive.universe import SeriesRecord, StudyRecord
 from . import common
+from .spec import CTSeriesSpec
 
 #: Rescale Intercept (0028,1052): stored value 0 is -1024 HU.
 RESCALE_INTERCEPT = -1024
@@ -139,14 +138,14 @@ def _check_grid(grid: object) -> None:
         raise ValueError('"grid.slice_spacing_mm" must be positive.')
 
 
-def _check_hu(hu: object, grid: CTGeometry) -> np.ndarray:
+def _check_hu(hu: object, grid: CTGeometry, first_slice: int = 0) -> np.ndarray:
     if not isinstance(hu, np.ndarray):
         raise TypeError(f'Argument "hu" must be a numpy.ndarray, not {type(hu).__name__}.')
     if not (np.issubdtype(hu.dtype, np.integer) or np.issubdtype(hu.dtype, np.floating)):
         raise TypeError(f'Argument "hu" must have an integer or floating point dtype, not {hu.dtype}.')
-    expected = (grid.n_slices, grid.rows, grid.columns)
-    if hu.shape != expected:
-        raise ValueError(f'Argument "hu" has shape {hu.shape}; the grid needs (n_slices, rows, columns) = {expected}.')
+    if hu.ndim != 3 or hu.shape[1:] != (grid.rows, grid.columns) or not 0 <= first_slice <= grid.n_slices - len(hu):
+        raise ValueError(f'Argument "hu" has shape {hu.shape} from slice {first_slice}; the grid has '
+                         f"(n_slices, rows, columns) = {(grid.n_slices, grid.rows, grid.columns)}.")
     if np.issubdtype(hu.dtype, np.floating) and not np.all(np.isfinite(hu)):
         raise ValueError('Argument "hu" holds NaN or infinite values.')
     return hu
@@ -159,72 +158,56 @@ def hu_to_stored(hu: np.ndarray) -> np.ndarray:
     return (values - RESCALE_INTERCEPT).astype(np.uint16)
 
 
-def build_ct_series(
-    study: StudyRecord,
-    series: SeriesRecord,
-    uids: UIDFactory,
-    hu: np.ndarray,
-    grid: CTGeometry,
-) -> list[Dataset]:
-    """Build the CT Image Storage instances of one axial series.
+def build_ct_series(spec: CTSeriesSpec) -> list[Dataset]:
+    """Build the CT Image Storage instances of one axial series (or of a slab of it).
 
-    One single-frame instance per slice of ``grid`` (PS3.3 A.3 CT Image IOD;
-    the modules are listed in this module's docstring), Explicit VR Little
-    Endian, with complete File Meta Information so that
-    ``pydicom.dcmwrite(path, ds, enforce_file_format=True)`` works.
+    One single-frame instance per slice of ``spec.grid`` (PS3.3 A.3 CT Image
+    IOD; the modules are listed in this module's docstring), Explicit VR
+    Little Endian, with complete File Meta Information so that
+    ``pydicom.dcmwrite(path, ds, enforce_file_format=True)`` works. A slab
+    (``spec.first_slice`` > 0 or fewer slices than the grid) gives exactly
+    the instances the whole series has at those positions.
 
     Parameters
     ----------
-    study: synthpacs.archive.universe.StudyRecord
-        The study (visit): patient, trial and study attributes.
-    series: synthpacs.archive.universe.SeriesRecord
-        The image series of ``study`` (plan kind ``"image"``, modality CT);
-        its ``n_instances`` must equal ``grid.n_slices``.
-    uids: synthpacs.archive.uids.UIDFactory
-        The universe's UID factory: SOP Instance UIDs (instance numbers start
-        at 1) and the study's Frame of Reference UID, shared with its SEG.
-    hu: numpy.ndarray
-        Hounsfield units, shape ``(grid.n_slices, grid.rows, grid.columns)``,
-        integer or floating point (rounded to the nearest integer; values
-        outside -1024..3071 are clipped).
-    grid: CTGeometry
-        The voxel grid: Image Position (Patient) of slice k is
-        ``grid.position_mm(k, 0, 0)``, orientation is axial [1,0,0,0,1,0].
+    spec: synthpacs.imaging.spec.CTSeriesSpec
+        The study and series contexts (modality CT, one SOP Instance UID per
+        grid slice), Hounsfield units of shape ``(slices, grid.rows,
+        grid.columns)`` (integer or floating point: rounded to the nearest
+        integer; values outside -1024..3071 are clipped) and the voxel grid:
+        Image Position (Patient) of slice k is ``grid.position_mm(k, 0, 0)``,
+        orientation is axial [1,0,0,0,1,0].
 
     Returns
     -------
     list[pydicom.Dataset]
-        The instances in slice order (slice k has Instance Number k + 1).
+        The instances in slice order (grid slice k has Instance Number k + 1).
 
     Raises
     ------
     TypeError
-        When an argument has the wrong type (``study``, ``series``, ``uids``,
-        ``grid`` lacking an attribute, ``hu`` not an integer or float array).
+        When ``spec`` is not a CTSeriesSpec, ``grid`` lacks an attribute or
+        ``hu`` is not an integer or float array.
     ValueError
-        When ``series`` is not the image series of ``study``, its modality is
-        not CT, its instance count differs from the grid's slices, the grid
-        is degenerate, or ``hu`` has the wrong shape or non-finite values.
+        When the series' modality is not CT, the grid is degenerate, or
+        ``hu`` has the wrong shape, lies outside the grid or holds non-finite values.
     """
-    common.check_study_series(study, series, "image")
+    if not isinstance(spec, CTSeriesSpec):
+        raise TypeError(f'Argument "spec" must be a CTSeriesSpec, not {type(spec).__name__}.')
+    study, series, grid, hu = spec.study, spec.series, spec.grid, spec.hu
+    common.check_contexts(study, series)
     if series.modality != "CT" or series.sop_class_uid != CTImageStorage:
         raise ValueError(f'Argument "series" must be a CT Image Storage series, not modality {series.modality!r}.')
-    if not isinstance(uids, UIDFactory):
-        raise TypeError(f'Argument "uids" must be a UIDFactory, not {type(uids).__name__}.')
     _check_grid(grid)
-    _check_hu(hu, grid)
-    if series.n_instances != grid.n_slices:
-        raise ValueError(
-            f'Argument "series" plans {series.n_instances} instances but "grid" has {grid.n_slices} slices.'
-        )
+    _check_hu(hu, grid, spec.first_slice)
 
-    patient = study.patient
-    base = _series_template(study, series, uids, grid)
+    base = _series_template(study, series, grid)
     stored = hu_to_stored(hu)
     datasets = []
-    for k in range(grid.n_slices):
+    for offset in range(len(hu)):
+        k = spec.first_slice + offset
         ds = copy.deepcopy(base)
-        sop_instance_uid = uids.sop_instance_uid(patient.index, study.visit, series.index, k + 1)
+        sop_instance_uid = series.sop_instance_uids[k]
         ds.file_meta = common.file_meta(CTImageStorage, sop_instance_uid, ExplicitVRLittleEndian)
         # SOP Common (C.12.1): identity of this instance.
         ds.SOPInstanceUID = sop_instance_uid
@@ -235,7 +218,7 @@ def build_ct_series(
         ds.ImagePositionPatient = [_ds_number(x), _ds_number(y), _ds_number(z)]
         ds.SliceLocation = _ds_number(z)
         # Image Pixel (C.7.6.3)
-        frame = np.ascontiguousarray(stored[k])
+        frame = np.ascontiguousarray(stored[offset])
         ds.PixelData = frame.astype("<u2", copy=False).tobytes()
         ds.SmallestImagePixelValue = int(frame.min())
         ds.LargestImagePixelValue = int(frame.max())
@@ -243,20 +226,17 @@ def build_ct_series(
     return datasets
 
 
-def _series_template(study: StudyRecord, series: SeriesRecord, uids: UIDFactory, grid: CTGeometry) -> Dataset:
+def _series_template(study, series, grid: CTGeometry) -> Dataset:
     """Every attribute that is the same on all instances of the series, in one dataset."""
-    patient = study.patient
-    cohort = patient.cohort
     ds = Dataset()
-    first_uid = uids.sop_instance_uid(patient.index, study.visit, series.index, 1)
-    common.add_sop_common_module(ds, study, CTImageStorage, first_uid)  # SOP Instance UID set per slice
+    common.add_sop_common_module(ds, study, CTImageStorage, series.sop_instance_uids[0])  # set per slice
     common.add_patient_study_modules(ds, study)
     common.add_clinical_trial_modules(ds, study, series)
     common.add_general_series_module(ds, study, series)
     # Frame of Reference (C.7.4.1): one per study, shared by CT and SEG.
-    ds.FrameOfReferenceUID = uids.frame_of_reference_uid(patient.index, study.visit)
+    ds.FrameOfReferenceUID = study.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
-    common.add_general_equipment_module(ds, cohort.target)
+    common.add_general_equipment_module(ds, study.target)
     # General Acquisition (C.7.10.1)
     ds.AcquisitionNumber = 1
     ds.AcquisitionDate = series.series_date

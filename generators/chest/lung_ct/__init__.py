@@ -5,9 +5,15 @@ lesions whose size changes between visits); :mod:`.teacher` turns a label map
 into Hounsfield units with partial-volume blur and CT-like noise; the
 conditional GAN that learnt from it (:mod:`.networks`, :mod:`.pipeline`,
 :mod:`.training`, :mod:`.evaluation`; weights in this folder, see
-MODEL_CARD.md) is the default renderer. :mod:`.target` is what the archive
-calls. Importing this package does not import torch.
+MODEL_CARD.md) is the default renderer. :mod:`.plan` is the study plan the
+catalog is built from; :mod:`.target` makes the typed IOD specs.
+``TARGET`` is the package's one declared object (the zoo's contract).
+Importing this package does not import torch.
 """
+
+from pathlib import Path
+
+from synthpacs.generation.contract import GeneratorOptions, ZooTarget
 
 from .geometry import (
     ChestAnatomy,
@@ -20,9 +26,64 @@ from .geometry import (
     lesion_measurement,
     place_lesions,
 )
+from .plan import SLOTS, LungCTAcquisition, plan
+from .target import LatentWalk
 from .teacher import render_hu
 
+
+class _Training:
+    """Trainable: ``synthpacs train chest/lung-ct`` (imports torch when called)."""
+
+    def train(self, request):
+        from .training import train
+
+        return train(request)
+
+
+class _Evaluation:
+    """Evaluable: ``synthpacs evaluate chest/lung-ct`` (imports torch when called)."""
+
+    def evaluate(self, request):
+        from .evaluation import evaluate
+
+        return evaluate(request)
+
+    def summary_rows(self, report):
+        from .evaluation import summary_rows
+
+        return summary_rows(report)
+
+
+def _load(options: GeneratorOptions):
+    from .target import load
+
+    return load(options)
+
+
+def _fingerprint(options: GeneratorOptions) -> str:
+    from .target import fingerprint
+
+    return fingerprint(options)
+
+
+TARGET = ZooTarget(
+    name="chest/lung-ct",
+    title="Lung-cancer chest CT (label map -> HU, conditional GAN)",
+    slots=SLOTS,
+    plan=plan,
+    renderers=("gan", "teacher"),
+    load=_load,
+    fingerprint=_fingerprint,
+    acquisition=LungCTAcquisition,
+    aliases=("lung-ct", "lung_ct"),
+    folder=Path(__file__).resolve().parent,
+    training=_Training(),
+    evaluation=_Evaluation(),
+    interpolation=LatentWalk(),
+)
+
 __all__ = [
+    "TARGET",
     "CTGrid",
     "ChestAnatomy",
     "Label",

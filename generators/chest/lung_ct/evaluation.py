@@ -276,21 +276,27 @@ def comparison_montage(pipeline, out: Path, seed: int = 20250101, patient: int =
     mediastinal window), and a coronal reformat through the lesion (MPR
     coherence).
     """
-    from synthpacs.archive.cohorts import load_cohorts
-    from synthpacs.archive.universe import Universe
-    from synthpacs.config import PROJECT_ROOT
+    import tempfile
+
+    from synthpacs.archive import Archive
+    from synthpacs.archive.records import patient_id
+    from synthpacs.config import load_config
     from synthpacs.generation.images import montage, window
 
-    from .target import GANLungCT, TeacherLungCT, coronal_plane
+    from .target import GANLungCT, LungCTGenerator, _teacher, coronal_plane
 
-    universe = Universe(seed, max(patient + 1, 1000), load_cohorts(PROJECT_ROOT / "config" / "cohorts"))
-    study = universe.study(patient, 0)
-    teacher, gan = TeacherLungCT(), GANLungCT(pipeline)
-    geometry = teacher.geometry(universe, study)
-    t = teacher.photorealism(geometry, teacher.study_rng(universe, study))
-    g = gan.photorealism(geometry, gan.study_rng(universe, study))
+    with tempfile.TemporaryDirectory() as data_dir:
+        flags = {"seed": seed, "patients": max(patient + 1, 1000), "data_dir": data_dir, "renderer": "teacher"}
+        archive = Archive(load_config(flags=flags, environ={}))
+        baseline = next(archive.find("STUDY", {"PatientID": patient_id(patient), "StudyID": "V00"}))
+        request = archive.study_request(str(baseline.StudyInstanceUID))
+        archive.close()
+    teacher, gan = LungCTGenerator("teacher", _teacher, "render", "teacher"), GANLungCT(pipeline, "gan")
+    geometry = teacher.geometry(request)
+    t = teacher.hu(geometry, request)
+    g = gan.hu(geometry, request)
     grid = geometry.grid
-    measured = [f for f in geometry.findings if f.slice is not None]
+    measured = [f for f in geometry.lesions if f.slice is not None]
     lesion = max(measured, key=lambda f: f.diameter_mm) if measured else None
     k = lesion.slice if lesion else grid.n_slices // 2
     r0, c0 = (np.mean(lesion.points, axis=0).astype(int) if lesion else (grid.rows // 2, grid.columns // 2))

@@ -1,4 +1,4 @@
-"""The lung-cancer chest CT target: geometry, then photorealism (the GAN, or its teacher).
+"""The lung-cancer chest CT target: geometry, then photorealism (the GAN, or its teacher), then specs.
 
 Randomness comes from keyed paths (DESIGN §2.1): the anatomy and the lesion
 sites from the patient's path, so every visit shows the same chest; the
@@ -9,85 +9,217 @@ teacher, ``gan`` for the GAN).
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydicom.sr.codedict import codes
 
-from synthpacs.archive import keyed
-from synthpacs.archive.universe import StudyRecord, Universe
 from synthpacs.errors import ConfigError
-from synthpacs.generation.base import Finding, Geometry, TwoStageTarget
+from synthpacs.generation.contract import GeneratorOptions, Part, StudyRequest
+from synthpacs.imaging.spec import (
+    CTSeriesSpec,
+    IODSpec,
+    LinearMeasurement,
+    MeasurementReportSpec,
+    Segment,
+    SegmentationSpec,
+)
 
-from .geometry import CTGrid, draw_anatomy, label_volume, lesion_measurement, place_lesions
-from .teacher import render_hu
+from .geometry import ChestAnatomy, CTGrid, LesionSite, draw_anatomy, label_volume, lesion_measurement, place_lesions
+from .plan import IMAGE, study_grid
 
 NAME = "chest/lung-ct"
 FOLDER = Path(__file__).resolve().parent
+#: Label value of lesion j in the label map (geometry.Label.TUMOUR + j).
+LESION_LABEL_BASE = 100
+
+LATERALITY = {"right": codes.cid244.Right, "left": codes.cid244.Left}
+LOBES = {
+    "upper": codes.SCT.UpperLobeOfLung,
+    "middle": codes.SCT.MiddleLobeOfRightLung,
+    "lower": codes.SCT.LowerLobeOfLung,
+}
 
 log = logging.getLogger(__name__)
 
 
-def study_grid(study: StudyRecord) -> CTGrid:
-    p = study.patient
-    return CTGrid(rows=p.cohort.rows, columns=p.cohort.columns, n_slices=p.n_slices,
-                  pixel_spacing_mm=p.pixel_spacing_mm, slice_spacing_mm=p.slice_thickness_mm)
+@dataclass(frozen=True)
+class LungLesion:
+    """One target lesion as a reader would measure it at this visit (RECIST 1.1 long axis)."""
 
-
-def study_geometry(universe: Universe, study: StudyRecord):
-    """The label volume, grid and lesion findings of one study (no pixels yet)."""
-    p = study.patient
-    grid = study_grid(study)
-    anatomy = draw_anatomy(keyed.path_rng(universe.key, "patient", p.index, "anatomy"), grid, p.sex)
-    sites = place_lesions(anatomy, grid, p.n_lesions, keyed.path_rng(universe.key, "patient", p.index, "lesions"))
-    labels = label_volume(anatomy, grid, list(zip(sites, study.lesion_diameters_mm)))
-    findings = []
-    for i, site in enumerate(sites):
-        measured = lesion_measurement(labels, grid, i)
-        findings.append(Finding(
-            tracking_id=f"Lesion {i + 1}",
-            tracking_uid=universe.uids.tracking_uid(p.index, i),
-            diameter_mm=round(measured["diameter_mm"], 1) if measured else 0.0,
-            lung=site.lung,
-            lobe=site.lobe,
-            slice=measured["slice"] if measured else None,
-            points=[tuple(map(float, pt)) for pt in measured["points"]] if measured else None,
-        ))
-    return labels, grid, findings
-
-
-class _LungCTGeometry(TwoStageTarget):
-    name = NAME
-
-    def geometry(self, universe: Universe, study: StudyRecord) -> Geometry:
-        labels, grid, findings = study_geometry(universe, study)
-        return Geometry(labels=labels, grid=grid, findings=findings)
-
-
-class TeacherLungCT(_LungCTGeometry):
-    """Geometry stage + physics-informed renderer (the GAN's teacher)."""
-
-    renderer = "teacher"
-    stream = "render"
-
-    def photorealism(self, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
-        return render_hu(geometry.labels, geometry.grid, rng)
-
-
-class GANLungCT(_LungCTGeometry):
-    """Geometry stage + the conditional GAN (labels + latent + noise -> HU)."""
-
-    stream = "gan"
-
-    def __init__(self, pipeline):
-        self.pipeline = pipeline
+    tracking_id: str
+    tracking_uid: str
+    diameter_mm: float
+    lung: str  # "right" or "left"
+    lobe: str  # e.g. "right upper lobe"
+    slice: int | None = None  # the axial slice holding the longest diameter
+    points: tuple[tuple[float, float], tuple[float, float]] | None = None  # (row, column) end points
 
     @property
-    def renderer(self) -> str:
-        return f"gan {self.pipeline.fingerprint} psi={self.pipeline.psi:g}"
+    def finding_site(self):
+        """The lobe (or the lung) as an SCT code (TID 1501 Finding Site)."""
+        words = self.lobe.lower().split()
+        for word, code in LOBES.items():
+            if word in words:
+                return code
+        return codes.SCT.Lung
 
-    def photorealism(self, geometry: Geometry, rng: np.random.Generator) -> np.ndarray:
-        grid = geometry.grid
-        return self.pipeline(geometry.labels, grid.pixel_spacing_mm, grid.slice_spacing_mm, rng=rng)
+
+@dataclass
+class LungGeometry:
+    """Stage 1 of one study: the label map (the ground truth), its grid and the lesions measured on it."""
+
+    labels: np.ndarray
+    grid: CTGrid
+    lesions: list[LungLesion]
+
+
+class _PatientCache:
+    """Anatomy and lesion sites per patient, drawn once and shared by every visit and part (bounded)."""
+
+    def __init__(self, size: int = 32):
+        self._items: OrderedDict[tuple, tuple[ChestAnatomy, list[LesionSite]]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, make) -> tuple[ChestAnatomy, list[LesionSite]]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+class LungCTGenerator:
+    """Geometry -> photorealism -> CT, SEG and SR specs for one study."""
+
+    def __init__(self, renderer: str, photorealism, stream: str, fingerprint: str):
+        self.renderer = renderer
+        self._photorealism = photorealism
+        self.stream = stream
+        self.fingerprint = fingerprint
+        self._patients = _PatientCache()
+
+    # -- stage 1 ---------------------------------------------------------------------------
+
+    def geometry(self, request: StudyRequest) -> LungGeometry:
+        """The label volume, grid and lesion findings of one study (no pixels yet)."""
+        draws = request.draws
+        grid = study_grid(draws.plan_draws())
+        n_lesions = len(request.lesion_diameters_mm)
+
+        def draw() -> tuple[ChestAnatomy, list[LesionSite]]:
+            anatomy = draw_anatomy(draws.rng("anatomy"), grid, request.patient_sex)
+            return anatomy, place_lesions(anatomy, grid, n_lesions, draws.rng("lesions"))
+
+        key = (draws.plan_draws().key, request.patient_index, request.patient_sex, n_lesions, grid)
+        anatomy, sites = self._patients.get(key, draw)
+        labels = label_volume(anatomy, grid, list(zip(sites, request.lesion_diameters_mm)))
+        lesions = []
+        for i, site in enumerate(sites):
+            measured = lesion_measurement(labels, grid, i)
+            lesions.append(LungLesion(
+                tracking_id=f"Lesion {i + 1}",
+                tracking_uid=draws.tracking_uid(i),
+                diameter_mm=round(measured.diameter_mm, 1) if measured else 0.0,
+                lung=site.lung,
+                lobe=site.lobe,
+                slice=measured.slice if measured else None,
+                points=tuple(tuple(map(float, pt)) for pt in measured.points) if measured else None,
+            ))
+        return LungGeometry(labels=labels, grid=grid, lesions=lesions)
+
+    # -- stage 2 ---------------------------------------------------------------------------
+
+    def hu(self, geometry: LungGeometry, request: StudyRequest) -> np.ndarray:
+        return self._photorealism(geometry, request.draws.study_rng(self.stream))
+
+    # -- specs -----------------------------------------------------------------------------
+
+    def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
+        geometry = self.geometry(request)
+        hu = self.hu(geometry, request)
+        ct = request.by_role("image")
+        specs: list[IODSpec] = []
+        if ct is not None:
+            specs.append(CTSeriesSpec(study=request.study, series=ct.context, hu=hu, grid=geometry.grid))
+        seg = request.by_role("segmentation")
+        if seg is not None and ct is not None:
+            specs.append(SegmentationSpec(
+                study=request.study, series=seg.context, source_series_uid=ct.context.series_instance_uid,
+                labels=geometry.labels, segments=tuple(_segment(j, lesion) for j, lesion in enumerate(geometry.lesions)),
+                content_label="TARGET_LESIONS"))
+        sr = request.by_role("measurements")
+        if sr is not None and ct is not None:
+            specs.append(MeasurementReportSpec(
+                study=request.study, series=sr.context, source_series_uid=ct.context.series_instance_uid,
+                measurements=tuple(_measurement(lesion) for lesion in geometry.lesions),
+                measurement_name=codes.SCT.LongAxis, finding_type=codes.SCT.Neoplasm,
+                finding_category=codes.cid7150.MorphologicallyAbnormalStructure, method=codes.cid6147.RECIST1Point1,
+                summary=f"Sum of diameters of target lesions (RECIST 1.1): "
+                        f"{sum(float(lesion.diameter_mm) for lesion in geometry.lesions):.1f} mm"))
+        if part is None:
+            return specs
+        return [_part_of(specs, request, part)]
+
+
+def _part_of(specs: list[IODSpec], request: StudyRequest, part: Part) -> IODSpec:
+    """The spec of one part: a slab of the CT series, or a whole one-instance series."""
+    wanted = next((s for s in request.series if s.index == part.series_index), None)
+    if wanted is None:
+        raise ValueError(f"the study has no series {part.series_index}")
+    spec = next(s for s in specs if s.series.series_instance_uid == wanted.context.series_instance_uid)
+    if part.series_index != IMAGE:
+        return spec
+    assert isinstance(spec, CTSeriesSpec)
+    if not 0 <= part.start < part.stop <= len(spec.hu):
+        raise ValueError(f"slices {part.start}..{part.stop} lie outside the series of {len(spec.hu)}")
+    return CTSeriesSpec(study=spec.study, series=spec.series, hu=spec.hu[part.start:part.stop], grid=spec.grid,
+                        first_slice=part.start)
+
+
+def _segment(j: int, lesion: LungLesion) -> Segment:
+    return Segment(
+        label_value=LESION_LABEL_BASE + j,
+        label=f"Target lesion {j + 1}",
+        tracking_id=lesion.tracking_id,
+        tracking_uid=lesion.tracking_uid,
+        category=codes.cid7150.MorphologicallyAbnormalStructure,
+        property_type=codes.cid7159.NeoplasmPrimary,
+        anatomic_region=codes.SCT.Lung,
+        laterality=LATERALITY[lesion.lung],
+        description=lesion.lobe or None,
+    )
+
+
+def _measurement(lesion: LungLesion) -> LinearMeasurement:
+    return LinearMeasurement(
+        tracking_id=lesion.tracking_id,
+        tracking_uid=lesion.tracking_uid,
+        value_mm=float(lesion.diameter_mm),
+        finding_site=lesion.finding_site,
+        laterality=LATERALITY[lesion.lung],
+        frame=lesion.slice,
+        points=lesion.points,
+    )
+
+
+# -- renderers -----------------------------------------------------------------------------
+
+
+def _teacher(geometry: LungGeometry, rng: np.random.Generator) -> np.ndarray:
+    from .teacher import render_hu
+
+    return render_hu(geometry.labels, geometry.grid, rng)
 
 
 def load_pipeline(weights: Path | None = None, device: str = "auto", psi: float = 1.0, batch_slices: int = 8,
@@ -116,24 +248,59 @@ def load_pipeline(weights: Path | None = None, device: str = "auto", psi: float 
     return pipeline
 
 
-def make_target(options) -> TwoStageTarget:
-    """The registry's entry point: ``options`` is a :class:`synthpacs.generation.registry.GeneratorOptions`."""
+class GANLungCT(LungCTGenerator):
+    """Geometry stage + the conditional GAN (labels + latent + noise -> HU)."""
+
+    def __init__(self, pipeline: Any, fingerprint: str):
+        self.pipeline = pipeline
+
+        def render(geometry: LungGeometry, rng: np.random.Generator) -> np.ndarray:
+            grid = geometry.grid
+            return pipeline(geometry.labels, grid.pixel_spacing_mm, grid.slice_spacing_mm, rng=rng)
+
+        super().__init__("gan", render, "gan", fingerprint)
+
+
+def fingerprint(options: GeneratorOptions) -> str:
+    """What the pixels depend on beyond the universe: renderer, weights (SHA-256 prefix) and psi.
+
+    Cheap (reads ``generator.json`` only, no torch): the archive keys its
+    instance cache by it, so switching ``renderer``, ``weights`` or
+    ``truncation_psi`` never serves pixels cached under other settings.
+    """
+    from synthpacs.generation.weights import WeightsError, read_record
+
     if options.renderer == "teacher":
-        return TeacherLungCT()
+        return "teacher"
+    try:
+        sha = str(read_record(options.weights or FOLDER).get("weights_sha256", "unrecorded"))[:16]
+    except WeightsError:
+        sha = "unreadable"  # loading the target will report why
+    return f"gan-{sha}-psi{options.psi:g}"
+
+
+def load(options: GeneratorOptions) -> LungCTGenerator:
+    """The contract's loader: the teacher, or the GAN with its weights (imports torch)."""
+    if options.renderer == "teacher":
+        return LungCTGenerator("teacher", _teacher, "render", fingerprint(options))
     if options.renderer != "gan":
         raise ConfigError(f"renderer {options.renderer!r} is not offered by {NAME} (gan or teacher)")
-    return GANLungCT(load_pipeline(options.weights, options.device, options.psi, options.batch_slices,
-                                   options.weights_source, options.device_source))
+    pipeline = load_pipeline(options.weights, options.device, options.psi, options.batch_slices,
+                             options.weights_source, options.device_source)
+    return GANLungCT(pipeline, fingerprint(options))
 
 
-def _pick_slice(geometry: Geometry, choice: str) -> int:
+# -- capabilities ---------------------------------------------------------------------------
+
+
+def _pick_slice(geometry: LungGeometry, choice: str) -> int:
     n = geometry.labels.shape[0]
     if choice == "middle":
         return n // 2
     if choice == "lesion":
-        measured = [f for f in geometry.findings if f.slice is not None]
+        measured = [lesion for lesion in geometry.lesions if lesion.slice is not None]
         if measured:
-            return int(max(measured, key=lambda f: f.diameter_mm).slice)
+            return int(max(measured, key=lambda lesion: lesion.diameter_mm).slice or 0)
         return n // 2
     try:
         k = int(choice)
@@ -144,31 +311,40 @@ def _pick_slice(geometry: Geometry, choice: str) -> int:
     return k
 
 
-def interpolation_frames(target: GANLungCT, universe: Universe, study: StudyRecord, seed_a: int, seed_b: int,
-                         frames: int, slice_choice: str = "lesion", plane: str = "axial") -> list[np.ndarray]:
-    """HU frames walking the latent space from the sample of ``seed_a`` to that of ``seed_b`` on the study's labels.
+class LatentWalk:
+    """The Interpolable capability: HU frames walking the GAN's latent space between two seeds."""
 
-    Frame 0 is exactly the series rendered from ``seed_a`` (the same slice),
-    the last frame exactly the one from ``seed_b``.
-    """
-    from .pipeline import LatentSample
+    def interpolation_frames(self, generator, request: StudyRequest, seed_a: int, seed_b: int, frames: int,
+                             slice_choice: str = "lesion", plane: str = "axial") -> list[np.ndarray]:
+        """Frame 0 is exactly the series rendered from ``seed_a`` (the same slice), the last exactly ``seed_b``'s.
 
-    geometry = target.geometry(universe, study)
-    grid, labels = geometry.grid, geometry.labels
-    pipe = target.pipeline
-    sample_a = pipe.sample(np.random.Generator(np.random.PCG64(seed_a)), labels.shape, grid.pixel_spacing_mm, grid.slice_spacing_mm)
-    sample_b = pipe.sample(np.random.Generator(np.random.PCG64(seed_b)), labels.shape, grid.pixel_spacing_mm, grid.slice_spacing_mm)
-    k = _pick_slice(geometry, slice_choice)
-    out = []
-    for i in range(frames):
-        sample = LatentSample.interpolate(sample_a, sample_b, i / (frames - 1))
-        if plane == "axial":
-            out.append(pipe(labels, grid.pixel_spacing_mm, grid.slice_spacing_mm, sample=sample, slices=[k])[0])
-        else:
-            volume = pipe(labels, grid.pixel_spacing_mm, grid.slice_spacing_mm, sample=sample)
-            row = int(np.argmax((labels[k] >= 100).any(axis=1))) if (labels[k] >= 100).any() else labels.shape[1] // 2
-            out.append(coronal_plane(volume, row, grid.pixel_spacing_mm, grid.slice_spacing_mm))
-    return out
+        Raises
+        ------
+        ConfigError
+            The generator has no latent space (the teacher), or the slice is not in the series.
+        """
+        from .pipeline import LatentSample
+
+        if not isinstance(generator, GANLungCT):
+            raise ConfigError("--interpolate needs a GAN: the teacher renderer has no latent space")
+        geometry = generator.geometry(request)
+        grid, labels = geometry.grid, geometry.labels
+        pipe = generator.pipeline
+        spacing = (grid.pixel_spacing_mm, grid.slice_spacing_mm)
+        sample_a = pipe.sample(np.random.Generator(np.random.PCG64(seed_a)), labels.shape, *spacing)
+        sample_b = pipe.sample(np.random.Generator(np.random.PCG64(seed_b)), labels.shape, *spacing)
+        k = _pick_slice(geometry, slice_choice)
+        out = []
+        for i in range(frames):
+            sample = LatentSample.interpolate(sample_a, sample_b, i / (frames - 1))
+            if plane == "axial":
+                out.append(pipe(labels, *spacing, sample=sample, slices=[k])[0])
+            else:
+                volume = pipe(labels, *spacing, sample=sample)
+                lesion = labels[k] >= LESION_LABEL_BASE
+                row = int(np.argmax(lesion.any(axis=1))) if lesion.any() else labels.shape[1] // 2
+                out.append(coronal_plane(volume, row, *spacing))
+        return out
 
 
 def coronal_plane(volume: np.ndarray, row: int, pixel_spacing_mm: float, slice_spacing_mm: float) -> np.ndarray:

@@ -1,0 +1,312 @@
+"""Typed IOD specifications: what a generator target hands to the builders.
+
+A target never builds a Dataset. It returns specs (this module), and
+:mod:`synthpacs.imaging.registry` builds each with the builder registered for
+its SOP class. Identity (every UID, every number) comes in through the
+context objects, minted by the universe; builders never invent one
+(STYLE §3.7). Constructors refuse an invalid spec before any Dataset exists,
+naming the field (highdicom's habit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydicom.sr.coding import Code
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+    from .spatial import VolumeGrid
+
+
+def _valid_uid(uid: object) -> bool:
+    text = str(uid)
+    return (0 < len(text) <= 64 and all(part.isdigit() and (part == "0" or not part.startswith("0"))
+                                        for part in text.split(".")))
+
+
+def _require_uid(name: str, uid: object) -> None:
+    if not isinstance(uid, str) or not _valid_uid(uid):
+        raise ValueError(f'"{name}" is not a valid UID: {uid!r}.')
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Clinical Trial Subject / Study / Series attributes (PS3.3 C.7.1.3, C.7.2.3, C.7.3.2)."""
+
+    sponsor_name: str
+    protocol_id: str
+    protocol_name: str
+    site_id: str
+    site_name: str
+    subject_id: str
+    time_point_id: str
+    time_point_description: str
+    coordinating_center_name: str
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """Patient, General Study and Patient Study attributes of one study (PS3.3 C.7.1.1, C.7.2.1, C.7.2.2).
+
+    ``target`` is the generator target that made the study (Manufacturer's
+    Model Name); ``visit`` orders the trial's time points (0 = baseline).
+    """
+
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    patient_sex: str
+    patient_age: str
+    study_instance_uid: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    study_description: str
+    procedure_code: Code
+    body_part_examined: str
+    frame_of_reference_uid: str
+    target: str
+    visit: int
+    trial: TrialContext | None = None
+
+    def __post_init__(self) -> None:
+        _require_uid("study_instance_uid", self.study_instance_uid)
+        _require_uid("frame_of_reference_uid", self.frame_of_reference_uid)
+        if self.patient_sex not in ("M", "F", "O"):
+            raise ValueError(f'"patient_sex" must be M, F or O, not {self.patient_sex!r}.')
+
+
+@dataclass(frozen=True)
+class SeriesContext:
+    """General Series identity of one series and the SOP Instance UIDs of its instances, in order."""
+
+    series_instance_uid: str
+    series_number: int
+    modality: str
+    series_description: str
+    series_date: str
+    series_time: str
+    sop_class_uid: str
+    sop_instance_uids: tuple[str, ...]
+    dimension_organization_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_uid("series_instance_uid", self.series_instance_uid)
+        _require_uid("sop_class_uid", self.sop_class_uid)
+        if not self.sop_instance_uids:
+            raise ValueError(f"series {self.series_instance_uid} has no SOP Instance UIDs.")
+        for uid in self.sop_instance_uids:
+            _require_uid("sop_instance_uids[]", uid)
+
+
+@dataclass(frozen=True)
+class IODSpec:
+    """Base of every spec: the study, the series and the SOP class it is built as."""
+
+    study: StudyContext
+    series: SeriesContext
+
+    @property
+    def sop_class_uid(self) -> str:
+        return self.series.sop_class_uid
+
+
+# -- images -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CTSeriesSpec(IODSpec):
+    """An axial CT series (PS3.3 A.3): Hounsfield units on a voxel grid, one instance per slice.
+
+    ``first_slice`` is the grid index of ``hu[0]``: a slab of a series is a
+    spec whose ``hu`` holds slices ``first_slice .. first_slice + len(hu) - 1``
+    and gives exactly the bytes those instances have in the whole series.
+    """
+
+    hu: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0, 0)))
+    grid: VolumeGrid | None = None
+    first_slice: int = 0
+
+    def __post_init__(self) -> None:
+        if self.grid is None:
+            raise TypeError('"grid" is required.')
+        if not isinstance(self.hu, np.ndarray) or self.hu.ndim != 3:
+            raise TypeError('"hu" must be a 3-D numpy array (slices, rows, columns).')
+        if len(self.series.sop_instance_uids) != self.grid.n_slices:
+            raise ValueError(f'"series" plans {len(self.series.sop_instance_uids)} instances but "grid" has '
+                             f"{self.grid.n_slices} slices.")
+
+
+@dataclass(frozen=True)
+class ColorImageSpec(IODSpec):
+    """A single-frame 8-bit RGB photograph (VL Photographic, Ophthalmic Photography, VL Endoscopic).
+
+    ``pixels`` is (rows, columns, 3) uint8, one array per instance of the series.
+    ``laterality`` is Image Laterality (0020,0062): R, L, B or U.
+    """
+
+    pixels: tuple[np.ndarray, ...] = ()
+    laterality: str = "U"
+    anatomic_region: Code | None = None
+    acquisition_device: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.pixels) != len(self.series.sop_instance_uids):
+            raise ValueError(f'"pixels" holds {len(self.pixels)} images for {len(self.series.sop_instance_uids)} instances.')
+        for i, image in enumerate(self.pixels):
+            if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise TypeError(f'"pixels[{i}]" must be a (rows, columns, 3) uint8 array.')
+        if self.laterality not in ("R", "L", "B", "U"):
+            raise ValueError(f'"laterality" must be R, L, B or U, not {self.laterality!r}.')
+
+
+# -- ground truth -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a SEG (PS3.3 C.8.20.2): a label value of the label map and what it is."""
+
+    label_value: int
+    label: str
+    tracking_id: str
+    tracking_uid: str
+    category: Code
+    property_type: Code
+    anatomic_region: Code
+    laterality: Code | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.label_value) <= 255:
+            raise ValueError(f'"label_value" {self.label_value} does not fit a uint8 label map.')
+        if not self.tracking_id.strip():
+            raise ValueError('"tracking_id" must be a non-empty string.')
+        _require_uid("tracking_uid", self.tracking_uid)
+
+
+@dataclass(frozen=True)
+class SegmentationSpec(IODSpec):
+    """A BINARY Segmentation (PS3.3 A.51) of the source series' label map, one segment per item."""
+
+    source_series_uid: str = ""
+    labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
+    segments: tuple[Segment, ...] = ()
+    algorithm_name: str = "SynthPACS geometry stage"
+    content_label: str = "GROUND_TRUTH"
+
+    def __post_init__(self) -> None:
+        _require_uid("source_series_uid", self.source_series_uid)
+        if not isinstance(self.labels, np.ndarray) or self.labels.dtype != np.uint8:
+            raise TypeError('"labels" must be a uint8 numpy array.')
+        if not self.segments:
+            raise ValueError('"segments" must describe at least one segment.')
+        values = [s.label_value for s in self.segments]
+        if len(set(values)) != len(values):
+            raise ValueError('"segments" gives two segments the same label value.')
+        uids = [s.tracking_uid for s in self.segments]
+        if len(set(uids)) != len(uids):
+            raise ValueError('"segments" repeats a tracking UID.')
+
+
+@dataclass(frozen=True)
+class LinearMeasurement:
+    """One measured finding of a TID 1500 report (TID 1501): a length on one source frame.
+
+    ``frame`` indexes the source series' instances (None when the finding has
+    gone, with value 0); ``points`` are two (row, column) voxel indices.
+    """
+
+    tracking_id: str
+    tracking_uid: str
+    value_mm: float
+    finding_site: Code
+    laterality: Code | None
+    frame: int | None
+    points: tuple[tuple[float, float], tuple[float, float]] | None
+
+    def __post_init__(self) -> None:
+        _require_uid("tracking_uid", self.tracking_uid)
+        if not self.tracking_id.strip():
+            raise ValueError('"tracking_id" must be a non-empty string.')
+        if not math.isfinite(float(self.value_mm)) or float(self.value_mm) < 0:
+            raise ValueError(f'"value_mm" must be a finite number >= 0, got {self.value_mm!r}.')
+        if float(self.value_mm) == 0 and (self.frame is not None or self.points is not None):
+            raise ValueError('a measurement of 0 mm (finding gone) has no "frame" and no "points".')
+        if float(self.value_mm) > 0:
+            if self.frame is None or self.points is None:
+                raise ValueError('a measurement above 0 mm needs "frame" and "points".')
+            if tuple(self.points[0]) == tuple(self.points[1]):
+                raise ValueError('"points" are one point; a length needs two distinct end points.')
+
+
+@dataclass(frozen=True)
+class MeasurementReportSpec(IODSpec):
+    """A Comprehensive SR (PS3.3 A.35.3) TID 1500 Measurement Report over a source series."""
+
+    source_series_uid: str = ""
+    measurements: tuple[LinearMeasurement, ...] = ()
+    measurement_name: Code | None = None
+    finding_type: Code | None = None
+    finding_category: Code | None = None
+    method: Code | None = None
+    summary: str | None = None  # a TID 1500 Qualitative Evaluations comment, e.g. the RECIST sum
+    observer_name: str = "SynthPACS geometry stage"
+
+    def __post_init__(self) -> None:
+        _require_uid("source_series_uid", self.source_series_uid)
+        if not self.measurements:
+            raise ValueError('"measurements" must hold at least one measurement.')
+        uids = [m.tracking_uid for m in self.measurements]
+        if len(set(uids)) != len(uids):
+            raise ValueError('"measurements" repeats a tracking UID.')
+
+
+# -- waveforms --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaveformSpec(IODSpec):
+    """A 12-lead ECG (PS3.3 A.34.3): one multiplex group of leads sampled together.
+
+    ``samples`` is (leads, samples) in microvolts; ``leads`` are the lead
+    codes in that order (CID 3001, e.g. ``Code("5.6.3-9-1", "SCPECG", "Lead I")``).
+    ``intervals_ms`` holds the measured global intervals (PR, QRS, QT, QTc, RR)
+    written as Waveform Annotations.
+    """
+
+    samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    leads: tuple[Code, ...] = ()
+    sampling_frequency_hz: float = 500.0
+    intervals_ms: tuple[tuple[Code, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.samples, np.ndarray) or self.samples.ndim != 2:
+            raise TypeError('"samples" must be a (leads, samples) numpy array.')
+        if self.samples.shape[0] != len(self.leads):
+            raise ValueError(f'"samples" has {self.samples.shape[0]} leads but "leads" names {len(self.leads)}.')
+        if not 1 <= len(self.leads) <= 13:
+            raise ValueError("a 12-lead ECG multiplex group holds 1 to 13 leads.")
+        if not 0 < self.sampling_frequency_hz <= 1000:
+            raise ValueError('"sampling_frequency_hz" must be in (0, 1000] for a 12-lead ECG.')
+        if len(self.series.sop_instance_uids) != 1:
+            raise ValueError("a waveform series holds one instance.")
+
+
+@dataclass
+class BuiltSeries:
+    """What the builders made so far, by series UID: later specs (SEG, SR) reference earlier ones."""
+
+    datasets: dict[str, list[Dataset]] = field(default_factory=dict)
+
+    def source(self, series_uid: str) -> list[Dataset]:
+        try:
+            return self.datasets[series_uid]
+        except KeyError:
+            raise ValueError(f"source series {series_uid} must be built before the objects that reference it") from None
