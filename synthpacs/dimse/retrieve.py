@@ -17,6 +17,11 @@ Comment, and sends C-MOVE sub-operations over a stock association (see
   sub-operation; C-CANCEL stops the retrieve with status Cancel;
 * the final status is Success, Warning B000 (some failed; Failed SOP
   Instance UID List in the identifier) or A702 (all failed).
+
+The server hands each request over in the association's reactor thread
+(``_pynetdicom_compat.InterceptingAssociation``) with a
+:class:`RetrieveContext`: the archive, the peers, the AE and the limits,
+nothing else of the server.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ import logging
 import queue
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydicom import Dataset, dcmread
 from pydicom.filereader import read_dataset, read_preamble
+from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dimse_primitives import C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import decode, encode
@@ -42,21 +49,48 @@ from pynetdicom.status import (
     code_to_category,
 )
 
-from ..archive.api import InstanceRef
+from ..archive.api import Archive, InstanceRef
 from ..errors import InvalidQuery
+from . import _pynetdicom_compat as compat
 from . import transport
 from .handlers import INFORMATION_MODELS, IdentifierError, retrieve_refs
 from .status import StatusValues, error_comment
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pynetdicom import AE
     from pynetdicom.association import Association
-
-    from .server import DIMSEServer
 
 log = logging.getLogger(__name__)
 
 MAX_SUB_OPERATIONS = 65535  # the counters are US (PS3.7 C.4.2.1)
 MAX_CONTEXTS = 128  # presentation contexts in one A-ASSOCIATE-RQ (PS3.8 9.3.2.2)
+PRIORITY_MEDIUM = 0x0000  # Priority (0000,0700) of the C-STORE sub-operations (PS3.7 Table 9.3-1)
+
+
+@dataclass(frozen=True)
+class RetrieveContext:
+    """What a retrieve needs from the server, built once by it.
+
+    Attributes
+    ----------
+    archive
+        Where the instances and their bytes come from.
+    peers
+        C-MOVE destinations: AE title -> (host, port).
+    ae
+        The server's AE, which opens the C-MOVE sub-associations (with its
+        ACSE, network and connection timeouts).
+    dimse_timeout
+        Seconds to wait for each C-STORE response (None: forever).
+    max_pdu
+        Largest PDU we accept on a C-MOVE sub-association (0: no limit).
+    """
+
+    archive: Archive
+    peers: Mapping[str, tuple[str, int]]
+    ae: AE
+    dimse_timeout: float | None
+    max_pdu: int
 
 
 class SubOperationsLost(Exception):
@@ -201,7 +235,7 @@ class StoreChannel:
         request.MessageID = self._next_id()
         request.AffectedSOPClassUID = ref.sop_class_uid
         request.AffectedSOPInstanceUID = ref.sop_instance_uid
-        request.Priority = 0x0000
+        request.Priority = PRIORITY_MEDIUM
         if self.originator is not None:
             request.MoveOriginatorApplicationEntityTitle, request.MoveOriginatorMessageID = self.originator
         request.DataSet = io.BytesIO(body)
@@ -212,10 +246,9 @@ class StoreChannel:
 
     def _response(self, message_id: int) -> int:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        messages = self.assoc.dimse.msg_queue
         while True:
             try:
-                _, rsp = messages.get(timeout=0.05)
+                _, rsp = compat.next_message(self.assoc, 0.05)
             except queue.Empty:
                 if self.gone():
                     raise SubOperationsLost("the association was aborted") from None
@@ -250,8 +283,6 @@ class _Responder:
         if comment:
             rsp.ErrorComment = error_comment(comment)
         if offending:
-            from pydicom.tag import Tag
-
             rsp.OffendingElement = [Tag(offending)]
         if tally is not None:
             if status in (StatusValues.PENDING, StatusValues.CANCEL):
@@ -276,11 +307,8 @@ class _Responder:
             self.send(StatusValues.SUB_OPERATIONS_WARNING, tally, failed_uids=tally.failed_uids)
 
 
-def _cancelled(assoc: Association, message_id: int) -> bool:
-    return assoc.dimse.cancel_req.pop(message_id, None) is not None
-
-
-def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: PresentationContext, server: DIMSEServer) -> None:
+def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: PresentationContext,
+                   retrieve: RetrieveContext) -> None:
     """Serve one C-MOVE or C-GET request on the acceptor association ``assoc``
     (runs in its reactor thread)."""
     responder = _Responder(assoc, request, context)
@@ -296,7 +324,7 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
     destination = None
     if is_move:
         move_destination = str(request.MoveDestination or "").strip()
-        destination = server.config.peers.get(move_destination)
+        destination = retrieve.peers.get(move_destination)
         if journal is not None:
             journal.note(request.MessageID, f"to {move_destination or '(none)'}")
         if destination is None:
@@ -304,7 +332,7 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
                            comment=f"unknown move destination {move_destination!r}; configure it as a peer")
             return
     try:
-        level, refs = retrieve_refs(server.archive, model, identifier)
+        level, refs = retrieve_refs(retrieve.archive, model, identifier)
     except IdentifierError as exc:
         responder.send(StatusValues.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc), offending=exc.keyword)
         return
@@ -321,19 +349,19 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
         responder.send(StatusValues.UNABLE_TO_PROCESS, comment=f"{len(refs)} instances; at most {MAX_SUB_OPERATIONS} per retrieve")
         return
     if is_move:
-        _move(assoc, request, responder, refs, tally, server, destination)
+        _move(assoc, request, responder, refs, tally, retrieve, destination)
     else:
-        channel = StoreChannel(assoc, server.config.dicom_dimse_timeout, request.MessageID)
-        _run(assoc, request, responder, refs, tally, server, channel)
+        channel = StoreChannel(assoc, retrieve.dimse_timeout, request.MessageID)
+        _run(assoc, request, responder, refs, tally, retrieve.archive, channel)
 
 
 def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list[InstanceRef], tally: Tally,
-          server: DIMSEServer, destination: tuple[str, int]) -> None:
+          retrieve: RetrieveContext, destination: tuple[str, int]) -> None:
     host, port = destination
     aet = str(request.MoveDestination).strip()
     try:
-        sub = transport.associate(server.ae, host, port, aet, contexts=requested_contexts(refs),
-                                  max_pdu=server.config.dicom_max_pdu)
+        sub = transport.associate(retrieve.ae, host, port, aet, contexts=requested_contexts(refs),
+                                  max_pdu=retrieve.max_pdu)
     except Exception as exc:  # bad address and the like: pynetdicom raises several types
         sub, reason = None, f"{type(exc).__name__}: {exc}"
     else:
@@ -345,12 +373,12 @@ def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list
                        comment=f"cannot reach {aet} at {host}:{port} ({reason})")
         return
     originator = (str(assoc.requestor.ae_title).strip(), request.MessageID)
-    channel = StoreChannel(sub, server.config.dicom_dimse_timeout, 0, originator)
+    channel = StoreChannel(sub, retrieve.dimse_timeout, 0, originator)
     transport.pause_reactor(sub)
     try:
-        _run(assoc, request, responder, refs, tally, server, channel)
+        _run(assoc, request, responder, refs, tally, retrieve.archive, channel)
     finally:
-        sub._reactor_checkpoint.set()
+        transport.resume_reactor(sub)
         if sub.is_established and not channel.gone():
             sub.release()
         else:
@@ -358,17 +386,17 @@ def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list
 
 
 def _run(assoc: Association, request: C_MOVE | C_GET, responder: _Responder, refs: list[InstanceRef], tally: Tally,
-         server: DIMSEServer, channel: StoreChannel) -> None:
+         archive: Archive, channel: StoreChannel) -> None:
     """The sub-operations, with a pending response after each."""
     unmade: set[str] = set()  # studies whose generation failed: not retried for each instance
     responder.send(StatusValues.PENDING, tally)
     for i, ref in enumerate(refs):
-        if _cancelled(assoc, request.MessageID):
+        if compat.take_cancel(assoc, request.MessageID):
             responder.send(StatusValues.CANCEL, tally, failed_uids=tally.failed_uids or None)
             return
         if not assoc.is_established:
             return  # the requestor went away; nothing to answer
-        blob = _instance_bytes(server.archive, ref, unmade)
+        blob = _instance_bytes(archive, ref, unmade)
         if blob is None:
             tally.fail(ref.sop_instance_uid)
         else:
@@ -389,7 +417,7 @@ def _run(assoc: Association, request: C_MOVE | C_GET, responder: _Responder, ref
     responder.final(tally)
 
 
-def _instance_bytes(archive, ref: InstanceRef, unmade: set[str]) -> bytes | None:
+def _instance_bytes(archive: Archive, ref: InstanceRef, unmade: set[str]) -> bytes | None:
     """The instance's Part 10 bytes (its study generated on first use), or
     None when they cannot be made."""
     if ref.study_instance_uid in unmade:

@@ -12,8 +12,11 @@ end and serves, from the same :class:`~synthpacs.archive.Archive`:
 Associations are served by pynetdicom's threaded server, one thread each,
 with two changes made per association (:mod:`transport`): TCP_NODELAY and an
 exact reactor pause. C-MOVE and C-GET requests are taken before pynetdicom's
-own retrieve SCP and served by :mod:`retrieve`. Every association and every
-request ends in one log line (logger ``synthpacs.dimse``).
+own retrieve SCP and served by :mod:`retrieve`, which gets a
+:class:`~synthpacs.dimse.retrieve.RetrieveContext` rather than this server.
+Every association and every request ends in one log line (logger
+``synthpacs.dimse``). The hooks into pynetdicom's internals are in
+:mod:`synthpacs.dimse._pynetdicom_compat`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import (
@@ -32,22 +36,19 @@ from pynetdicom import (
     AllStoragePresentationContexts,
     evt,
 )
-from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
-from pynetdicom.transport import (
-    AssociationSocket,
-    RequestHandler,
-    ThreadedAssociationServer,
-)
+from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import __version__
 from ..archive.worklist import Worklist
 from ..errors import InvalidQuery, StartupError
+from . import _pynetdicom_compat as compat
 from . import transport
 from .handlers import INFORMATION_MODELS, handle_echo, handle_find, handle_store
-from .retrieve import serve_retrieve
+from .retrieve import RetrieveContext, serve_retrieve
+from .status import StatusValues, category, is_pending
 
 log = logging.getLogger("synthpacs.dimse")
 
@@ -62,23 +63,13 @@ STORAGE_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + [
     ts for ts in ALL_TRANSFER_SYNTAXES if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 ]
 
+#: Command Field (0000,0100) of each request (PS3.7 E.1), for the log lines.
 COMMANDS = {
     0x0001: "C-STORE", 0x0010: "C-GET", 0x0020: "C-FIND", 0x0021: "C-MOVE", 0x0030: "C-ECHO", 0x0FFF: "C-CANCEL",
     0x0100: "N-EVENT-REPORT", 0x0110: "N-GET", 0x0120: "N-SET", 0x0130: "N-ACTION", 0x0140: "N-CREATE", 0x0150: "N-DELETE",
 }
-_PENDING = (0xFF00, 0xFF01)
-
-
-def _category(status: int) -> str:
-    if status == 0x0000:
-        return "Success"
-    if status in _PENDING:
-        return "Pending"
-    if status == 0xFE00:
-        return "Cancel"
-    if status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF:
-        return "Warning"
-    return "Failure"
+C_CANCEL_RQ = 0x0FFF
+RESPONSE_BIT = 0x8000  # set in the Command Field of every response (PS3.7 E.1)
 
 
 # -- one log line per association and per request ------------------------------------------
@@ -116,8 +107,8 @@ class Journal:
 
     def received(self, assoc: Association, command_set) -> None:
         field = int(command_set.CommandField)
-        if field & 0x8000 or field == 0x0FFF:  # responses (to C-GET sub-operations) and C-CANCEL
-            if field == 0x0FFF:
+        if field & RESPONSE_BIT or field == C_CANCEL_RQ:  # responses (to C-GET sub-operations) and C-CANCEL
+            if field == C_CANCEL_RQ:
                 log.info("[%d] C-CANCEL for request %s", self.id, command_set.get("MessageIDBeingRespondedTo"))
             return
         with self._lock:
@@ -126,26 +117,26 @@ class Journal:
 
     def sent(self, assoc: Association, command_set) -> None:
         field = int(command_set.CommandField)
-        if not field & 0x8000:
+        if not field & RESPONSE_BIT:
             return  # our own C-STORE requests (C-GET sub-operations)
-        status = int(command_set.get("Status", 0xC000))
+        status = int(command_set.get("Status", StatusValues.UNABLE_TO_PROCESS))
         message_id = int(command_set.get("MessageIDBeingRespondedTo", 0))
         with self._lock:
             request = self._open.get(message_id)
             if request is None:
                 return
-            if status in _PENDING:
+            if is_pending(status):
                 request.responses += 1
                 return
             del self._open[message_id]
         parts = [f"[{self.id}] {request.command} #{message_id} from {_calling(assoc)}"]
         if request.detail:
             parts.append(f"({request.detail})")
-        parts.append(f"-> {_category(status)} 0x{status:04X}")
+        parts.append(f"-> {category(status)} 0x{status:04X}")
         counts = [f"{name} {int(command_set.get(f'NumberOf{name.title()}Suboperations'))}"
                   for name in ("completed", "failed", "warning")
                   if command_set.get(f"NumberOf{name.title()}Suboperations") is not None]
-        if request.command == "C-FIND" and status in (0x0000, 0xFE00):
+        if request.command == "C-FIND" and status in (StatusValues.SUCCESS, StatusValues.CANCEL):
             counts.insert(0, f"{request.responses} matches")
         if counts:
             parts.append(", ".join(counts))
@@ -189,30 +180,23 @@ def _address(assoc: Association) -> str:
 # -- pynetdicom classes, one change each ------------------------------------------------------
 
 
-class ServerAssociation(Association):
+class ServerAssociation(compat.InterceptingAssociation):
     """An acceptor association that serves C-MOVE and C-GET with :mod:`retrieve`,
     keeps a :class:`Journal`, and tidies up its thread's resources when done."""
 
     dimse_server: DIMSEServer
     journal: Journal
 
-    def _serve_request(self, msg, context_id: int) -> None:
-        context = self._accepted_cx.get(context_id)
-        if (isinstance(msg, (C_MOVE, C_GET)) and msg.is_valid_request and context is not None
-                and not self._sent_release and str(context.abstract_syntax) in INFORMATION_MODELS):
-            # As pynetdicom's own _serve_request does around a service class.
-            self.dimse.cancel_req = {}
-            self._is_paused = True
-            try:
-                serve_retrieve(self, msg, context, self.dimse_server)
-            except Exception:
-                log.exception("[%d] %s failed", self.journal.id, type(msg).__name__.replace("_", "-"))
-                self.abort(block=False)
-            finally:
-                self._is_paused = False
-                self.dimse.cancel_req = {}
-            return
-        super()._serve_request(msg, context_id)
+    def claims(self, msg, context) -> bool:
+        return (isinstance(msg, (C_MOVE, C_GET)) and msg.is_valid_request
+                and str(context.abstract_syntax) in INFORMATION_MODELS)
+
+    def serve_claimed(self, msg, context) -> None:
+        try:
+            serve_retrieve(self, msg, context, self.dimse_server.retrieve_context)
+        except Exception:
+            log.exception("[%d] %s failed", self.journal.id, type(msg).__name__.replace("_", "-"))
+            self.abort(block=False)
 
     def run_reactor(self) -> None:
         try:
@@ -221,33 +205,16 @@ class ServerAssociation(Association):
             self.dimse_server._association_ended(self)
 
 
-class _RequestHandler(RequestHandler):
-    """pynetdicom's request handler, making :class:`ServerAssociation` objects."""
+class _RequestHandler(compat.AcceptorRequestHandler):
+    """pynetdicom's request handler, making hardened :class:`ServerAssociation` objects."""
 
-    def _create_association(self) -> Association:
-        # The same set-up as pynetdicom 3.0's RequestHandler._create_association.
-        server = self.server
-        assoc = ServerAssociation(self.ae, MODE_ACCEPTOR)
-        assoc._server = server
-        assoc.dimse_server = server.dimse_server
+    association_class = ServerAssociation
+
+    def prepare(self, assoc: ServerAssociation) -> None:
+        assoc.dimse_server = self.server.dimse_server
         assoc.journal = Journal()
         assoc.name = f"AcceptorThread@{dt.datetime.now():%Y%m%d%H%M%S}-{assoc.journal.id}"
-        assoc.set_socket(AssociationSocket(assoc, client_socket=self.request))
         transport.harden(assoc)
-        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
-        assoc.acceptor.ae_title = server.ae_title
-        assoc.acceptor.address_info = self.local
-        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
-        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
-        assoc.acceptor.supported_contexts = server.contexts  # read only during negotiation: no copy needed
-        assoc.requestor.address_info = self.remote
-        for event, bound in server._handlers.items():
-            if event.is_intervention and bound:
-                assoc.bind(event, *bound)
-            elif isinstance(event, evt.NotificationEvent):
-                for handler, args in bound:
-                    assoc.bind(event, handler, args)
-        return assoc
 
 
 class _AssociationServer(ThreadedAssociationServer):
@@ -287,6 +254,10 @@ class DIMSEServer:
         if pynetdicom_log.level == logging.NOTSET:
             pynetdicom_log.setLevel(logging.WARNING)  # our own lines say what happened
         self.ae = self._make_ae()
+        self.retrieve_context = RetrieveContext(
+            archive=self.archive, peers=MappingProxyType(dict(config.peers)), ae=self.ae,
+            dimse_timeout=config.dicom_dimse_timeout, max_pdu=config.dicom_max_pdu,
+        )
         handlers = [
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_C_FIND, handle_find, [self.archive, self.worklist, config.ae_title]),
@@ -295,13 +266,13 @@ class DIMSEServer:
             (evt.EVT_DIMSE_SENT, _journal_sent),
         ]
         try:
-            self._server = self.ae.make_server((host, port), evt_handlers=handlers, server_class=_AssociationServer,
-                                               request_handler=_RequestHandler, dimse_server=self)
+            self._listener = self.ae.make_server((host, port), evt_handlers=handlers, server_class=_AssociationServer,
+                                                 request_handler=_RequestHandler, dimse_server=self)
         except OSError as exc:
             raise StartupError(f"cannot listen for DICOM on {host}:{port}: {exc.strerror or exc}") from None
         if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
-            for event, handler in transport.STANDARD_LOG_HANDLERS:  # they format every PDU
-                self._server.unbind(event, handler)
+            for event, handler in compat.STANDARD_LOG_HANDLERS:  # they format every PDU
+                self._listener.unbind(event, handler)
         self._thread: threading.Thread | None = None
 
     def _make_ae(self) -> AE:
@@ -329,15 +300,15 @@ class DIMSEServer:
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._listener.server_address[1])
 
     @property
     def host(self) -> str:
-        return str(self._server.server_address[0])
+        return str(self._listener.server_address[0])
 
     def start(self) -> None:
-        self.ae._servers.append(self._server)  # so that server.shutdown() can remove it
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+        compat.register_server(self.ae, self._listener)  # so that its shutdown() can remove it
+        self._thread = threading.Thread(target=self._listener.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"dimse@{self.port}", daemon=True)
         self._thread.start()
         log.info("DIMSE: %s listening on %s:%d (max %d associations, PDU %d, calling AE titles: %s)",
@@ -348,11 +319,11 @@ class DIMSEServer:
         """Stop listening, abort every association (served or opened for
         C-MOVE), and wait for their threads."""
         if self._thread is not None:
-            self._server.shutdown()
+            self._listener.shutdown()
             self._thread.join(timeout)
             self._thread = None
         else:
-            self._server.server_close()
+            self._listener.server_close()
         associations = list(self.ae.active_associations)
         for assoc in associations:
             try:

@@ -1,7 +1,8 @@
 """DIMSE status codes the server answers with (PS3.4 C.4, B.2.3, K.4; PS3.7 C).
 
-Named so that handlers never yield raw hex, and a helper that builds a
-status dataset with an Error Comment that fits its VR.
+Named so that handlers never yield raw hex, a helper that builds a status
+dataset with an Error Comment that fits its VR, and the category of any
+status for the log lines.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import re
 
 from pydicom import Dataset
 from pydicom.tag import Tag
+from pynetdicom.status import (
+    STATUS_FAILURE,
+    STATUS_PENDING,
+    STATUS_UNKNOWN,
+    code_to_category,
+)
 
 
 class StatusValues(enum.IntEnum):
@@ -18,6 +25,8 @@ class StatusValues(enum.IntEnum):
 
     SUCCESS = 0x0000
     PENDING = 0xFF00
+    #: C-FIND: a match, but some optional keys were not supported (C.4.1.1.4); a peer's status, never ours.
+    PENDING_WARNING = 0xFF01
     CANCEL = 0xFE00
     #: C-MOVE / C-GET: sub-operations complete, one or more failures or warnings (C.4.2.1.5).
     SUB_OPERATIONS_WARNING = 0xB000
@@ -64,3 +73,16 @@ def status_dataset(status: StatusValues, comment: str | None = None, offending: 
     if offending is not None:
         ds.OffendingElement = [Tag(offending)]
     return ds
+
+
+def category(status: int) -> str:
+    """The category of a Status value (PS3.7 C): ``Success``, ``Pending``,
+    ``Cancel``, ``Warning`` or ``Failure``; a value PS3.7 does not name
+    counts as a failure."""
+    found = code_to_category(int(status))
+    return STATUS_FAILURE if found == STATUS_UNKNOWN else found
+
+
+def is_pending(status: int) -> bool:
+    """True for the Pending statuses (FF00 and FF01), which a final response follows."""
+    return code_to_category(int(status)) == STATUS_PENDING

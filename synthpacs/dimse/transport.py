@@ -16,36 +16,32 @@ here for every association the server touches, in both roles:
 * **A stalled peer.** pynetdicom reads PDUs with blocking ``recv`` calls on
   sockets without a timeout; :func:`harden` gives each socket one.
 
-* **A lost response.** Each association runs a reactor thread that polls the
-  DIMSE queue. Before a ``send_*`` call waits for its response it pauses the
-  reactor: it clears ``_reactor_checkpoint`` and spins until ``_is_paused``
-  is true. The reactor sets ``_is_paused = True`` *before* it calls
-  ``checkpoint.wait()`` and resets it only after ``wait()`` returns, so a
-  sender that clears the checkpoint while the reactor is between those two
-  lines sees ``_is_paused`` true, goes ahead, and the reactor then takes the
-  response off the queue itself (and drops it as an unexpected message);
-  the sender waits out the DIMSE timeout and aborts. Under concurrent
-  associations, where threads are descheduled for milliseconds at a time,
-  this happens. :class:`ReactorCheckpoint` replaces the event with one whose
-  ``clear()`` returns only once the reactor is really parked inside
-  ``wait()``.
+* **A lost response.** The association's reactor can take a response off
+  the DIMSE queue that a ``send_*`` call is waiting for;
+  :func:`harden` installs the exact pause of
+  :class:`~synthpacs.dimse._pynetdicom_compat.ReactorCheckpoint`, which says
+  how the race happens.
+
+These use pynetdicom's public names only; everything that needs its
+internals is in :mod:`synthpacs.dimse._pynetdicom_compat`.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
-import weakref
 from typing import TYPE_CHECKING
 
 from pynetdicom import evt
-from pynetdicom._handlers import (
-    standard_dimse_recv_handler,
-    standard_dimse_sent_handler,
-    standard_pdu_recv_handler,
-    standard_pdu_sent_handler,
+
+from ._pynetdicom_compat import (
+    STANDARD_LOG_HANDLERS,
+    ReactorCheckpoint,
+    install_reactor_checkpoint,
+    outgoing_backlog,
+    pause_reactor,
+    resume_reactor,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,61 +60,6 @@ def set_nodelay(sock: socket.socket | None) -> bool:
         return True
     except OSError:  # not a TCP socket (or already closed)
         return False
-
-
-class ReactorCheckpoint:
-    """A drop-in for ``Association._reactor_checkpoint`` (a ``threading.Event``)
-    whose :meth:`clear` waits until the association's reactor is parked.
-
-    The reactor thread is the only caller of :meth:`wait`. Any other thread
-    that calls :meth:`clear` (a ``send_*`` method, ``release()``, or the
-    server's C-MOVE sub-operations) returns only when the reactor is blocked
-    inside :meth:`wait`, or when the reactor thread is not running at all, so
-    the reactor cannot take a message off the DIMSE queue until :meth:`set`.
-    """
-
-    _POLL = 0.05  # seconds between liveness checks while waiting for the reactor
-
-    def __init__(self, assoc: Association):
-        self._assoc = weakref.ref(assoc)
-        self._cond = threading.Condition(threading.Lock())
-        self._flag = True
-        self._parked = False
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def set(self) -> None:
-        with self._cond:
-            self._flag = True
-            self._cond.notify_all()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._cond:
-            if self._flag:
-                return True
-            self._parked = True
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: self._flag, timeout)
-            finally:
-                self._parked = False
-
-    def clear(self) -> None:
-        with self._cond:
-            self._flag = False
-            assoc = self._assoc()
-            if assoc is None or threading.current_thread() is assoc:
-                return  # the reactor pausing itself (a handler calling send_*)
-            while not self._parked and not self._flag:
-                if not assoc.is_alive() or assoc._kill:
-                    return  # no reactor loop to wait for
-                self._cond.wait(self._POLL)
-
-    @property
-    def parked(self) -> bool:
-        """True while the reactor is blocked in :meth:`wait`."""
-        return self._parked
 
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -178,20 +119,7 @@ def harden(assoc: Association) -> None:
         raw.settimeout(assoc.dimse_timeout)
     if sock is not None:
         quick_ack(sock)
-    if not isinstance(assoc._reactor_checkpoint, ReactorCheckpoint):
-        checkpoint = ReactorCheckpoint(assoc)
-        if not assoc._reactor_checkpoint.is_set():
-            checkpoint.clear()
-        assoc._reactor_checkpoint = checkpoint
-
-
-#: pynetdicom's default logging handlers, bound to every association and server.
-STANDARD_LOG_HANDLERS = (
-    (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
-    (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
-    (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
-    (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
-)
+    install_reactor_checkpoint(assoc)
 
 
 def quiet(assoc: Association) -> None:
@@ -224,16 +152,6 @@ def associate(ae: AE, host: str, port: int, ae_title: str, **kwargs) -> Associat
     return ae.associate(host, port, ae_title=ae_title, evt_handlers=handlers, **kwargs)
 
 
-def pause_reactor(assoc: Association, timeout: float = 5.0) -> None:
-    """Stop the reactor of ``assoc`` from reading the DIMSE queue (until
-    ``assoc._reactor_checkpoint.set()``), for a caller that talks DIMSE on it
-    directly from another thread."""
-    assoc._reactor_checkpoint.clear()
-    deadline = time.monotonic() + timeout
-    while not assoc._is_paused and time.monotonic() < deadline:
-        time.sleep(0.0001)
-
-
 def drain(assoc: Association, timeout: float = 10.0) -> None:
     """Wait until the association has sent everything queued so far.
 
@@ -243,7 +161,12 @@ def drain(assoc: Association, timeout: float = 10.0) -> None:
     stream (C-FIND) call this between matches: the DUL then gets a turn to
     read, and the response backlog stays short.
     """
-    outgoing = assoc.dul.to_provider_queue
     deadline = time.monotonic() + timeout
-    while outgoing.qsize() and assoc.is_established and assoc.dul.is_alive() and time.monotonic() < deadline:
+    while outgoing_backlog(assoc) and assoc.is_established and assoc.dul.is_alive() and time.monotonic() < deadline:
         time.sleep(0.0002)
+
+
+__all__ = [
+    "HARDEN_HANDLERS", "STANDARD_LOG_HANDLERS", "ReactorCheckpoint", "associate", "drain", "harden",
+    "pause_reactor", "quick_ack", "quiet", "resume_reactor", "set_nodelay",
+]
