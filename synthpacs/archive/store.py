@@ -17,8 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that it appears whole or not at all."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` so that it appears whole or not at all.
+
+    ``durable`` also syncs the folder, so that the new name survives a crash
+    as well (objects received by STOW-RS and C-STORE; cached instances can be made again).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
@@ -33,6 +37,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+    if durable and hasattr(os, "O_DIRECTORY"):  # POSIX: a folder can be opened and synced
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 class MemoryLRU:
