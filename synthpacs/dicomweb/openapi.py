@@ -226,10 +226,12 @@ def document(examples: dict | None = None) -> dict:
 
 
 def _examples() -> dict:
-    """UIDs of one synthetic CT image, so that a fuzzer reaches the real resources."""
+    """UIDs of one synthetic image, so that a fuzzer reaches the real resources."""
     from ..archive.catalog import QueryLevel
+    from ..imaging.registry import renders
 
-    found = next(archive().find(QueryLevel.IMAGE, {"Modality": "CT", "InstanceNumber": "1"}, limit=1), None)
+    found = next((ds for ds in archive().find(QueryLevel.IMAGE, {"InstanceNumber": "1"}, limit=20)
+                  if renders(str(ds.SOPClassUID))), None)
     if found is None:
         return {}
     return {"study": str(found.StudyInstanceUID), "series": str(found.SeriesInstanceUID),

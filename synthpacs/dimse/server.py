@@ -42,8 +42,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import __version__
-from ..archive.worklist import Worklist
-from ..errors import InvalidQuery, StartupError
+from ..errors import StartupError
 from . import _pynetdicom_compat as compat
 from . import transport
 from .handlers import INFORMATION_MODELS, handle_echo, handle_find, handle_store
@@ -246,10 +245,7 @@ class DIMSEServer:
         self.archive = pacs.archive
         host = config.host if host is None else host
         port = config.dicom_port if port is None else port
-        try:
-            self.worklist = Worklist(self.archive.catalog, config.worklist_today or None)
-        except InvalidQuery as exc:
-            raise StartupError(f"invalid worklist_today ({config.sources.get('worklist_today')}): {exc}") from None
+        self.worklist = self.archive.worklist
         pynetdicom_log = logging.getLogger("pynetdicom")
         if pynetdicom_log.level == logging.NOTSET:
             pynetdicom_log.setLevel(logging.WARNING)  # our own lines say what happened
@@ -350,7 +346,7 @@ class DIMSEServer:
         try:
             assoc.journal.close(assoc, self)
         finally:
-            self.archive.catalog.close()  # this thread's SQLite connection
+            self.archive.close()  # this thread's SQLite connection
 
 
 def _journal_received(event) -> None:
