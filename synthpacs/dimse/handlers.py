@@ -30,9 +30,9 @@ from pynetdicom.sop_class import (
 
 from ..archive.api import Archive, InstanceRef
 from ..archive.catalog import QueryLevel
-from ..archive.uids import UIDKind, is_valid_uid
+from ..archive.uids import is_valid_uid
 from ..archive.worklist import Worklist
-from ..errors import InvalidQuery, NotFound, StoreRefused
+from ..errors import InvalidQuery, NotFound, StoreRefusalValues, StoreRefused
 from . import transport
 from .status import StatusValues, status_dataset
 
@@ -225,50 +225,41 @@ def handle_find(event, archive: Archive, worklist: Worklist, ae_title: str) -> I
         yield status_dataset(StatusValues.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}: {exc}"), None
 
 
-_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+# The archive's refusals as C-STORE statuses (PS3.4 B.2.3), each sent with an Error Comment.
+_STORE_STATUS = {
+    StoreRefusalValues.NOT_DICOM: StatusValues.CANNOT_UNDERSTAND,  # C001
+    StoreRefusalValues.CANNOT_ENCODE: StatusValues.CANNOT_UNDERSTAND,  # C001
+    StoreRefusalValues.INCOMPLETE: StatusValues.UNABLE_TO_PROCESS,  # C000 "Cannot understand"
+    StoreRefusalValues.MISSING_UID: StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,  # A901
+    StoreRefusalValues.INVALID_UID: StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    StoreRefusalValues.UID_MISMATCH: StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    StoreRefusalValues.SYNTHETIC_UID: StatusValues.NOT_AUTHORIZED,  # 0124: the UID policy
+    StoreRefusalValues.SYNTHETIC_SERIES: StatusValues.NOT_AUTHORIZED,
+    StoreRefusalValues.KIND_MISMATCH: StatusValues.NOT_AUTHORIZED,
+}
 
 
 def handle_store(event, archive: Archive) -> Dataset | int:
     """C-STORE (Storage, PS3.4 B.2): keep the object as received, indexed at once.
 
-    Failure statuses (each with an Error Comment): C001 the data set cannot
-    be decoded; A901 a required UID is missing, invalid or contradicts the
+    The archive checks the object whole (:meth:`Archive.store`); its refusal
+    reason becomes the status, with an Error Comment: C000 the object is
+    incomplete (cut short, Pixel Data of the wrong size); C001 it cannot be
+    decoded; A901 a required UID is missing, invalid or contradicts the
     command; 0124 the archive's UID policy refuses it (it reuses a synthetic
     UID); A700 it could not be written.
     """
     request = event.request
+    # The data set must carry the UIDs its command names (PS3.4 B.2.3, A900-A9FF).
+    expected = {"SOPInstanceUID": str(request.AffectedSOPInstanceUID),
+                "SOPClassUID": str(request.AffectedSOPClassUID)}
     try:
-        ds = event.dataset
-        uids = {keyword: _text(ds[keyword]).strip() if keyword in ds else "" for keyword in _REQUIRED_UIDS}
-    except Exception as exc:  # a malformed data set: refuse it, harm nothing else
-        return status_dataset(StatusValues.CANNOT_UNDERSTAND, f"cannot decode the data set: {exc}")
-    for keyword, value in uids.items():
-        if not value:
-            return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"the data set has no {keyword}", keyword)
-        if not is_valid_uid(value):
-            return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} {value!r} is not a valid UID", keyword)
-    if uids["SOPInstanceUID"] != str(request.AffectedSOPInstanceUID):
-        return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-                              "SOPInstanceUID differs from the command's Affected SOP Instance UID", "SOPInstanceUID")
-    if uids["SOPClassUID"] != str(request.AffectedSOPClassUID):
-        return status_dataset(StatusValues.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-                              "SOPClassUID differs from the command's Affected SOP Class UID", "SOPClassUID")
-    try:
-        archive.store(event.encoded_dataset())
+        archive.store(event.encoded_dataset(), expected=expected, source="the command")
     except StoreRefused as exc:
         _note(event, f"refused: {exc}")
-        paths = {k: archive.universe.uids.decode(uids[k]) for k in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")}
-        # A stored object may join a synthetic study, never reuse any other synthetic UID.
-        synthetic = [k for k, path in paths.items()
-                     if path is not None and not (k == "StudyInstanceUID" and path.kind == UIDKind.STUDY)]
-        if not synthetic:
-            return status_dataset(StatusValues.CANNOT_UNDERSTAND, str(exc))
-        reason = {"SOPInstanceUID": "SOP Instance UID is synthetic (read-only)",
-                  "SeriesInstanceUID": "cannot join a synthetic series",
-                  "StudyInstanceUID": "StudyInstanceUID names another synthetic object"}[synthetic[0]]
-        return status_dataset(StatusValues.NOT_AUTHORIZED, f"UID reuse refused: {reason}", synthetic[0])
+        return status_dataset(_STORE_STATUS[exc.reason], str(exc), exc.keyword)
     except OSError as exc:
-        log.error("C-STORE of %s could not be written: %s", uids["SOPInstanceUID"], exc)
+        log.error("C-STORE of %s could not be written: %s", expected["SOPInstanceUID"], exc)
         return status_dataset(StatusValues.OUT_OF_RESOURCES, f"cannot write the object: {exc.strerror or exc}")
     return StatusValues.SUCCESS
 
