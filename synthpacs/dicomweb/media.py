@@ -10,9 +10,14 @@ here is tolerant; a 406 is answered only when no alternative can be served
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser
+from werkzeug.http import parse_list_header, parse_options_header
 
 from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
@@ -71,66 +76,46 @@ class MediaRange:
         return text
 
 
-def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    pieces, current, quoted, escaped = [], [], False, False
-    for ch in text:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\" and quoted:
-            current.append(ch)
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-            current.append(ch)
-        elif ch == separator and not quoted:
-            pieces.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    pieces.append("".join(current))
-    return pieces
+# An unquoted parameter value, or a quoted string to leave alone (scanned left to right).
+_UNQUOTED_VALUE = re.compile(r'"(?:[^"\\]|\\.)*"|(;\s*[^\s;,="]+\s*=\s*)([^\s";,]+)')
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return value
+def _quote_values(text: str) -> str:
+    """Every unquoted parameter value quoted. Werkzeug follows RFC 9110, where
+    ``/``, ``=`` and ``?`` cannot stand in an unquoted value; clients send
+    ``type=application/octet-stream`` (OHIF) and boundaries such as ``----=_Part_1``."""
+    return _UNQUOTED_VALUE.sub(lambda m: f'{m.group(1)}"{m.group(2)}"' if m.group(1) else m.group(0), text)
 
 
 def parse_media_type(text: str) -> MediaRange | None:
-    """``type/subtype; name=value ...`` -> MediaRange, or None when it is not one."""
-    pieces = _split_outside_quotes(text, ";")
-    media_type = pieces[0].strip().lower()
-    if not media_type:
-        return None
+    """``type/subtype; name=value ...`` -> MediaRange, or None when it is not one.
+
+    Parsed by :func:`werkzeug.http.parse_options_header`: names are lower
+    case, values unquoted; a repeated parameter keeps its last value.
+    """
+    media_type, params = parse_options_header(_quote_values(text or ""))
+    media_type = media_type.strip().lower()
     if media_type == "*":
         media_type = "*/*"  # seen from old clients
     if "/" not in media_type:
         return None
-    params: dict[str, str] = {}
     q = 1.0
-    for piece in pieces[1:]:
-        name, sep, value = piece.partition("=")
-        name = name.strip().lower()
-        if not name or not sep:
-            continue
-        value = _unquote(value)
-        if name == "q":
-            try:
-                q = max(0.0, min(1.0, float(value)))
-            except ValueError:
-                q = 1.0
-            continue
-        params.setdefault(name, value)
+    if "q" in params:
+        try:
+            q = max(0.0, min(1.0, float(params.pop("q"))))
+        except ValueError:
+            q = 1.0
     return MediaRange(media_type, params, q)
 
 
 def parse_accept(values: Iterable[str] | str | None) -> list[MediaRange]:
     """Every alternative of one or more Accept header values, best first.
 
-    Alternatives with q=0 are dropped; the order among equal q is kept.
+    Alternatives with q=0 are dropped; the order among equal q is kept (the
+    client's order decides among equals, PS3.18 8.7.3). The alternatives are
+    split by :func:`werkzeug.http.parse_list_header` and each parsed by
+    :func:`parse_media_type`; ``parse_accept_header`` itself is not used as
+    it reorders equal alternatives by specificity.
     """
     if values is None:
         return []
@@ -138,7 +123,7 @@ def parse_accept(values: Iterable[str] | str | None) -> list[MediaRange]:
         values = [values]
     ranges = []
     for value in values:
-        for text in _split_outside_quotes(value, ","):
+        for text in parse_list_header(value):
             parsed = parse_media_type(text)
             if parsed is not None and parsed.q > 0:
                 ranges.append(parsed)
@@ -369,48 +354,105 @@ def boundary_of(content_type: str | None) -> tuple[MediaRange, str]:
     return parsed, boundary
 
 
+MAX_PREAMBLE = 64 * 1024  # bytes before the first delimiter that are skipped (RFC 2046 5.1.1)
+
+
+class MultipartReader:
+    """A multipart body (RFC 2046 5.1.1) read as a stream, with python-multipart.
+
+    Feed it the body in chunks of any size as they arrive. For each part,
+    ``open_part(headers)`` is called once its headers are read (names in lower
+    case) and returns the function that takes the part's data, piece by piece;
+    a part is never held whole here. A preamble (such as the CRLF some
+    clients send first) is skipped; :meth:`close` refuses a body that ended
+    before its closing delimiter.
+
+    Raises
+    ------
+    BadRequest
+        From :meth:`feed` or :meth:`close`: no delimiter, a malformed part, or a truncated body.
+    """
+
+    def __init__(self, boundary: str, open_part: Callable[[dict[str, str]], Callable[[bytes], None]]):
+        self._delimiter = b"--" + boundary.encode("latin-1")
+        self._open_part = open_part
+        self._preamble: bytearray | None = bytearray()
+        self._sink: Callable[[bytes], None] | None = None
+        self._headers: dict[str, str] = {}
+        self._field = bytearray()
+        self._value = bytearray()
+        self.parts = 0
+        self._ended = False
+        self._parser = MultipartParser(boundary, callbacks={
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": lambda data, start, end: self._sink(bytes(data[start:end])),
+            "on_end": self._end,
+        })
+
+    def _part_begin(self) -> None:
+        self._headers, self._sink = {}, None
+
+    def _header_end(self) -> None:
+        name = self._field.decode("latin-1").strip().lower()
+        if name:
+            self._headers[name] = self._value.decode("latin-1").strip()
+        self._field.clear()
+        self._value.clear()
+
+    def _headers_finished(self) -> None:
+        self.parts += 1
+        self._sink = self._open_part(self._headers)
+
+    def _end(self) -> None:
+        self._ended = True
+
+    def feed(self, chunk: bytes) -> None:
+        if self._preamble is not None:  # skip what precedes the first delimiter
+            self._preamble += chunk
+            buffer = self._preamble
+            if buffer.startswith(self._delimiter):
+                start = 0
+            else:
+                found = buffer.find(b"\r\n" + self._delimiter)
+                if found < 0:
+                    if len(buffer) > MAX_PREAMBLE:
+                        raise BadRequest("the multipart body does not contain its boundary")
+                    return
+                start = found + 2
+            self._preamble = None
+            chunk = bytes(buffer[start:])
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise BadRequest(f"the multipart body is malformed: {exc}") from None
+
+    def close(self) -> None:
+        if self._preamble is not None:
+            raise BadRequest("the multipart body does not contain its boundary")
+        if not self._ended:
+            raise BadRequest("the multipart body is truncated (no closing boundary)")
+
+
 def parse_multipart(body: bytes, boundary: str) -> list[Part]:
-    """Split a multipart body into parts (RFC 2046 5.1.1): a preamble (such as
-    the CRLF some clients send first) is skipped; a body without its closing
-    delimiter is refused whole.
+    """A whole multipart body -> its parts (see :class:`MultipartReader`).
 
     Raises
     ------
     BadRequest
         The delimiter never occurs, or the body ends before the closing delimiter.
     """
-    delimiter = b"--" + boundary.encode("latin-1")
-    view = memoryview(body)
-    if body.startswith(delimiter):
-        pos = 0
-    else:
-        pos = body.find(b"\r\n" + delimiter)
-        if pos < 0:
-            raise BadRequest("the multipart body does not contain its boundary")
-        pos += 2
-    parts: list[Part] = []
-    while True:
-        pos += len(delimiter)
-        if body[pos:pos + 2] == b"--":
-            return parts
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0:
-            raise BadRequest("the multipart body is truncated (no closing boundary)")
-        start = line_end + 2
-        end = body.find(b"\r\n" + delimiter, start)
-        if end < 0:
-            raise BadRequest("the multipart body is truncated (no closing boundary)")
-        if body.startswith(b"\r\n", start):  # no header lines
-            headers, data_start = {}, start + 2
-        else:
-            header_end = body.find(b"\r\n\r\n", start, end)
-            if header_end < 0:
-                raise BadRequest(f"part {len(parts) + 1} of the multipart body has no header/body separator")
-            headers = {}
-            for line in bytes(view[start:header_end]).decode("latin-1").split("\r\n"):
-                name, sep, value = line.partition(":")
-                if sep:
-                    headers[name.strip().lower()] = value.strip()
-            data_start = header_end + 4
-        parts.append(Part(headers, bytes(view[data_start:end])))
-        pos = end + 2
+    collected: list[tuple[dict[str, str], list[bytes]]] = []
+
+    def open_part(headers: dict[str, str]) -> Callable[[bytes], None]:
+        chunks: list[bytes] = []
+        collected.append((headers, chunks))
+        return chunks.append
+
+    reader = MultipartReader(boundary, open_part)
+    reader.feed(body)
+    reader.close()
+    return [Part(headers, b"".join(chunks)) for headers, chunks in collected]
