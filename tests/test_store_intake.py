@@ -5,6 +5,7 @@ replaces an intact one; the STOW-RS body streams (chunked, leading CRLF)."""
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -276,3 +277,21 @@ def test_an_encapsulated_object_with_a_fragment_cut_short_is_refused():
     ds.PixelData = encapsulate([fragment])[:-6]  # the last item declares more than the stream holds
     with pytest.raises(StoreRefused, match="incomplete") as refused:
         receive(part10(ds))
+
+
+def test_concurrent_stores_of_one_uid_leave_the_index_and_the_disk_agreeing(archive):
+    first = make_ct()
+    uids = {"sop_uid": str(first.SOPInstanceUID), "study_uid": str(first.StudyInstanceUID),
+            "series_uid": str(first.SeriesInstanceUID)}
+    copies = [part10(make_ct(description=f"COPY {i}", **uids)) for i in range(8)]
+    results = []
+    threads = [threading.Thread(target=lambda data=data: results.append(archive.store(data))) for data in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.replaced for r in results) == [False] + [True] * 7  # exactly one was first
+    (ref,) = archive.instances(uids["study_uid"], uids["series_uid"], uids["sop_uid"])
+    on_disk = dcmread(io.BytesIO(archive.instance_bytes(ref)))
+    (indexed,) = archive.find("SERIES", {"SeriesInstanceUID": uids["series_uid"], "SeriesDescription": ""})
+    assert indexed.SeriesDescription == on_disk.SeriesDescription
