@@ -106,8 +106,6 @@ def build_ecg(spec: WaveformSpec) -> Dataset:
     ds.AcquisitionContextSequence = []
     # Waveform (C.10.9): one multiplex group, channel-interleaved samples.
     group = Dataset()
-    group.MultiplexGroupTimeOffset = "0"
-    group.TriggerTimeOffset = "0"
     group.WaveformOriginality = "ORIGINAL"
     group.NumberOfWaveformChannels = len(spec.leads)
     group.NumberOfWaveformSamples = int(samples.shape[1])
@@ -126,6 +124,8 @@ def build_ecg(spec: WaveformSpec) -> Dataset:
         item.NumericValue = f"{float(value):g}"
         item.MeasurementUnitsCodeSequence = [_code_item(MILLISECOND)]
         item.AnnotationGroupNumber = 1
+        # A global measurement: channel 0 of multiplex group 1 means all its channels (C.10.10.1.1).
+        item.ReferencedWaveformChannels = [1, 0]
         annotations.append(item)
     if annotations:
         ds.WaveformAnnotationSequence = annotations

@@ -163,6 +163,10 @@ def build_segmentation(spec: SegmentationSpec, source: Sequence[Dataset]) -> Dat
     if series.sop_class_uid != SEGMENTATION_STORAGE:
         raise ValueError('Argument "series" must be a Segmentation Storage series.')
     source = check_source_datasets(source, study.study_instance_uid)
+    if spec.source_instances is not None:
+        if any(not 0 <= i < len(source) for i in spec.source_instances):
+            raise ValueError(f'"source_instances" {spec.source_instances} lie outside the {len(source)} source instances.')
+        source = [source[i] for i in spec.source_instances]
     labels = _check_labels(spec.labels, source)
     if len(spec.segments) > 255:
         raise ValueError("A BINARY SEG of a uint8 label map holds at most 255 segments.")
@@ -191,8 +195,8 @@ def build_segmentation(spec: SegmentationSpec, source: Sequence[Dataset]) -> Dat
         segment_descriptions=[segment_description(j + 1, s, spec.algorithm_name) for j, s in enumerate(spec.segments)],
         series_instance_uid=series.series_instance_uid,
         series_number=series.series_number,
-        sop_instance_uid=series.sop_instance_uids[0],
-        instance_number=1,
+        sop_instance_uid=series.sop_instance_uids[spec.instance_index],
+        instance_number=spec.instance_index + 1,
         manufacturer=common.MANUFACTURER,
         manufacturer_model_name=common.manufacturer_model_name(study.target),
         software_versions=common.software_version(),
@@ -218,4 +222,7 @@ def build_segmentation(spec: SegmentationSpec, source: Sequence[Dataset]) -> Dat
             item.DimensionOrganizationUID = series.dimension_organization_uid
     common.finish_highdicom_instance(seg, study, series, study.target)
     seg.BodyPartExamined = study.body_part_examined
+    if "FrameOfReferenceUID" not in seg:
+        # General Image (C.7.6.1): Patient Orientation is Type 2C without an image plane; take the source's.
+        seg.PatientOrientation = source[0].get("PatientOrientation", "")
     return seg

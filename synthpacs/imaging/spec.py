@@ -193,16 +193,27 @@ class Segment:
 
 @dataclass(frozen=True)
 class SegmentationSpec(IODSpec):
-    """A BINARY Segmentation (PS3.3 A.51) of the source series' label map, one segment per item."""
+    """A BINARY Segmentation (PS3.3 A.51) of the source series' label map, one segment per item.
+
+    ``labels`` holds one frame per source instance used: all of the source
+    series, or those at ``source_instances`` (0-based), e.g. one photograph
+    of a series (highdicom segments images without a Frame of Reference one
+    at a time). ``instance_index`` says which SOP instance of the SEG series
+    this spec builds.
+    """
 
     source_series_uid: str = ""
     labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
     segments: tuple[Segment, ...] = ()
     algorithm_name: str = "SynthPACS geometry stage"
     content_label: str = "GROUND_TRUTH"
+    source_instances: tuple[int, ...] | None = None
+    instance_index: int = 0
 
     def __post_init__(self) -> None:
         _require_uid("source_series_uid", self.source_series_uid)
+        if not 0 <= self.instance_index < len(self.series.sop_instance_uids):
+            raise ValueError(f'"instance_index" {self.instance_index} is outside the SEG series.')
         if not isinstance(self.labels, np.ndarray) or self.labels.dtype != np.uint8:
             raise TypeError('"labels" must be a uint8 numpy array.')
         if not self.segments:
