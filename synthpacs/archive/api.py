@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydicom import Dataset, dcmread
@@ -24,7 +23,7 @@ from pydicom.sr.coding import Code
 
 from .. import keyed
 from ..config import Config
-from ..errors import NotFound, StoreRefusalValues, StoreRefused
+from ..errors import ConfigError, InvalidQuery, NotFound, StoreRefusalValues, StoreRefused
 from ..generation import registry
 from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, ZooTarget
 from ..imaging.spec import SeriesContext, StudyContext, TrialContext
@@ -110,6 +109,7 @@ class Archive:
         self._generators: dict[str, Generator] = {}
         self._cache_keys: dict[str, str] = {}
         self._generators_lock = threading.Lock()
+        self._store_lock = threading.Lock()  # a replacement is looked up, written and indexed as one step
 
     # -- the universe in numbers ---------------------------------------------------------
 
@@ -401,7 +401,7 @@ class Archive:
         path = self.stored_root / received.study_instance_uid / received.series_instance_uid / f"{sop_uid}.dcm"
         # One store at a time from the look-up of an earlier copy to the index: two stores of one
         # UID cannot interleave (the index would describe one copy and the disk hold the other).
-        with self.__dict__.setdefault("_store_lock", threading.Lock()):
+        with self._store_lock:
             earlier = self._catalog.stored_instance(sop_uid)
             atomic_write(path, received.data, durable=True)
             self._catalog.index_stored(ds, str(path), len(received.data), received.transfer_syntax_uid)
