@@ -18,9 +18,12 @@ from PIL import Image
 from pydicom import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from generators.chest.lung_ct.target import LungLesion, _measurement, _segment
+from pydicom.sr.codedict import codes
 from synthpacs.archive.cohorts import load_cohorts
 from synthpacs.archive.uids import is_valid_uid
 from synthpacs.archive.universe import Universe
+from synthpacs.generation.registry import discover
 from synthpacs.imaging import (
     add_clinical_trial_modules,
     add_patient_study_modules,
@@ -32,8 +35,11 @@ from synthpacs.imaging import (
     WindowCenterWidthExplanationValues,
 )
 from synthpacs.imaging import common
+from synthpacs.imaging.registry import build
+from synthpacs.imaging.spec import CTSeriesSpec, MeasurementReportSpec, SegmentationSpec
 from synthpacs.imaging.sr import DEVICE_OBSERVER_UID
 
+from conftest import make_config
 from dicom_validation import dciodvfy_errors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,13 +68,41 @@ class TinyGrid:
         return (x0 + c * self.pixel_spacing_mm, y0 + r * self.pixel_spacing_mm, -k * self.slice_spacing_mm)
 
 
-def _tiny_study(universe: Universe, n_slices: int):
-    """The real study record with its image series resized to the stand-in grid."""
-    study = universe.study(PATIENT, VISIT)
-    ct, seg, sr = study.series
-    ct = dataclasses.replace(ct, n_instances=n_slices)
-    study = dataclasses.replace(study, series=(ct, seg, sr))
-    return study, ct, seg, sr
+@dataclasses.dataclass(frozen=True)
+class TinyStudy:
+    """The real study (its universe record and the contexts the archive hands a generator), CT cut to the stand-in grid."""
+
+    record: object  # the universe's StudyRecord: the values the files must carry
+    study: object  # StudyContext
+    ct: object  # SeriesContext of the image series, its SOP Instance UIDs cut to n_slices
+    seg: object
+    sr: object
+
+    def ct_spec(self, hu, grid, series=None, first_slice=0) -> CTSeriesSpec:
+        return CTSeriesSpec(study=self.study, series=series or self.ct, hu=hu, grid=grid, first_slice=first_slice)
+
+    def seg_spec(self, labels, lesions) -> SegmentationSpec:
+        return SegmentationSpec(study=self.study, series=self.seg, source_series_uid=self.ct.series_instance_uid,
+                                labels=labels, segments=tuple(_segment(j, lesion) for j, lesion in enumerate(lesions)),
+                                content_label="TARGET_LESIONS")
+
+    def sr_spec(self, lesions) -> MeasurementReportSpec:
+        total = sum(float(lesion.diameter_mm) for lesion in lesions)
+        return MeasurementReportSpec(
+            study=self.study, series=self.sr, source_series_uid=self.ct.series_instance_uid,
+            measurements=tuple(_measurement(lesion) for lesion in lesions),
+            measurement_name=codes.SCT.LongAxis, finding_type=codes.SCT.Neoplasm,
+            finding_category=codes.cid7150.MorphologicallyAbnormalStructure, method=codes.cid6147.RECIST1Point1,
+            summary=f"Sum of diameters of target lesions (RECIST 1.1): {total:.1f} mm")
+
+
+def _tiny_study(universe: Universe, archive, n_slices: int) -> TinyStudy:
+    """The real study with its image series resized to the stand-in grid."""
+    record = universe.study(PATIENT, VISIT)
+    request = archive.study_request(record.study_instance_uid)
+    ct, seg, sr = (request.by_role(role).context for role in ("image", "segmentation", "measurements"))
+    ct = dataclasses.replace(ct, sop_instance_uids=ct.sop_instance_uids[:n_slices])
+    return TinyStudy(record=record, study=request.study, ct=ct, seg=seg, sr=sr)
 
 
 def _volume(grid: TinyGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +141,18 @@ def _measurements(universe: Universe, second_gone: bool = False) -> list[dict]:
     return [first, second]
 
 
+def _findings(items: list[dict]) -> list[LungLesion]:
+    """The lung target's findings (what its geometry stage measures) from the dicts above."""
+    out = []
+    for item in items:
+        points = item.get("points")
+        out.append(LungLesion(tracking_id=item["tracking_id"], tracking_uid=item["tracking_uid"],
+                              diameter_mm=float(item.get("diameter_mm", 0.0)), lung=item["lung"], lobe=item["lobe"],
+                              slice=item.get("slice"),
+                              points=tuple(tuple(float(v) for v in p) for p in points) if points else None))
+    return out
+
+
 def _to_bytes(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
@@ -121,20 +167,35 @@ def _write(tmp_path: Path, name: str, ds: Dataset) -> Path:
 
 @pytest.fixture(scope="module")
 def universe() -> Universe:
-    return Universe(seed=1, n_patients=50, cohorts=load_cohorts(ROOT / "config" / "cohorts"))
+    targets = discover()
+    return Universe(seed=1, n_patients=50, cohorts=load_cohorts(ROOT / "config" / "cohorts", targets), targets=targets)
 
 
 @pytest.fixture(scope="module")
-def built(universe):
+def archive(tmp_path_factory):
+    """The archive of the same universe: it hands out the study and series contexts."""
+    from synthpacs.archive import Archive
+
+    return Archive(make_config(tmp_path_factory.mktemp("imaging") / "data", seed=1, patients=50,
+                               cohorts_dir=str(ROOT / "config" / "cohorts")))
+
+
+@pytest.fixture(scope="module")
+def tiny(universe, archive) -> TinyStudy:
+    return _tiny_study(universe, archive, SLICES)
+
+
+@pytest.fixture(scope="module")
+def built(universe, tiny):
     """CT, SEG and SR of the tiny study, read back from Part 10 bytes."""
     grid = TinyGrid()
-    study, ct_series, seg_series, sr_series = _tiny_study(universe, grid.n_slices)
     hu, labels = _volume(grid)
-    ct = build_ct_series(study, ct_series, universe.uids, hu, grid)
-    seg = build_segmentation(study, seg_series, universe.uids, ct, labels, _lesions(universe))
-    sr = build_measurement_report(study, sr_series, universe.uids, ct, _measurements(universe))
+    ct = build_ct_series(tiny.ct_spec(hu, grid))
+    seg = build_segmentation(tiny.seg_spec(labels, _findings(_lesions(universe))), ct)
+    sr = build_measurement_report(tiny.sr_spec(_findings(_measurements(universe))), ct)
     return {
-        "study": study, "series": (ct_series, seg_series, sr_series), "grid": grid, "hu": hu, "labels": labels,
+        "tiny": tiny, "record": tiny.record, "study": tiny.study, "series": (tiny.ct, tiny.seg, tiny.sr), "grid": grid, "hu": hu,
+        "labels": labels,
         "ct": [pydicom.dcmread(io.BytesIO(_to_bytes(ds))) for ds in ct],
         "ct_built": ct,
         "seg": pydicom.dcmread(io.BytesIO(_to_bytes(seg))),
@@ -151,11 +212,11 @@ def test_ct_passes_dciodvfy(built, tmp_path):
         assert dciodvfy_errors(path) == []
 
 
-def test_512_ct_slice_passes_dciodvfy(universe, tmp_path):
+def test_512_ct_slice_passes_dciodvfy(universe, archive, tmp_path):
     grid = TinyGrid(rows=512, columns=512, n_slices=1)
-    study, ct_series, _, _ = _tiny_study(universe, 1)
+    tiny = _tiny_study(universe, archive, 1)
     hu = np.linspace(-1100, 3200, 512 * 512).reshape(1, 512, 512)  # out-of-range values are clipped
-    (ds,) = build_ct_series(study, ct_series, universe.uids, hu, grid)
+    (ds,) = build_ct_series(tiny.ct_spec(hu, grid))
     assert (ds.Rows, ds.Columns) == (512, 512)
     assert dciodvfy_errors(_write(tmp_path, "ct512.dcm", ds)) == []
 
@@ -174,7 +235,7 @@ def test_sr_passes_dciodvfy(built, tmp_path):
 @pytest.mark.parametrize("kind", ["ct", "seg", "sr"])
 def test_synthetic_and_clinical_trial_attributes(built, kind):
     ds = built[kind][0] if kind == "ct" else built[kind]
-    study = built["study"]
+    study = built["record"]
     patient = study.patient
     assert ds.SyntheticData == "YES"
     assert ds.SpecificCharacterSet == "ISO_IR 192"
@@ -223,8 +284,8 @@ def test_every_uid_is_valid_and_from_the_factory(built, universe, kind):
 
 
 def test_sop_instance_uids_follow_the_universe(built, universe):
-    study = built["study"]
-    ct_series, seg_series, sr_series = built["series"]
+    study = built["record"]
+    ct_series, seg_series, sr_series = study.series
     p = study.patient.index
     assert [ds.SOPInstanceUID for ds in built["ct"]] == [
         universe.uids.sop_instance_uid(p, VISIT, ct_series.index, k + 1) for k in range(SLICES)
@@ -237,21 +298,30 @@ def test_sop_instance_uids_follow_the_universe(built, universe):
 
 
 def test_building_twice_gives_identical_bytes(built, universe):
-    study, grid = built["study"], built["grid"]
-    ct_series, seg_series, sr_series = built["series"]
-    ct_again = build_ct_series(study, ct_series, universe.uids, built["hu"], grid)
+    tiny, grid = built["tiny"], built["grid"]
+    ct_again = build_ct_series(tiny.ct_spec(built["hu"], grid))
     assert [_to_bytes(ds) for ds in ct_again] == [_to_bytes(ds) for ds in built["ct_built"]]
-    seg = [build_segmentation(study, seg_series, universe.uids, ct_again, built["labels"], _lesions(universe))
-           for _ in range(2)]
+    seg = [build_segmentation(tiny.seg_spec(built["labels"], _findings(_lesions(universe))), ct_again) for _ in range(2)]
     assert _to_bytes(seg[0]) == _to_bytes(seg[1])
-    sr = [build_measurement_report(study, sr_series, universe.uids, ct_again, _measurements(universe))
-          for _ in range(2)]
+    sr = [build_measurement_report(tiny.sr_spec(_findings(_measurements(universe))), ct_again) for _ in range(2)]
     assert _to_bytes(sr[0]) == _to_bytes(sr[1])
+    # Through the SOP-class registry (as the archive builds a study): the same bytes again.
+    made = build([tiny.ct_spec(built["hu"], grid), tiny.seg_spec(built["labels"], _findings(_lesions(universe))),
+                  tiny.sr_spec(_findings(_measurements(universe)))])
+    assert [_to_bytes(ds) for ds in made[tiny.ct.series_instance_uid]] == [_to_bytes(ds) for ds in ct_again]
+    assert [_to_bytes(ds) for ds in made[tiny.seg.series_instance_uid]] == [_to_bytes(seg[0])]
+    assert [_to_bytes(ds) for ds in made[tiny.sr.series_instance_uid]] == [_to_bytes(sr[0])]
+
+
+def test_a_slab_of_the_series_has_the_bytes_of_those_slices_in_the_whole(built):
+    tiny, grid, hu = built["tiny"], built["grid"], built["hu"]
+    slab = build_ct_series(tiny.ct_spec(hu[2:5], grid, first_slice=2))
+    assert [_to_bytes(ds) for ds in slab] == [_to_bytes(ds) for ds in built["ct_built"][2:5]]
 
 
 def test_common_modules_fill_a_plain_dataset(built):
-    study = built["study"]
-    ds = add_clinical_trial_modules(add_patient_study_modules(Dataset(), study), study, built["series"][0])
+    context, study = built["study"], built["record"]
+    ds = add_clinical_trial_modules(add_patient_study_modules(Dataset(), context), context, built["series"][0])
     assert ds.PatientAge == study.patient_age
     assert ds.ClinicalTrialTimePointDescription == study.time_point_description
     assert ds.ProcedureCodeSequence[0].CodeValue == study.patient.cohort.procedure_code[0]
@@ -302,16 +372,16 @@ def test_seg_frames_match_the_lesion_masks(built):
 
 
 def test_seg_needs_only_ct_metadata(built, universe):
-    study, ct = built["study"], built["ct_built"]
+    tiny, ct = built["tiny"], built["ct_built"]
     metadata = []
     for ds in ct:
         copy = Dataset(ds)
         copy.file_meta = ds.file_meta
         del copy.PixelData
         metadata.append(copy)
-    args = (study, built["series"][1], universe.uids)
-    with_pixels = build_segmentation(*args, ct, built["labels"], _lesions(universe))
-    without = build_segmentation(*args, metadata, built["labels"], _lesions(universe))
+    spec = tiny.seg_spec(built["labels"], _findings(_lesions(universe)))
+    with_pixels = build_segmentation(spec, ct)
+    without = build_segmentation(spec, metadata)
     assert _to_bytes(with_pixels) == _to_bytes(without)
 
 
@@ -341,16 +411,15 @@ def test_seg_segments_carry_tracking_and_codes(built, universe):
 
 
 def test_seg_keeps_a_disappeared_lesion_and_survives_an_empty_visit(built, universe, tmp_path):
-    study, ct = built["study"], built["ct_built"]
-    seg_series = built["series"][1]
+    tiny, ct = built["tiny"], built["ct_built"]
     partial = built["labels"].copy()
     partial[partial == 101] = 0  # lesion 2 has gone (complete response)
-    seg = build_segmentation(study, seg_series, universe.uids, ct, partial, _lesions(universe))
+    seg = build_segmentation(tiny.seg_spec(partial, _findings(_lesions(universe))), ct)
     assert len(seg.SegmentSequence) == 2
     numbers = {i.SegmentIdentificationSequence[0].ReferencedSegmentNumber for i in seg.PerFrameFunctionalGroupsSequence}
     assert numbers == {1}
     assert dciodvfy_errors(_write(tmp_path, "partial.dcm", seg)) == []
-    empty = build_segmentation(study, seg_series, universe.uids, ct, np.zeros_like(partial), _lesions(universe))
+    empty = build_segmentation(tiny.seg_spec(np.zeros_like(partial), _findings(_lesions(universe))), ct)
     assert int(empty.NumberOfFrames) >= 1 and not empty.pixel_array.any()
     assert len(empty.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == SLICES
     assert dciodvfy_errors(_write(tmp_path, "empty.dcm", empty)) == []
@@ -407,8 +476,8 @@ def test_sr_groups_carry_tracking_diameter_and_polyline(built, universe):
 
 
 def test_sr_reports_a_disappeared_lesion_as_zero_without_region(built, universe, tmp_path):
-    study, ct = built["study"], built["ct_built"]
-    sr = build_measurement_report(study, built["series"][2], universe.uids, ct, _measurements(universe, True))
+    tiny, ct = built["tiny"], built["ct_built"]
+    sr = build_measurement_report(tiny.sr_spec(_findings(_measurements(universe, True))), ct)
     assert dciodvfy_errors(_write(tmp_path, "sr_gone.dcm", sr)) == []
     gone = _child(_groups(sr)[1], "103339001")
     assert float(gone.MeasuredValueSequence[0].NumericValue) == 0
@@ -472,63 +541,81 @@ def test_render_refuses_bad_arguments(built):
 
 
 def test_ct_builder_refuses_invalid_input(built, universe):
-    study, grid, hu = built["study"], built["grid"], built["hu"]
-    ct_series, seg_series, _ = built["series"]
+    tiny, grid, hu = built["tiny"], built["grid"], built["hu"]
+    # A spec may hold a slab of the series (fewer slices from first_slice), but never more than fits the grid.
     with pytest.raises(ValueError, match='"hu"'):
-        build_ct_series(study, ct_series, universe.uids, hu[:-1], grid)
+        build_ct_series(tiny.ct_spec(np.concatenate([hu, hu[:1]]), grid))
+    with pytest.raises(ValueError, match='"hu"'):
+        build_ct_series(tiny.ct_spec(hu[1:], grid, first_slice=2))
+    with pytest.raises(ValueError, match='"hu"'):
+        build_ct_series(tiny.ct_spec(hu[:, :-1], grid))
     with pytest.raises(TypeError, match='"hu"'):
-        build_ct_series(study, ct_series, universe.uids, hu.astype(bool), grid)
+        build_ct_series(tiny.ct_spec(hu.astype(bool), grid))
     with pytest.raises(TypeError, match='"hu"'):
-        build_ct_series(study, ct_series, universe.uids, hu.tolist(), grid)
+        tiny.ct_spec(hu.tolist(), grid)
     bad = hu.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match='"hu"'):
-        build_ct_series(study, ct_series, universe.uids, bad, grid)
+        build_ct_series(tiny.ct_spec(bad, grid))
+    seg_series = dataclasses.replace(tiny.seg, sop_instance_uids=tiny.ct.sop_instance_uids)
     with pytest.raises(ValueError, match='"series"'):
-        build_ct_series(study, seg_series, universe.uids, hu, grid)
+        build_ct_series(tiny.ct_spec(hu, grid, series=seg_series))
     with pytest.raises(ValueError, match='"series"'):
-        build_ct_series(study, ct_series, universe.uids, hu[:4], TinyGrid(n_slices=4))
+        tiny.ct_spec(hu, grid, series=tiny.seg)  # one SOP Instance UID for eight slices
+    with pytest.raises(ValueError, match='"series"'):
+        tiny.ct_spec(hu[:4], TinyGrid(n_slices=4))
     with pytest.raises(TypeError, match='"grid"'):
-        build_ct_series(study, ct_series, universe.uids, hu, object())
+        tiny.ct_spec(hu, object())
+    with pytest.raises(TypeError, match='"spec"'):
+        build_ct_series(tiny.sr_spec(_findings(_measurements(universe))))
 
 
 def test_seg_builder_refuses_invalid_input(built, universe):
-    study, ct, labels = built["study"], built["ct_built"], built["labels"]
-    seg_series = built["series"][1]
-    with pytest.raises(ValueError, match='"ct_datasets"'):
-        build_segmentation(study, seg_series, universe.uids, [], labels, _lesions(universe))
-    with pytest.raises(ValueError, match='"lesions"'):
-        build_segmentation(study, seg_series, universe.uids, ct, labels, _lesions(universe)[:1])
+    tiny, ct, labels = built["tiny"], built["ct_built"], built["labels"]
+    lesions = _findings(_lesions(universe))
+    with pytest.raises(ValueError, match="source"):
+        build_segmentation(tiny.seg_spec(labels, lesions), [])
+    with pytest.raises(ValueError, match='"labels"'):  # lesion 2 has voxels but no segment
+        build_segmentation(tiny.seg_spec(labels, lesions[:1]), ct)
     with pytest.raises(TypeError, match='"labels"'):
-        build_segmentation(study, seg_series, universe.uids, ct, labels.astype(np.int16), _lesions(universe))
+        tiny.seg_spec(labels.astype(np.int16), lesions)
     with pytest.raises(ValueError, match='"labels"'):
-        build_segmentation(study, seg_series, universe.uids, ct, labels[:, :32], _lesions(universe))
+        build_segmentation(tiny.seg_spec(labels[:, :32], lesions), ct)
     unknown = labels.copy()
     unknown[0, 0, 0] = 102
     with pytest.raises(ValueError, match='"labels"'):
-        build_segmentation(study, seg_series, universe.uids, ct, unknown, _lesions(universe))
-    lesions = _lesions(universe)
-    lesions[1]["lung"] = "middle"
+        build_segmentation(tiny.seg_spec(unknown, lesions), ct)
+    with pytest.raises(ValueError, match='"segments"'):
+        tiny.seg_spec(labels, [])
+    with pytest.raises(ValueError, match="tracking UID"):
+        tiny.seg_spec(labels, [lesions[0], dataclasses.replace(lesions[1], tracking_uid=lesions[0].tracking_uid)])
+    wrong = _lesions(universe)
+    wrong[1]["lung"] = "middle"
     with pytest.raises(ValueError, match="lung"):
-        build_segmentation(study, seg_series, universe.uids, ct, labels, lesions)
+        tiny.seg_spec(labels, _findings(wrong))
 
 
 def test_sr_builder_refuses_invalid_input(built, universe):
-    study, ct = built["study"], built["ct_built"]
-    sr_series = built["series"][2]
-    with pytest.raises(ValueError, match='"ct_datasets"'):
-        build_measurement_report(study, sr_series, universe.uids, [], _measurements(universe))
+    tiny, ct = built["tiny"], built["ct_built"]
+    with pytest.raises(ValueError, match="source"):
+        build_measurement_report(tiny.sr_spec(_findings(_measurements(universe))), [])
     with pytest.raises(ValueError, match='"measurements"'):
-        build_measurement_report(study, sr_series, universe.uids, ct, _measurements(universe)[:1])
+        tiny.sr_spec([])
     cases = [
         {"diameter_mm": -1.0},
         {"slice": SLICES},
         {"points": [(0, 0), (0, COLUMNS)]},
-        {"tracking_uid": universe.uids.tracking_uid(PATIENT + 1, 0)},
+        {"points": [(26, 14), (26, 14)]},
+        {"slice": None},
+        {"tracking_uid": universe.uids.tracking_uid(PATIENT, 1)},  # lesion 2's
+        {"tracking_uid": "1.2.03"},
+        {"tracking_id": " "},
         {"lobe": "left upper lobe"},
+        {"lung": "middle"},
+        {"lobe": "left middle lobe", "lung": "left"},
     ]
     for change in cases:
         measurements = _measurements(universe)
         measurements[0].update(change)
         with pytest.raises(ValueError):
-            build_measurement_report(study, sr_series, universe.uids, ct, measurements)
+            build_measurement_report(tiny.sr_spec(_findings(measurements)), ct)

@@ -59,6 +59,16 @@ class LungLesion:
     slice: int | None = None  # the axial slice holding the longest diameter
     points: tuple[tuple[float, float], tuple[float, float]] | None = None  # (row, column) end points
 
+    def __post_init__(self) -> None:
+        # Laterality and finding site are coded from these words (SEG and SR): refuse a contradiction.
+        if self.lung not in LATERALITY:
+            raise ValueError(f'"lung" must be "right" or "left", not {self.lung!r}.')
+        words = self.lobe.lower().split()
+        if ({"right", "left"} - {self.lung}) & set(words):
+            raise ValueError(f'"lobe" {self.lobe!r} contradicts "lung" {self.lung!r}.')
+        if "middle" in words and self.lung != "right":
+            raise ValueError('"lobe": only the right lung has a middle lobe.')
+
     @property
     def finding_site(self):
         """The lobe (or the lung) as an SCT code (TID 1501 Finding Site)."""
