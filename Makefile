@@ -34,6 +34,7 @@ serve: $(STAMP)
 	$(BIN)/synthpacs serve
 
 test: $(STAMP) system-tools ohif
+	$(BIN)/ruff check synthpacs generators
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

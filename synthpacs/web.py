@@ -18,8 +18,7 @@ import threading
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import __version__
-from . import errors
+from . import __version__, errors
 
 log = logging.getLogger(__name__)
 

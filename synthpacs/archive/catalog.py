@@ -33,13 +33,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom import Dataset, config
-from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 
 from .. import identity
 from ..errors import InvalidQuery
-from . import matching
-from . import records
+from . import matching, records
 from .cohorts import Cohort
 from .matching import Condition
 from .uids import UIDKind
@@ -221,7 +220,7 @@ SEQUENCE_ITEM_VRS = {"CodeValue": "SH", "CodingSchemeDesignator": "SH", "CodeMea
 Query = dict  # keyword -> str value, or list of item dicts for a sequence
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tag_vr(keyword: str) -> tuple[int, str]:
     tag = tag_for_keyword(keyword)
     return tag, dictionary_VR(tag)

@@ -18,12 +18,11 @@ lesions follow a RECIST 1.1 response course drawn per subject.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-
-from collections.abc import Mapping
 
 from .. import keyed
 from ..generation.contract import PlanDraws, SeriesSlot, StudyPlan, ZooTarget

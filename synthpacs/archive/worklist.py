@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 
-from ..errors import InvalidQuery
 from .. import keyed
+from ..errors import InvalidQuery
 from . import matching
 from .catalog import REFERRING_PHYSICIAN, STUDY_COLUMNS, Catalog, element_text, vr_of
 from .cohorts import Cohort

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import ohif, openapi, qido, render, stow, uri, wado
 from ..archive.store import MemoryLRU
+from . import ohif, openapi, qido, render, stow, uri, wado
 from .common import EXTENSION, METADATA_CACHE_BYTES, ROOT
 
 BLUEPRINTS = (qido.bp, wado.bp, render.bp, stow.bp, uri.bp, ohif.bp, openapi.bp)

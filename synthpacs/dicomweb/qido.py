@@ -18,8 +18,7 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from ..archive.catalog import RETURN_KEYWORDS, QueryLevel
-from .common import (ROOT, accept_ranges, archive, check_uid, instance_url, json_response, pacs, series_url,
-                     study_url)
+from .common import ROOT, accept_ranges, archive, check_uid, instance_url, json_response, pacs, series_url, study_url
 from .dicomjson import element_json, tag_hex
 from .errors import BadRequest, NotFound
 from .media import require_json

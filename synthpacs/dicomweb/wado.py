@@ -16,14 +16,42 @@ from flask import Blueprint, Response, stream_with_context
 from pydicom import Dataset
 
 from ..archive.api import InstanceRef
-from .common import (ROOT, accept_ranges, archive, dicomweb_root, instance_dataset, instance_refs, instance_url,
-                     metadata_cache, multipart_response)
+from .common import (
+    ROOT,
+    accept_ranges,
+    archive,
+    dicomweb_root,
+    instance_dataset,
+    instance_refs,
+    instance_url,
+    metadata_cache,
+    multipart_response,
+)
 from .dicomjson import dataset_json, tag_hex
 from .errors import BadRequest, NotFound
-from .media import (ANY_TS, DICOM, DICOM_JSON, EXPLICIT_VR_LE, OCTET_STREAM, DicomChoice, PixelChoice, negotiate_dicom,
-                    negotiate_pixels, require_json)
-from .pixels import (PIXEL_DATA, check_frames, decoded_photometric, encode_frame, has_pixels, native_frame,
-                     number_of_frames, transcode, transfer_syntax_of)
+from .media import (
+    ANY_TS,
+    DICOM,
+    DICOM_JSON,
+    EXPLICIT_VR_LE,
+    OCTET_STREAM,
+    DicomChoice,
+    PixelChoice,
+    negotiate_dicom,
+    negotiate_pixels,
+    require_json,
+)
+from .pixels import (
+    PIXEL_DATA,
+    check_frames,
+    decoded_photometric,
+    encode_frame,
+    has_pixels,
+    native_frame,
+    number_of_frames,
+    transcode,
+    transfer_syntax_of,
+)
 
 bp = Blueprint("wado", __name__, url_prefix=ROOT)
 

@@ -41,7 +41,7 @@ def cuda_problem(text: str) -> str | None:
     return None
 
 
-def resolve_device(name: str = "auto", source: str = "the device setting") -> "torch.device":
+def resolve_device(name: str = "auto", source: str = "the device setting") -> torch.device:
     """The torch device a generator runs on.
 
     Raises

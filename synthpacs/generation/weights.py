@@ -25,9 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
@@ -65,7 +63,7 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_pretrained(directory: str | os.PathLike, network: "nn.Module", class_name: str, config: Mapping[str, Any],
+def save_pretrained(directory: str | os.PathLike, network: nn.Module, class_name: str, config: Mapping[str, Any],
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``generator.json`` and ``weights.safetensors`` into ``directory`` (atomically each).
 
@@ -127,7 +125,7 @@ def read_record(directory: str | os.PathLike, class_name: str | None = None) -> 
 
 
 def load_pretrained(directory: str | os.PathLike, class_name: str,
-                    build: Callable[[dict[str, Any]], "nn.Module"]) -> tuple["nn.Module", dict[str, Any]]:
+                    build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a network from a pretrained folder and load its weights strictly.
 
     Parameters

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from .. import identity
 from .spec import SeriesContext, StudyContext, _valid_uid

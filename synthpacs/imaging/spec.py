@@ -136,6 +136,8 @@ class CTSeriesSpec(IODSpec):
     def __post_init__(self) -> None:
         if self.grid is None:
             raise TypeError('"grid" is required.')
+        if not isinstance(getattr(self.grid, "n_slices", None), (int, np.integer)):
+            raise TypeError(f'"grid" must be a voxel grid with an integer n_slices, not {type(self.grid).__name__}.')
         if not isinstance(self.hu, np.ndarray) or self.hu.ndim != 3:
             raise TypeError('"hu" must be a 3-D numpy array (slices, rows, columns).')
         if len(self.series.sop_instance_uids) != self.grid.n_slices:
