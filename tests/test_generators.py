@@ -19,7 +19,8 @@ import torch
 from synthpacs.errors import ConfigError
 from synthpacs.generation import pipeline as gp
 from synthpacs.generation.devices import resolve_device
-from synthpacs.generation.registry import ZOO, GeneratorOptions, load_target, zoo_entry
+from synthpacs.generation.contract import GeneratorOptions, ZooTarget
+from synthpacs.generation.registry import GENERATORS_ROOT, check_renderer_setting, discover, generator_options, zoo_entry
 from synthpacs.generation.weights import CONFIG_NAME, WEIGHTS_NAME, WeightsError, load_pretrained, save_pretrained
 
 from conftest import make_config
@@ -49,6 +50,18 @@ def tiny_weights(tmp_path):
     return folder
 
 
+def load_target(name, config):
+    """A target's generator as a configuration says (what the archive does on its first retrieve)."""
+    target = zoo_entry(name)
+    return target.load(generator_options(config, target))
+
+
+def fingerprint(config, name):
+    """The cheap fingerprint the archive keys its instance cache by (reads no weights, imports no torch)."""
+    target = zoo_entry(name)
+    return target.fingerprint(generator_options(config, target))
+
+
 def build(cfg):
     from generators.chest.lung_ct.networks import LungCTGenerator
 
@@ -59,12 +72,21 @@ def build(cfg):
 
 
 def test_every_target_has_a_folder_a_model_card_and_the_standard_modules():
-    for entry in ZOO:
+    zoo = discover()
+    assert "chest/lung-ct" in zoo
+    for name, entry in zoo.items():
+        assert isinstance(entry, ZooTarget) and entry.name == name
         assert entry.folder.is_dir(), entry.name
         assert entry.model_card.is_file(), f"{entry.name} has no MODEL_CARD.md"
-        assert entry.system == entry.name.split("/")[0]
+        assert entry.folder.parent.parent == GENERATORS_ROOT  # generators/<system>/<target>/
+        assert entry.folder.parent.name == entry.name.split("/")[0]
         for module in ("target", "training", "evaluation"):
             assert (entry.folder / f"{module}.py").is_file(), (entry.name, module)
+
+
+def test_discovering_a_folder_that_is_not_there_is_a_config_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="generator_paths.*nowhere"):
+        discover([tmp_path / "nowhere"])
 
 
 def test_targets_are_found_by_name_and_alias_and_unknown_ones_are_named():
@@ -75,20 +97,47 @@ def test_targets_are_found_by_name_and_alias_and_unknown_ones_are_named():
 
 
 def test_renderer_setting_switches_between_gan_and_teacher(tmp_path, tiny_weights):
-    from generators.chest.lung_ct.target import GANLungCT, TeacherLungCT
+    from generators.chest.lung_ct.target import GANLungCT, LungCTGenerator
 
     teacher = load_target("chest/lung-ct", make_config(tmp_path, renderer="teacher"))
-    assert isinstance(teacher, TeacherLungCT) and teacher.fingerprint == "teacher"
+    assert isinstance(teacher, LungCTGenerator) and not isinstance(teacher, GANLungCT)
+    assert teacher.renderer == "teacher" and teacher.fingerprint == "teacher"
     gan = load_target("chest/lung-ct", make_config(tmp_path, weights=str(tiny_weights), device="cpu", truncation_psi=0.5))
-    assert isinstance(gan, GANLungCT)
+    assert isinstance(gan, GANLungCT) and gan.renderer == "gan"
     assert gan.pipeline.source == str(tiny_weights) and gan.pipeline.psi == 0.5
-    assert gan.fingerprint.startswith("gan ") and "psi=0.5" in gan.fingerprint
+    assert gan.fingerprint.startswith("gan-") and gan.fingerprint.endswith("-psi0.5")
+    # The loaded generator's fingerprint is the cheap one the archive keys its cache by.
+    config = make_config(tmp_path, weights=str(tiny_weights), device="cpu", truncation_psi=0.5)
+    assert gan.fingerprint == fingerprint(config, "chest/lung-ct")
+    # The renderer may also be set per target.
+    per_target = load_target("lung-ct", make_config(tmp_path, renderer={"chest/lung-ct": "teacher"}))
+    assert per_target.renderer == "teacher"
+
+
+def test_an_unknown_renderer_is_a_config_error_naming_it(tmp_path):
+    lung = zoo_entry("chest/lung-ct")
+    assert lung.renderers == ("gan", "teacher")
+    with pytest.raises(ConfigError, match="renderer 'diffusion' is not offered by chest/lung-ct"):
+        lung.load(GeneratorOptions(renderer="diffusion"))
+    zoo = discover()
+    with pytest.raises(ConfigError, match="renderer 'diffusion' .*is offered by no target.*gan, teacher"):
+        check_renderer_setting(make_config(tmp_path, renderer="diffusion"), zoo)
+    with pytest.raises(ConfigError, match="renderer 'diffusion' for chest/lung-ct .*is not offered.*gan, teacher"):
+        check_renderer_setting(make_config(tmp_path, renderer={"lung-ct": "diffusion"}), zoo)
+    with pytest.raises(ConfigError, match="unknown generator target 'brain/ms-mr'"):
+        check_renderer_setting(make_config(tmp_path, renderer={"brain/ms-mr": "gan"}), zoo)
+    check_renderer_setting(make_config(tmp_path, renderer="teacher"), zoo)
+    from synthpacs.archive import Archive
+
+    with pytest.raises(ConfigError, match="renderer 'diffusion'"):
+        Archive(make_config(tmp_path / "data", renderer="diffusion"))
 
 
 def test_weights_per_target_mapping_and_options_from_config(tmp_path, tiny_weights):
     config = make_config(tmp_path, weights={"chest/lung-ct": str(tiny_weights)}, gan_batch_slices=3)
-    options = GeneratorOptions.from_config(config, "chest/lung-ct")
+    options = generator_options(config, zoo_entry("chest/lung-ct"))
     assert options.weights == tiny_weights and options.batch_slices == 3 and options.renderer == "gan"
+    assert generator_options(make_config(tmp_path, renderer="teacher"), zoo_entry("lung-ct")).renderer == "teacher"
 
 
 def test_unusable_weights_setting_is_a_config_error_naming_the_folder_and_the_setting(tmp_path):
@@ -99,13 +148,11 @@ def test_unusable_weights_setting_is_a_config_error_naming_the_folder_and_the_se
 
 
 def test_generator_fingerprint_follows_renderer_weights_and_psi(tmp_path, tiny_weights):
-    from synthpacs.generation.registry import generator_fingerprint
-
-    shipped = generator_fingerprint(make_config(tmp_path), "chest/lung-ct")
+    shipped = fingerprint(make_config(tmp_path), "chest/lung-ct")
     assert shipped.startswith("gan-") and shipped.endswith("-psi1")
-    assert generator_fingerprint(make_config(tmp_path, renderer="teacher"), "lung-ct") == "teacher"
-    assert generator_fingerprint(make_config(tmp_path, truncation_psi=0.7), "chest/lung-ct") != shipped
-    custom = generator_fingerprint(make_config(tmp_path, weights=str(tiny_weights)), "chest/lung-ct")
+    assert fingerprint(make_config(tmp_path, renderer="teacher"), "lung-ct") == "teacher"
+    assert fingerprint(make_config(tmp_path, truncation_psi=0.7), "chest/lung-ct") != shipped
+    custom = fingerprint(make_config(tmp_path, weights=str(tiny_weights)), "chest/lung-ct")
     assert custom != shipped and custom.startswith("gan-")
 
 
@@ -176,13 +223,17 @@ def test_device_selection(monkeypatch):
         resolve_device("cuda", "flag --device")
     with pytest.raises(ConfigError, match="must be auto, cpu, cuda or cuda:N"):
         resolve_device("tpu")
+    # Loading a target on a device that is not here says so, naming the setting.
+    with pytest.raises(ConfigError, match=r"device 'cuda' in flag --device asks for CUDA, but none is available"):
+        zoo_entry("lung-ct").load(GeneratorOptions(renderer="gan", device="cuda", device_source="flag --device"))
 
 
 def test_device_and_renderer_settings_are_validated_on_load(tmp_path):
     with pytest.raises(ConfigError, match="invalid device in flag --device"):
         make_config(tmp_path, device="gpu")
     with pytest.raises(ConfigError, match="invalid renderer"):
-        make_config(tmp_path, renderer="diffusion")
+        make_config(tmp_path, renderer=["gan", "teacher"])
+    # A renderer no target offers is refused once the targets are known (test_an_unknown_renderer_...).
     with pytest.raises(ConfigError, match="invalid truncation_psi"):
         make_config(tmp_path, truncation_psi=1.5)
 
