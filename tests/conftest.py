@@ -34,6 +34,24 @@ def make_config(data_dir: Path, **overrides):
     return load_config(TESTS / "data" / "empty.yaml", settings, environ={})
 
 
+def study_uid(archive, patient: int, visit: int) -> str:
+    """The Study Instance UID of a synthetic patient's visit, found as a client finds it (a STUDY-level query)."""
+    from synthpacs.archive import records
+
+    matches = list(archive.find("STUDY", {"PatientID": records.patient_id(patient), "StudyID": records.study_id(visit),
+                                          "StudyInstanceUID": ""}))
+    assert len(matches) == 1, f"patient {patient} visit {visit}: {len(matches)} studies"
+    return str(matches[0].StudyInstanceUID)
+
+
+def subject_requests(archive, patient: int) -> list:
+    """Every study of a synthetic patient as its generator is asked for it (StudyRequest), in visit order."""
+    from synthpacs.archive import records
+
+    matches = archive.find("STUDY", {"PatientID": records.patient_id(patient), "StudyInstanceUID": ""})
+    return sorted((archive.study_request(str(m.StudyInstanceUID)) for m in matches), key=lambda r: r.visit)
+
+
 @pytest.fixture
 def config(tmp_path):
     return make_config(tmp_path / "data")

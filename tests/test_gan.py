@@ -13,8 +13,10 @@ from scipy import ndimage
 from generators.chest.lung_ct.evaluation import HU_RANGES, hu_by_label, tumour_contrast
 from generators.chest.lung_ct.geometry import Label
 from generators.chest.lung_ct.pipeline import LatentSample, LungCTPipeline
-from generators.chest.lung_ct.target import FOLDER, GANLungCT, interpolation_frames, study_geometry
+from generators.chest.lung_ct.target import FOLDER, GANLungCT, LatentWalk, fingerprint
+from synthpacs.generation.contract import GeneratorOptions
 
+from conftest import subject_requests
 from dicom_validation import dciodvfy_errors
 
 
@@ -23,16 +25,21 @@ def pipeline():
     return LungCTPipeline.from_pretrained(FOLDER, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def study(shared_archive):
-    """A study of the test universe that holds at least one lesion, and its geometry."""
-    universe = shared_archive.universe
-    for index in range(universe.n_patients):
-        record = universe.study(index, 0)
-        if any(d > 0 for d in record.lesion_diameters_mm):
-            labels, grid, findings = study_geometry(universe, record)
-            return record, labels, grid, findings
+def first_baseline_with_a_lesion(archive):
+    """The baseline StudyRequest of the first patient whose baseline holds a lesion."""
+    for index in range(archive.config.patients):
+        request = subject_requests(archive, index)[0]
+        if any(d > 0 for d in request.lesion_diameters_mm):
+            return request
     pytest.fail("no study with a lesion in the test universe")
+
+
+@pytest.fixture(scope="module")
+def study(shared_archive, pipeline):
+    """A study of the test universe that holds at least one lesion, and its geometry."""
+    request = first_baseline_with_a_lesion(shared_archive)
+    geometry = GANLungCT(pipeline, fingerprint(GeneratorOptions(renderer="gan"))).geometry(request)
+    return request, geometry.labels, geometry.grid, geometry.lesions
 
 
 def render(pipeline, study, seed, **kwargs):
@@ -62,12 +69,13 @@ def test_same_seed_gives_byte_identical_slices_and_another_seed_does_not(pipelin
 _PROCESS_SCRIPT = r"""
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
-from conftest import make_config
+from conftest import make_config, study_uid
 from synthpacs.archive import Archive
 archive = Archive(make_config(sys.argv[2]))
-target = archive.target_for(archive.universe.study(0, 0))
-made = target.render_study(archive.universe, archive.universe.study(0, 0))
-print(type(target).__name__, hashlib.sha256(made.pixels.tobytes()).hexdigest())
+request = archive.study_request(study_uid(archive, 0, 0))
+generator = archive.generator(request.study.target)
+hu = generator.hu(generator.geometry(request), request)
+print(type(generator).__name__, hashlib.sha256(hu.tobytes()).hexdigest())
 """
 
 
@@ -111,9 +119,13 @@ def test_interpolation_starts_and_ends_at_the_two_samples(pipeline, study):
 
 
 def test_interpolation_frames_of_a_study(pipeline, shared_archive, study):
-    record, labels, grid, findings = study
-    target = GANLungCT(pipeline)
-    frames = interpolation_frames(target, shared_archive.universe, record, 10, 11, 4, "lesion")
+    from synthpacs.generation.registry import zoo_entry
+
+    request, labels, grid, findings = study
+    generator = GANLungCT(pipeline, fingerprint(GeneratorOptions(renderer="gan")))
+    walk = zoo_entry(request.study.target).interpolation
+    assert isinstance(walk, LatentWalk)
+    frames = walk.interpolation_frames(generator, request, 10, 11, 4, slice_choice="lesion")
     k = max((f for f in findings if f.slice is not None), key=lambda f: f.diameter_mm).slice
     assert len(frames) == 4
     alone = pipeline(labels, grid.pixel_spacing_mm, grid.slice_spacing_mm, rng=np.random.default_rng(10), slices=[k])[0]
@@ -163,11 +175,10 @@ def test_every_ct_the_gan_makes_in_a_study_is_valid_dicom_and_shows_the_tumour(a
 
     from generators.chest.lung_ct.target import GANLungCT as Gan
 
-    universe = archive.universe
-    index = next(i for i in range(universe.n_patients) if any(d > 0 for d in universe.study(i, 0).lesion_diameters_mm))
-    study_record = universe.study(index, 0)
-    assert isinstance(archive.target_for(study_record), Gan)
-    refs = archive.generate_study(study_record.study_instance_uid)
+    request = first_baseline_with_a_lesion(archive)
+    generator = archive.generator(request.study.target)
+    assert isinstance(generator, Gan)
+    refs = archive.generate_study(request.study.study_instance_uid)
     cts, seg = [], None
     for ref in refs:
         path = tmp_path / f"{ref.sop_instance_uid}.dcm"
@@ -182,7 +193,7 @@ def test_every_ct_the_gan_makes_in_a_study_is_valid_dicom_and_shows_the_tumour(a
     assert cts and seg is not None
     cts.sort(key=lambda d: -float(d.ImagePositionPatient[2]))
     volume = np.stack([d.pixel_array.astype(np.int32) * int(d.RescaleSlope) + int(d.RescaleIntercept) for d in cts])
-    labels, _, _ = study_geometry(universe, study_record)
+    labels = generator.geometry(request).labels
     # Tumour voxels in the SEG are tumour in the CT: soft-tissue density, far above the lung around them.
     frames = seg.pixel_array.reshape(-1, *volume.shape[1:])
     by_position = {round(float(d.ImagePositionPatient[2]), 3): k for k, d in enumerate(cts)}
@@ -206,13 +217,12 @@ def test_cli_writes_an_interpolation_gif_and_frames(tmp_path, monkeypatch):
 
     from PIL import Image
 
-    from conftest import SMALL_COHORTS, make_config
+    from conftest import SMALL_COHORTS, make_config, study_uid
     from synthpacs.archive import Archive
     from synthpacs.generation.weights import save_pretrained
     from test_generators import TINY, tiny_generator
 
-    universe = Archive(make_config(tmp_path / "probe", patients=30)).universe
-    uid = universe.study(0, 0).study_instance_uid
+    uid = study_uid(Archive(make_config(tmp_path / "probe", patients=30)), 0, 0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHPACS_")}
     env["SYNTHPACS_COHORTS_DIR"] = str(SMALL_COHORTS)
 
