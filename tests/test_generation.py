@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from conftest import make_config
+from conftest import make_config, subject_requests
 from dicom_validation import dciodvfy_errors
 from generators.chest.lung_ct.geometry import Label
-from generators.chest.lung_ct.target import study_geometry
+from generators.chest.lung_ct.plan import acquisition_arrays
 
 CT, SEG, SR = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.33"
 
@@ -28,25 +28,39 @@ def teacher_archive(tmp_path_factory):
 
 
 def first_subject_with(archive, predicate):
-    u = archive.universe
-    for p in range(u.n_patients):
-        studies = u.studies_of(p)
+    for p in range(archive.config.patients):
+        studies = subject_requests(archive, p)
         if predicate(studies):
             return studies
     raise AssertionError("no subject fits")
 
 
+def study_geometry(archive, request):
+    """The label volume, grid and lesion findings of one study (no pixels yet), from the archive's generator."""
+    geometry = archive.generator(request.study.target).geometry(request)
+    return geometry.labels, geometry.grid, geometry.lesions
+
+
+def acquisition(request) -> dict:
+    """The study's drawn acquisition (slice thickness, field of view, slice count): the lung target's plan."""
+    return {name: values[0] for name, values in acquisition_arrays(request.draws.plan_draws()).items()}
+
+
+def n_instances(request) -> int:
+    return sum(len(s.context.sop_instance_uids) for s in request.series)
+
+
 @pytest.fixture(scope="module")
 def subject(teacher_archive):
     """A subject with two lesions and at least two visits."""
-    return first_subject_with(teacher_archive, lambda s: s[0].patient.n_lesions >= 2 and len(s) >= 2)
+    return first_subject_with(teacher_archive, lambda s: len(s[0].lesion_diameters_mm) >= 2 and len(s) >= 2)
 
 
 @pytest.fixture(scope="module")
 def baseline(teacher_archive, subject):
     study = subject[0]
     datasets = {}
-    for ref in teacher_archive.instances(study.study_instance_uid):
+    for ref in teacher_archive.instances(study.study.study_instance_uid):
         datasets.setdefault(ref.sop_class_uid, []).append(dcmread(io.BytesIO(teacher_archive.instance_bytes(ref))))
     return study, datasets
 
@@ -54,12 +68,11 @@ def baseline(teacher_archive, subject):
 _HASH_SCRIPT = r"""
 import hashlib, sys
 sys.path.insert(0, "tests")
-from conftest import make_config
+from conftest import make_config, study_uid
 from synthpacs.archive import Archive
 archive = Archive(make_config(sys.argv[1], seed=int(sys.argv[2]), renderer="teacher"))
-study = archive.universe.study(3, 1)
 digest = hashlib.sha256()
-for ref in archive.instances(study.study_instance_uid):
+for ref in archive.instances(study_uid(archive, 3, 1)):
     digest.update(archive.instance_bytes(ref))
 print(digest.hexdigest())
 """
@@ -83,7 +96,7 @@ def test_every_object_passes_dciodvfy(baseline, tmp_path):
         path = tmp_path / f"{sop_class}.dcm"
         ds.save_as(path, enforce_file_format=True)
         assert dciodvfy_errors(path) == [], sop_class
-    assert len(datasets[CT]) == study.patient.n_slices
+    assert len(datasets[CT]) == acquisition(study)["n_slices"] == len(study.by_role("image").context.sop_instance_uids)
 
 
 def test_synthetic_and_trial_attributes_on_every_object(baseline):
@@ -91,9 +104,9 @@ def test_synthetic_and_trial_attributes_on_every_object(baseline):
     for sop_class, items in datasets.items():
         for ds in items[:3]:
             assert ds.SyntheticData == "YES"
-            assert ds.ClinicalTrialSubjectID == study.patient.subject_id
-            assert ds.ClinicalTrialTimePointID == study.time_point_id
-            assert ds.StudyInstanceUID == study.study_instance_uid
+            assert ds.ClinicalTrialSubjectID == study.study.trial.subject_id
+            assert ds.ClinicalTrialTimePointID == study.study.trial.time_point_id
+            assert ds.StudyInstanceUID == study.study.study_instance_uid
 
 
 def ct_volume(datasets):
@@ -106,7 +119,7 @@ def test_hounsfield_units_by_label(teacher_archive, baseline):
     from scipy import ndimage
 
     study, datasets = baseline
-    labels, _, _ = study_geometry(teacher_archive.universe, study)
+    labels, _, _ = study_geometry(teacher_archive, study)
     _, hu = ct_volume(datasets)
     assert hu.shape == labels.shape
 
@@ -130,7 +143,7 @@ def test_tumour_voxels_in_the_seg_are_tumour_in_the_ct(teacher_archive, baseline
     from scipy import ndimage
 
     study, datasets = baseline
-    labels, _, findings = study_geometry(teacher_archive.universe, study)
+    labels, _, findings = study_geometry(teacher_archive, study)
     slices, hu = ct_volume(datasets)
     index_of = {d.SOPInstanceUID: k for k, d in enumerate(slices)}
     seg = datasets[SEG][0]
@@ -150,7 +163,7 @@ def test_tumour_voxels_in_the_seg_are_tumour_in_the_ct(teacher_archive, baseline
         if mask.sum() > largest[segment][0]:
             largest[segment] = (int(mask.sum()), k, mask)
         checked += 1
-    assert checked >= study.patient.n_lesions
+    assert checked >= len(study.lesion_diameters_mm)
     # On each lesion's largest cross-section, away from its edge, the CT shows solid tissue, not lung
     # (a small lesion in thick slices keeps some partial volume with the lung around it).
     for segment, (_, k, mask) in largest.items():
@@ -164,25 +177,27 @@ def test_tumour_voxels_in_the_seg_are_tumour_in_the_ct(teacher_archive, baseline
 def test_sr_measures_each_lesion_with_stable_tracking_uids(teacher_archive, subject):
     reports = []
     for study in subject[:2]:
-        sr_ref = next(r for r in teacher_archive.instances(study.study_instance_uid) if r.sop_class_uid == SR)
+        sr_ref = next(r for r in teacher_archive.instances(study.study.study_instance_uid) if r.sop_class_uid == SR)
         reports.append((study, dcmread(io.BytesIO(teacher_archive.instance_bytes(sr_ref)))))
     tracking = []
     for study, sr in reports:
         assert sr.ConceptNameCodeSequence[0].CodeValue == "126000"
         text = sr.to_json()
-        uids = [teacher_archive.universe.uids.tracking_uid(study.patient.index, i) for i in range(study.patient.n_lesions)]
+        uids = [study.draws.tracking_uid(i) for i in range(len(study.lesion_diameters_mm))]
         assert all(uid in text for uid in uids)
         tracking.append(uids)
-        _, _, findings = study_geometry(teacher_archive.universe, study)
+        _, grid, findings = study_geometry(teacher_archive, study)
+        assert [f.tracking_uid for f in findings] == uids
         for finding, planned in zip(findings, study.lesion_diameters_mm):
-            spacing = study.patient.pixel_spacing_mm
+            spacing = acquisition(study)["fov"] / study.acquisition.columns
+            assert spacing == grid.pixel_spacing_mm
             assert abs(finding.diameter_mm - planned) <= 1.5 * spacing + 0.1
     assert tracking[0] == tracking[1]
 
 
 def test_the_same_patient_keeps_the_same_anatomy(teacher_archive, subject):
-    a, _, _ = study_geometry(teacher_archive.universe, subject[0])
-    b, _, _ = study_geometry(teacher_archive.universe, subject[1])
+    a, _, _ = study_geometry(teacher_archive, subject[0])
+    b, _, _ = study_geometry(teacher_archive, subject[1])
     outside = (a < Label.TUMOUR) & (b < Label.TUMOUR)
     assert np.array_equal(a[outside], b[outside])
     assert (a >= Label.TUMOUR).sum() != (b >= Label.TUMOUR).sum()  # the lesions changed size
@@ -193,7 +208,7 @@ def test_geometry_is_consistent_across_the_series_for_mpr(baseline):
     slices, _ = ct_volume(datasets)
     z = [float(d.ImagePositionPatient[2]) for d in slices]
     steps = np.diff(z)
-    assert np.allclose(steps, steps[0]) and abs(abs(steps[0]) - study.patient.slice_thickness_mm) < 1e-6
+    assert np.allclose(steps, steps[0]) and abs(abs(steps[0]) - acquisition(study)["slice_thickness"]) < 1e-6
     assert all(list(d.ImageOrientationPatient) == [1, 0, 0, 0, 1, 0] for d in slices)
     assert len({d.FrameOfReferenceUID for d in slices}) == 1
 
@@ -202,16 +217,16 @@ def test_generate_command_writes_dicom_and_jpeg(teacher_archive, subject, tmp_pa
     study = subject[0]
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "synthpacs", "generate", "--study", study.study_instance_uid, "--out", str(out),
+        [sys.executable, "-m", "synthpacs", "generate", "--study", study.study.study_instance_uid, "--out", str(out),
          "--data-dir", str(teacher_archive.config.data_dir), "--seed", "7", "--patients", "40"],
         capture_output=True, text=True, timeout=300,
         env={**__import__("os").environ, "SYNTHPACS_COHORTS_DIR": teacher_archive.config.cohorts_dir, "SYNTHPACS_RENDERER": "teacher"})
     assert result.returncode == 0, result.stderr
     dicoms, jpegs = sorted(out.rglob("*.dcm")), sorted(out.rglob("*.jpg"))
-    assert len(dicoms) == len(jpegs) == study.n_instances
+    assert len(dicoms) == len(jpegs) == n_instances(study)
     assert jpegs[0].read_bytes()[:3] == b"\xff\xd8\xff"
     # What was written is what the archive serves.
-    ref = teacher_archive.instances(study.study_instance_uid)[0]
+    ref = teacher_archive.instances(study.study.study_instance_uid)[0]
     name = f"{ref.instance_number:04d}_{ref.sop_instance_uid}.dcm"
     assert (out / ref.series_instance_uid / name).read_bytes() == teacher_archive.instance_bytes(ref)
     assert "100%" in result.stderr  # the progress bar ran to the end
