@@ -72,8 +72,9 @@ def test_an_installed_wheel_reads_its_own_defaults_and_cohorts(src, wheel, tmp_p
         "import json, synthpacs\n"
         "from synthpacs.config import load_config\n"
         "from synthpacs.archive.cohorts import load_cohorts\n"
+        "from synthpacs.generation.registry import discover\n"
         "config = load_config()\n"
-        "cohorts = load_cohorts(config.cohorts_dir)\n"
+        "cohorts = load_cohorts(config.cohorts_dir, discover())\n"
         "print(json.dumps({'package': synthpacs.__file__, 'cohorts_dir': config.cohorts_dir, 'files': config.files,\n"
         "                  'cohorts': len(cohorts), 'ohif_dir': config.ohif_dir}))\n"
     )

@@ -12,7 +12,7 @@ from flask import Flask
 
 from ..archive.store import MemoryLRU
 from . import ohif, openapi, qido, render, stow, uri, wado
-from .common import EXTENSION, METADATA_CACHE_BYTES, ROOT
+from .common import EXTENSION, METADATA_CACHE_BYTES, ROOT, RefCache
 
 BLUEPRINTS = (qido.bp, wado.bp, render.bp, stow.bp, uri.bp, ohif.bp, openapi.bp)
 
@@ -20,6 +20,6 @@ __all__ = ["ROOT", "register"]
 
 
 def register(app: Flask) -> None:
-    app.extensions[EXTENSION] = {"metadata": MemoryLRU(METADATA_CACHE_BYTES)}
+    app.extensions[EXTENSION] = {"metadata": MemoryLRU(METADATA_CACHE_BYTES), "refs": RefCache()}
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

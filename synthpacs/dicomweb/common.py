@@ -90,9 +90,20 @@ def accept_ranges():
 
 # -- instance lookups ------------------------------------------------------------------
 
-_ref_cache: OrderedDict[tuple, InstanceRef] = OrderedDict()
-_ref_lock = threading.Lock()
-_REF_CACHE_SIZE = 20_000
+REF_CACHE_SIZE = 20_000
+
+
+class RefCache:
+    """One app's memo of one-instance lookups (bounded LRU; it lives and dies with the app)."""
+
+    def __init__(self, size: int = REF_CACHE_SIZE):
+        self.items: OrderedDict[tuple, InstanceRef] = OrderedDict()
+        self.size = size
+        self.lock = threading.Lock()
+
+
+def _refs() -> RefCache:
+    return current_app.extensions[EXTENSION]["refs"]
 
 
 def instance_refs(study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[InstanceRef]:
@@ -106,18 +117,19 @@ def instance_refs(study_uid: str, series_uid: str | None = None, sop_uid: str | 
         check_uid(series_uid, "series")
     if sop_uid is not None:
         check_uid(sop_uid, "SOP instance")
-        key = (id(archive()), study_uid, series_uid, sop_uid)
-        with _ref_lock:
-            ref = _ref_cache.get(key)
+        key = (study_uid, series_uid, sop_uid)
+        cache = _refs()
+        with cache.lock:
+            ref = cache.items.get(key)
             if ref is not None:
-                _ref_cache.move_to_end(key)
+                cache.items.move_to_end(key)
                 return [ref]
         refs = archive().instances(study_uid, series_uid, sop_uid)
         if len(refs) == 1 and refs[0].synthetic:
-            with _ref_lock:
-                _ref_cache[key] = refs[0]
-                while len(_ref_cache) > _REF_CACHE_SIZE:
-                    _ref_cache.popitem(last=False)
+            with cache.lock:
+                cache.items[key] = refs[0]
+                while len(cache.items) > cache.size:
+                    cache.items.popitem(last=False)
         return refs
     return archive().instances(study_uid, series_uid)
 
