@@ -126,10 +126,10 @@ def test_lesion_diameters_match_and_lie_in_lung(patient):
     for i, d in enumerate(diameters):
         m = lesion_measurement(labels, SMALL, i)
         assert m is not None
-        assert abs(m["diameter_mm"] - d) <= ps, (i, m, d)
-        (r0, c0), (r1, c1) = m["points"]
-        assert labels[m["slice"], r0, c0] == Label.TUMOUR + i == labels[m["slice"], r1, c1]
-        assert np.hypot(r1 - r0, c1 - c0) * ps == pytest.approx(m["diameter_mm"])
+        assert abs(m.diameter_mm - d) <= ps, (i, m, d)
+        (r0, c0), (r1, c1) = m.points
+        assert labels[m.slice, r0, c0] == Label.TUMOUR + i == labels[m.slice, r1, c1]
+        assert np.hypot(r1 - r0, c1 - c0) * ps == pytest.approx(m.diameter_mm)
         # Lesions only replace lung parenchyma and pulmonary vessels.
         under = base[labels == Label.TUMOUR + i]
         assert np.isin(under, [Label.LUNG, Label.VESSEL]).all()
@@ -157,8 +157,8 @@ def test_lesion_measurement_on_a_drawn_disc():
     labels[1, 10, 5:26] = Label.TUMOUR + 2  # a 21-pixel bar: 20 mm between end centres
     labels[0, 10, 8:12] = Label.TUMOUR + 2
     m = lesion_measurement(labels, grid, 2)
-    assert m["slice"] == 1 and m["diameter_mm"] == pytest.approx(20.0)
-    assert sorted(m["points"]) == [(10, 5), (10, 25)]
+    assert m.slice == 1 and m.diameter_mm == pytest.approx(20.0)
+    assert sorted(m.points) == [(10, 5), (10, 25)]
     assert lesion_measurement(labels, grid, 0) is None
 
 
