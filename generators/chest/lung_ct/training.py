@@ -421,6 +421,56 @@ def _save(out: Path, net: LungCTGenerator, arch: dict, pool: Pool, extra: dict, 
     })
 
 
+def _built(network_class, generator: torch.Generator, **config) -> torch.nn.Module:
+    """A network whose random initial parameters are drawn from ``generator``, not torch's global generator.
+
+    The constructor's own default initialisation draws from the global
+    generator; :func:`torch.random.fork_rng` puts its state back, and every
+    such draw is then replaced by one from ``generator``, in the same
+    distributions (those of ``reset_parameters`` of PyTorch's layers):
+    Kaiming-uniform weights and uniform biases for linear and convolutional
+    layers, N(0, 1) embeddings, and spectral normalisation's power-iteration
+    vectors, redrawn and converged again as at construction.  A layer whose
+    weight the network set to zero on purpose (FiLM, the output layer) keeps it.
+    """
+    with torch.random.fork_rng(devices=[]):
+        net = network_class(**config)
+    with torch.no_grad():
+        for layer in net.modules():
+            if isinstance(layer, torch.nn.Embedding):
+                torch.nn.init.normal_(layer.weight, generator=generator)
+            if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+                continue
+            normalised = torch.nn.utils.parametrize.is_parametrized(layer, "weight")
+            weight = layer.parametrizations.weight.original if normalised else layer.weight
+            if not weight.any():
+                continue
+            torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+            if layer.bias is not None:
+                bound = 1.0 / math.sqrt(weight[0].numel())
+                torch.nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            if normalised:
+                for norm in layer.parametrizations.weight:
+                    _restart_power_iteration(norm, weight, generator)
+    return net
+
+
+def _restart_power_iteration(norm: torch.nn.Module, weight: torch.Tensor, generator: torch.Generator) -> None:
+    """Spectral normalisation's ``u`` and ``v`` for a new weight: drawn from ``generator``, then 15 power steps.
+
+    As ``torch.nn.utils.parametrizations.spectral_norm`` starts them (its
+    layers here normalise along dimension 0).
+    """
+    matrix = weight.flatten(1)
+    u = F.normalize(torch.randn(matrix.shape[0], generator=generator, dtype=weight.dtype), dim=0, eps=norm.eps)
+    v = F.normalize(torch.randn(matrix.shape[1], generator=generator, dtype=weight.dtype), dim=0, eps=norm.eps)
+    for _ in range(15):
+        u = F.normalize(torch.mv(matrix, v), dim=0, eps=norm.eps)
+        v = F.normalize(torch.mv(matrix.H, u), dim=0, eps=norm.eps)
+    norm._u.copy_(u)
+    norm._v.copy_(v)
+
+
 def train(request: TrainingRequest) -> Path:
     """Train the lung-CT GAN as ``request`` says; returns the run folder (a pretrained folder too)."""
     hp = {**DEFAULTS, **request.extra}
@@ -445,12 +495,8 @@ def train(request: TrainingRequest) -> Path:
         arch = dict(init_record["config"])
     else:
         arch["class_hu"] = [round(v, 1) for v in pool.class_hu()]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            G = LungCTGenerator(**arch)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        D = LungCTDiscriminator()
+        G = _built(LungCTGenerator, torch.Generator().manual_seed(seed), **arch)
+    D = _built(LungCTDiscriminator, torch.Generator().manual_seed(seed + 1))
     G.to(device).train()
     D.to(device).train()
     if device.type == "cpu":
