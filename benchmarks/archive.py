@@ -45,8 +45,10 @@ study = next(iter(archive.find("STUDY", {}, limit=1)))
 refs = [r for r in archive.instances(str(study.StudyInstanceUID)) if r.sop_class_uid.endswith(".1.2")]
 t = time.perf_counter(); [archive.instance_bytes(r) for r in refs]; cold = time.perf_counter() - t
 t = time.perf_counter(); [archive.instance_bytes(r) for r in refs]; warm = time.perf_counter() - t
-archive.cache.memory = type(archive.cache.memory)(archive.cache.memory.max_bytes)
+archive.close()
+archive = Archive(config)  # the same data folder: the catalog and the disk cache stay, the memory cache is empty
 t = time.perf_counter(); [archive.instance_bytes(r) for r in refs]; disk = time.perf_counter() - t
+assert archive.studies_generated == 0, "the disk cache was missed"
 print(json.dumps({"slices": len(refs), "cold_s": cold, "warm_s": warm, "disk_s": disk}))
 """
 

@@ -85,8 +85,8 @@ def main(argv=None) -> int:
     picks = [int(round(f * (K - 1))) for f in (0.08, 0.22, 0.36, 0.5, 0.64, 0.8, 0.93)]
     for i in range(len(sites)):
         m = lesion_measurement(labels, grid, i)
-        if m is not None and m["slice"] not in picks:
-            picks.append(m["slice"])
+        if m is not None and m.slice not in picks:
+            picks.append(m.slice)
     T = args.tile
     tiles_lung = [to_rgb(window(hu[k], 1500, -600), edge(tumour[k])).resize((T, T)) for k in picks]
     tiles_med = [to_rgb(window(hu[k], 400, 40)).resize((T, T)) for k in picks]

@@ -64,7 +64,8 @@ def main() -> None:
                 tiles.append(Image.fromarray(arr))
             tiles.append(Image.fromarray(window(hu[len(ct) // 2], 40, 400)).convert("RGB"))
             coronal = window(hu[:, hu.shape[1] // 2 + 20, :], -600, 1500)
-            ratio = study.patient.slice_thickness_mm / study.patient.pixel_spacing_mm
+            # Square pixels: the slice spacing and pixel spacing the served CT carries.
+            ratio = float(ct[0].SpacingBetweenSlices) / float(ct[0].PixelSpacing[1])
             coronal_img = Image.fromarray(coronal).resize((hu.shape[2], int(hu.shape[0] * ratio)))
             coronal_img.thumbnail((512, 512))
             square = Image.new("RGB", (512, 512))
