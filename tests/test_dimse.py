@@ -193,7 +193,7 @@ def require_generation(archive, study_uid: str) -> None:
 
 def smallest_synthetic_study(archive) -> Dataset:
     studies = [ds for ds in archive.find("STUDY", {"StudyInstanceUID": "", "NumberOfStudyRelatedInstances": ""})
-               if archive.universe.uids.decode(str(ds.StudyInstanceUID)) is not None]
+               if archive.is_synthetic_uid(str(ds.StudyInstanceUID))]
     return min(studies, key=lambda ds: int(ds.NumberOfStudyRelatedInstances))
 
 
@@ -241,7 +241,7 @@ def _uids(datasets, keyword) -> list[str]:
 def test_findscu_study_level_wildcard_range_and_uid_list(env, tmp_path, model):
     archive, port = env["archive"], env["port"]
     everything = [ds for ds in archive.find("STUDY", {"StudyDate": "", "PatientName": ""})
-                  if archive.universe.uids.decode(str(ds.StudyInstanceUID)) is not None]
+                  if archive.is_synthetic_uid(str(ds.StudyInstanceUID))]
     first_name = str(everything[5].PatientName)
     wildcard = first_name[:3] + "*"
     keys = dict(STUDY_KEYS, QueryRetrieveLevel="STUDY", PatientName=wildcard, StudyDate="20240101-20241231")
@@ -283,7 +283,7 @@ def test_findscu_patient_root_patient_level(env, tmp_path):
 def test_findscu_series_and_image_levels(env, tmp_path, model):
     archive, port = env["archive"], env["port"]
     study = next(ds for ds in archive.find("STUDY", {"StudyInstanceUID": "", "StudyDate": ""})
-                 if archive.universe.uids.decode(str(ds.StudyInstanceUID)) is not None)
+                 if archive.is_synthetic_uid(str(ds.StudyInstanceUID)))
     study_uid, patient_id = str(study.StudyInstanceUID), str(study.PatientID)
     base = {"PatientID": patient_id} if model == "-P" else {}
     series_date = f"{study.StudyDate}-{study.StudyDate}"
@@ -559,7 +559,7 @@ def _send_raw_store(assoc, sop_class: str, sop_uid: str, data_set: bytes) -> Dat
 
 def test_store_refuses_malformed_and_synthetic_uid_objects_and_harms_nothing_else(env):
     archive = env["archive"]
-    before = archive.catalog.figures()["stored_instances"]
+    before = archive.figures()["stored_instances"]
     assoc = scu(env["port"], CTImageStorage, Verification)
     try:
         garbage = _send_raw_store(assoc, CTImageStorage, generate_uid(), b"\x10\x00\x10\x00PN\xff\xff" + os.urandom(64))
@@ -575,7 +575,7 @@ def test_store_refuses_malformed_and_synthetic_uid_objects_and_harms_nothing_els
         clash.SOPInstanceUID = synthetic.sop_instance_uid
         status = assoc.send_c_store(clash)
         assert status.Status == 0x0124 and "synthetic" in status.ErrorComment
-        assert archive.catalog.figures()["stored_instances"] == before
+        assert archive.figures()["stored_instances"] == before
         # A good object on the same association is stored; storing it again replaces it.
         good = make_series(1, patient_id="EXT-GOOD", patient_name="GOOD^OBJECT")[0]
         assert assoc.send_c_store(good).Status == 0x0000
@@ -584,7 +584,7 @@ def test_store_refuses_malformed_and_synthetic_uid_objects_and_harms_nothing_els
         assert assoc.send_c_echo().Status == 0x0000
     finally:
         assoc.release()
-    assert archive.catalog.figures()["stored_instances"] == before + 1
+    assert archive.figures()["stored_instances"] == before + 1
     found = list(archive.find("SERIES", {"SeriesInstanceUID": str(good.SeriesInstanceUID), "SeriesDescription": ""}))
     assert [str(ds.SeriesDescription) for ds in found] == ["replaced"]
     assert str(sop_uid) not in {str(ds.SOPInstanceUID) for ds in archive.find("IMAGE", {"PatientID": "EXT-BAD"})}
