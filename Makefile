@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 OHIF_STAMP := third_party/ohif/.version
 # The CPU build of PyTorch; installed first so that nothing pulls a CUDA build.
 TORCH := torch==2.13.0
+# What ruff lints and formats.
+LINTED := synthpacs generators tests benchmarks tools setup.py
 
 .PHONY: serve test bench install system-tools ohif clean
 
@@ -34,7 +36,8 @@ serve: $(STAMP)
 	$(BIN)/synthpacs serve
 
 test: $(STAMP) system-tools ohif
-	$(BIN)/ruff check synthpacs generators
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -70,7 +70,9 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
         rows.append((f"study-level query p50 / p95, {n:,} patients", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f}", "ms"))
     with tempfile.TemporaryDirectory() as tmp:
         g = _run(_GENERATE_SCRIPT, tmp)
-    rows.append((f"one CT series, 512x512x{g['slices']}, cold, default renderer (geometry + GAN + CT/SEG/SR)", f"{g['cold_s']:.1f}", "s"))
+    rows.append(
+        (f"one CT series, 512x512x{g['slices']}, cold, default renderer (geometry + GAN + CT/SEG/SR)", f"{g['cold_s']:.1f}", "s")
+    )
     rows.append(("same series, warm (memory cache)", f"{g['warm_s'] * 1000:.1f}", "ms"))
     rows.append(("same series, warm (disk cache)", f"{g['disk_s'] * 1000:.1f}", "ms"))
     return rows

@@ -46,9 +46,26 @@ class _Server:
             env["SYNTHPACS_COHORTS_DIR"] = str(ROOT / "tests" / "data" / "cohorts")
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "synthpacs", "serve", "--data-dir", str(Path(self.tmp.name) / "data"),
-             "--patients", str(patients), "--http-port", str(self.port), "--dicom-port", "0"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "synthpacs",
+                "serve",
+                "--data-dir",
+                str(Path(self.tmp.name) / "data"),
+                "--patients",
+                str(patients),
+                "--http-port",
+                str(self.port),
+                "--dicom-port",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.base = f"http://{HOST}:{self.port}"
         self.session = requests.Session()
         self.session.trust_env = False
@@ -107,12 +124,19 @@ def run(quick: bool) -> list[Row]:
         # QIDO-RS: the OHIF study list query, with a patient filter that changes every request.
         latencies = []
         for i in range(200 if quick else 400):
-            params = {"limit": 101, "offset": 0, "fuzzymatching": "false",
-                      "includefield": "00081030,00080060,00080090,00100030", "00100020": f"*{i % 1000:03d}*"}
+            params = {
+                "limit": 101,
+                "offset": 0,
+                "fuzzymatching": "false",
+                "includefield": "00081030,00080060,00080090,00100030",
+                "00100020": f"*{i % 1000:03d}*",
+            }
             started = time.perf_counter()
             server.get("/dicom-web/studies", params=params, headers=JSON).json()
             latencies.append(time.perf_counter() - started)
-        rows.append(("QIDO-RS study search p50 (OHIF list query, PatientID wildcard)", f"{statistics.median(latencies) * 1e3:.1f}", "ms"))
+        rows.append(
+            ("QIDO-RS study search p50 (OHIF list query, PatientID wildcard)", f"{statistics.median(latencies) * 1e3:.1f}", "ms")
+        )
         rows.append(("QIDO-RS study search p95", f"{_percentile(latencies, 0.95) * 1e3:.1f}", "ms"))
         page = []
         for offset in range(0, 2000, 100):
@@ -126,8 +150,13 @@ def run(quick: bool) -> list[Row]:
         frame_path = f"/dicom-web/studies/{study}/series/{series}/instances/{{}}/frames/1"
         started = time.perf_counter()
         server.get(frame_path.format(sops[len(sops) // 2]), headers={"Accept": FRAME_ACCEPT})
-        rows.append((f"frame retrieval cold (generates the study: {len(sops)} CT slices + SEG + SR)",
-                     f"{time.perf_counter() - started:.2f}", "s"))
+        rows.append(
+            (
+                f"frame retrieval cold (generates the study: {len(sops)} CT slices + SEG + SR)",
+                f"{time.perf_counter() - started:.2f}",
+                "s",
+            )
+        )
         warm = []
         for _ in range(3 if quick else 2):
             for sop in sops:
@@ -141,15 +170,25 @@ def run(quick: bool) -> list[Row]:
         # request encodes every instance, later ones come from the metadata cache.
         started = time.perf_counter()
         server.get(f"/dicom-web/studies/{study}/series/{series}/metadata", headers=JSON)
-        rows.append((f"series metadata, full CT series ({len(sops)} instances), first request (encoded)",
-                     f"{(time.perf_counter() - started) * 1e3:.0f}", "ms"))
+        rows.append(
+            (
+                f"series metadata, full CT series ({len(sops)} instances), first request (encoded)",
+                f"{(time.perf_counter() - started) * 1e3:.0f}",
+                "ms",
+            )
+        )
         times = []
         for _ in range(5):
             started = time.perf_counter()
             body = server.get(f"/dicom-web/studies/{study}/series/{series}/metadata", headers=JSON).content
             times.append(time.perf_counter() - started)
-        rows.append((f"series metadata, full CT series ({len(body) / 1e6:.1f} MB JSON), repeated p50",
-                     f"{statistics.median(times) * 1e3:.0f}", "ms"))
+        rows.append(
+            (
+                f"series metadata, full CT series ({len(body) / 1e6:.1f} MB JSON), repeated p50",
+                f"{statistics.median(times) * 1e3:.0f}",
+                "ms",
+            )
+        )
         study2, series2, sops2 = _ct_series(server, offset=5)
         started = time.perf_counter()
         server.get(f"/dicom-web/studies/{study2}/series/{series2}/metadata", headers=JSON)
@@ -159,23 +198,41 @@ def run(quick: bool) -> list[Row]:
         best = None
         for _ in range(3):
             started = time.perf_counter()
-            size = len(server.get(f"/dicom-web/studies/{study}/series/{series}",
-                                  headers={"Accept": 'multipart/related; type="application/dicom"'}).content)
+            size = len(
+                server.get(
+                    f"/dicom-web/studies/{study}/series/{series}",
+                    headers={"Accept": 'multipart/related; type="application/dicom"'},
+                ).content
+            )
             elapsed = time.perf_counter() - started
             best = elapsed if best is None else min(best, elapsed)
         rows.append(("series retrieve (multipart, warm)", f"{len(sops) / best:.0f}", "instances/s"))
         rows.append(("series retrieve (multipart, warm)", f"{size / best / 1e6:.0f}", "MB/s"))
         started = time.perf_counter()
         for sop in sops:
-            server.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}",
-                       headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
-        rows.append(("instance retrieve, one request per instance (warm)", f"{len(sops) / (time.perf_counter() - started):.0f}",
-                     "instances/s"))
+            server.get(
+                f"/dicom-web/studies/{study}/series/{series}/instances/{sop}",
+                headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+            )
+        rows.append(
+            (
+                "instance retrieve, one request per instance (warm)",
+                f"{len(sops) / (time.perf_counter() - started):.0f}",
+                "instances/s",
+            )
+        )
         started = time.perf_counter()
-        server.get(f"/dicom-web/studies/{study}/series/{series}",
-                   headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90'})
-        rows.append(("series retrieve as JPEG 2000 Lossless (transcoded per request)", f"{len(sops) / (time.perf_counter() - started):.0f}",
-                     "instances/s"))
+        server.get(
+            f"/dicom-web/studies/{study}/series/{series}",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90'},
+        )
+        rows.append(
+            (
+                "series retrieve as JPEG 2000 Lossless (transcoded per request)",
+                f"{len(sops) / (time.perf_counter() - started):.0f}",
+                "instances/s",
+            )
+        )
     finally:
         server.close()
     return rows

@@ -61,8 +61,11 @@ class _Server:
         self.port, store_port = _free_port(), _free_port()
         self.storescp = None
         if shutil.which("storescp"):
-            self.storescp = subprocess.Popen(["storescp", "--ignore", "-aet", DESTINATION, str(store_port)],
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.storescp = subprocess.Popen(
+                ["storescp", "--ignore", "-aet", DESTINATION, str(store_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         env = dict(os.environ, SYNTHPACS_LOG_LEVEL="WARNING")
         if quick:  # the tests' cohort and renderer: small slices, no GAN weights needed
             env["SYNTHPACS_COHORTS_DIR"] = str(ROOT / "tests" / "data" / "cohorts")
@@ -70,14 +73,35 @@ class _Server:
         self.log = self.tmp / "serve.log"  # a file, not a pipe: nobody reads it while the server runs
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "synthpacs", "serve", "--data-dir", str(self.tmp / "data"), "--patients",
-                 str(patients), "--http-port", "0", "--dicom-port", str(self.port),
-                 "--peer", f"{DESTINATION}={HOST}:{store_port}"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+                [
+                    sys.executable,
+                    "-m",
+                    "synthpacs",
+                    "serve",
+                    "--data-dir",
+                    str(self.tmp / "data"),
+                    "--patients",
+                    str(patients),
+                    "--http-port",
+                    "0",
+                    "--dicom-port",
+                    str(self.port),
+                    "--peer",
+                    f"{DESTINATION}={HOST}:{store_port}",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         self.ae = AE("BENCHSCU")
         self.ae.acse_timeout = self.ae.dimse_timeout = self.ae.network_timeout = 600
-        for context in (Verification, StudyRootQueryRetrieveInformationModelFind,
-                        StudyRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelGet):
+        for context in (
+            Verification,
+            StudyRootQueryRetrieveInformationModelFind,
+            StudyRootQueryRetrieveInformationModelMove,
+            StudyRootQueryRetrieveInformationModelGet,
+        ):
             self.ae.add_requested_context(context)
         deadline = time.monotonic() + 300
         while True:
@@ -114,8 +138,13 @@ class _Server:
 
 def _find_latency(server: _Server, rounds: int) -> list[Row]:
     assoc = server.associate()
-    studies = [ds for s, ds in assoc.send_c_find(_identifier(QueryRetrieveLevel="STUDY", PatientID="", StudyInstanceUID=""),
-                                                 StudyRootQueryRetrieveInformationModelFind) if s.Status == 0xFF00]
+    studies = [
+        ds
+        for s, ds in assoc.send_c_find(
+            _identifier(QueryRetrieveLevel="STUDY", PatientID="", StudyInstanceUID=""), StudyRootQueryRetrieveInformationModelFind
+        )
+        if s.Status == 0xFF00
+    ]
     patients = sorted({str(ds.PatientID) for ds in studies})
     echoes = []
     for _ in range(rounds):
@@ -124,20 +153,31 @@ def _find_latency(server: _Server, rounds: int) -> list[Row]:
         echoes.append((time.perf_counter() - t) * 1000)
     echo = statistics.median(echoes)
     latencies = []
-    keys = dict(QueryRetrieveLevel="STUDY", StudyInstanceUID="", StudyDate="", PatientName="", AccessionNumber="",
-                ModalitiesInStudy="", NumberOfStudyRelatedInstances="")
+    keys = dict(
+        QueryRetrieveLevel="STUDY",
+        StudyInstanceUID="",
+        StudyDate="",
+        PatientName="",
+        AccessionNumber="",
+        ModalitiesInStudy="",
+        NumberOfStudyRelatedInstances="",
+    )
     started = time.perf_counter()
     for i in range(rounds):
         t = time.perf_counter()
-        responses = list(assoc.send_c_find(_identifier(PatientID=patients[(i * 7919) % len(patients)], **keys),
-                                           StudyRootQueryRetrieveInformationModelFind))
+        responses = list(
+            assoc.send_c_find(
+                _identifier(PatientID=patients[(i * 7919) % len(patients)], **keys), StudyRootQueryRetrieveInformationModelFind
+            )
+        )
         latencies.append((time.perf_counter() - t) * 1000)
         assert responses[-1][0].Status == 0x0000
     elapsed = time.perf_counter() - started
     # Streaming: every study of the universe in one query.
     t = time.perf_counter()
-    matches = sum(1 for s, _ in assoc.send_c_find(_identifier(**keys), StudyRootQueryRetrieveInformationModelFind)
-                  if s.Status == 0xFF00)
+    matches = sum(
+        1 for s, _ in assoc.send_c_find(_identifier(**keys), StudyRootQueryRetrieveInformationModelFind) if s.Status == 0xFF00
+    )
     stream = time.perf_counter() - t
     assoc.release()
     latencies.sort()
@@ -157,8 +197,12 @@ def _parallel_finds(server: _Server, patients: list[str], keys: dict, clients: i
     def client(n: int) -> None:
         assoc = server.associate()
         for i in range(per_client):
-            list(assoc.send_c_find(_identifier(PatientID=patients[(n * 31 + i * 7919) % len(patients)], **keys),
-                                   StudyRootQueryRetrieveInformationModelFind))
+            list(
+                assoc.send_c_find(
+                    _identifier(PatientID=patients[(n * 31 + i * 7919) % len(patients)], **keys),
+                    StudyRootQueryRetrieveInformationModelFind,
+                )
+            )
         assoc.release()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
@@ -173,9 +217,20 @@ def _parallel_finds(server: _Server, patients: list[str], keys: dict, clients: i
 def _ct_series(server: _Server, skip: int) -> tuple[str, str, int]:
     """(study, CT series, instances) of the ``skip``-th synthetic study with a CT series."""
     assoc = server.associate()
-    series = [ds for s, ds in assoc.send_c_find(
-        _identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID="", SeriesInstanceUID="", Modality="CT",
-                    NumberOfSeriesRelatedInstances=""), StudyRootQueryRetrieveInformationModelFind) if s.Status == 0xFF00]
+    series = [
+        ds
+        for s, ds in assoc.send_c_find(
+            _identifier(
+                QueryRetrieveLevel="SERIES",
+                StudyInstanceUID="",
+                SeriesInstanceUID="",
+                Modality="CT",
+                NumberOfSeriesRelatedInstances="",
+            ),
+            StudyRootQueryRetrieveInformationModelFind,
+        )
+        if s.Status == 0xFF00
+    ]
     assoc.release()
     ds = series[skip * 3 % len(series)]
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), int(ds.NumberOfSeriesRelatedInstances)
@@ -184,9 +239,14 @@ def _ct_series(server: _Server, skip: int) -> tuple[str, str, int]:
 def _move(server: _Server, study: str, series: str) -> tuple[float, int]:
     assoc = server.associate()
     t = time.perf_counter()
-    final = [s for s, _ in assoc.send_c_move(_identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID=study,
-                                                         SeriesInstanceUID=series), DESTINATION,
-                                             StudyRootQueryRetrieveInformationModelMove)][-1]
+    final = [
+        s
+        for s, _ in assoc.send_c_move(
+            _identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID=series),
+            DESTINATION,
+            StudyRootQueryRetrieveInformationModelMove,
+        )
+    ][-1]
     elapsed = time.perf_counter() - t
     assoc.release()
     if final.get("Status") != 0x0000:
@@ -205,12 +265,15 @@ def _get(server: _Server, study: str, series: str) -> tuple[float, int]:
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 600
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     ae.add_requested_context(CTImageStorage)
-    assoc = server.associate(ae, ext_neg=[build_role(CTImageStorage, scp_role=True)],
-                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = server.associate(ae, ext_neg=[build_role(CTImageStorage, scp_role=True)], evt_handlers=[(evt.EVT_C_STORE, on_store)])
     t = time.perf_counter()
-    final = [s for s, _ in assoc.send_c_get(_identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID=study,
-                                                        SeriesInstanceUID=series),
-                                            StudyRootQueryRetrieveInformationModelGet)][-1]
+    final = [
+        s
+        for s, _ in assoc.send_c_get(
+            _identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID=study, SeriesInstanceUID=series),
+            StudyRootQueryRetrieveInformationModelGet,
+        )
+    ][-1]
     elapsed = time.perf_counter() - t
     assoc.release()
     if final.get("Status") != 0x0000:

@@ -58,13 +58,24 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     n = 16 if quick else 48
     speed = _run(_SLICES_SCRIPT, str(n), "8")
-    rows.append((f"GAN inference, 512x512 CPU ({speed['threads']} threads, batches of 8)",
-                 f"{speed['slices'] / speed['seconds']:.2f}", "slices/s"))
+    rows.append(
+        (
+            f"GAN inference, 512x512 CPU ({speed['threads']} threads, batches of 8)",
+            f"{speed['slices'] / speed['seconds']:.2f}",
+            "slices/s",
+        )
+    )
     rows.append(("GAN inference, 512x512 CPU", f"{1000 * speed['seconds'] / speed['slices']:.0f}", "ms/slice"))
     renderers = ["gan"] if quick else ["gan", "teacher"]
     for renderer in renderers:
         with tempfile.TemporaryDirectory() as tmp:
             series = _run(_SERIES_SCRIPT, tmp, renderer)
-        rows.append((f"one CT series cold, renderer {renderer} ({series['slices']} slices 512x512; first retrieve: "
-                     f"{'torch, weights, ' if renderer == 'gan' else ''}geometry, render, DICOM)", f"{series['cold_s']:.1f}", "s"))
+        rows.append(
+            (
+                f"one CT series cold, renderer {renderer} ({series['slices']} slices 512x512; first retrieve: "
+                f"{'torch, weights, ' if renderer == 'gan' else ''}geometry, render, DICOM)",
+                f"{series['cold_s']:.1f}",
+                "s",
+            )
+        )
     return rows

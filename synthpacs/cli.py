@@ -32,7 +32,12 @@ def common_options(func):
     precedence order.
     """
 
-    @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML configuration file (default: config/default.yaml if present).")
+    @click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        help="YAML configuration file (default: config/default.yaml if present).",
+    )
     @click.option("--data-dir", help="Folder for the catalog, the cache and stored objects.")
     @click.option("--seed", help="Seed of the synthetic universe.")
     @click.option("--patients", help="Number of patients in the universe.")
@@ -88,16 +93,36 @@ def info(config):
 
 
 QUERY_COLUMNS = {
-    "PATIENT": ["PatientID", "PatientName", "PatientSex", "PatientBirthDate", "ClinicalTrialSubjectID", "NumberOfPatientRelatedStudies"],
-    "STUDY": ["PatientID", "PatientName", "StudyDate", "ClinicalTrialTimePointID", "AccessionNumber", "ModalitiesInStudy",
-              "NumberOfStudyRelatedInstances", "StudyInstanceUID"],
+    "PATIENT": [
+        "PatientID",
+        "PatientName",
+        "PatientSex",
+        "PatientBirthDate",
+        "ClinicalTrialSubjectID",
+        "NumberOfPatientRelatedStudies",
+    ],
+    "STUDY": [
+        "PatientID",
+        "PatientName",
+        "StudyDate",
+        "ClinicalTrialTimePointID",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedInstances",
+        "StudyInstanceUID",
+    ],
     "SERIES": ["Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "SeriesInstanceUID"],
     "IMAGE": ["InstanceNumber", "SOPClassUID", "SOPInstanceUID"],
 }
 
 
 @cli.command()
-@click.option("--level", type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False), default="STUDY", show_default=True)
+@click.option(
+    "--level",
+    type=click.Choice(["PATIENT", "STUDY", "SERIES", "IMAGE"], case_sensitive=False),
+    default="STUDY",
+    show_default=True,
+)
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most this many rows (0: all).")
 @click.option("--offset", type=click.IntRange(min=0), default=0)
 @click.option("--fuzzy", is_flag=True, help="Case-insensitive person-name matching.")
@@ -132,23 +157,68 @@ def query(config, level, limit, offset, fuzzy, keys):
 
 def generator_options(func):
     """--renderer, --weights, --device and --psi: the generator settings as flags."""
-    func = click.option("--psi", "truncation_psi", help="GAN truncation psi in 0..1 (1: full diversity, 0: the mean sample).")(func)
+    func = click.option("--psi", "truncation_psi", help="GAN truncation psi in 0..1 (1: full diversity, 0: the mean sample).")(
+        func
+    )
     func = click.option("--device", help="Where generators run: auto (CUDA when present), cpu, cuda or cuda:N.")(func)
-    func = click.option("--weights", help="Pretrained folder (generator.json + weights.safetensors) to use instead of the shipped GAN weights.")(func)
+    func = click.option(
+        "--weights", help="Pretrained folder (generator.json + weights.safetensors) to use instead of the shipped GAN weights."
+    )(func)
     func = click.option("--renderer", help="gan (default) or teacher: the photorealism stage.")(func)
     return func
 
 
 @cli.command()
 @click.option("--study", "study_uid", required=True, help="Study Instance UID to generate.")
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Output folder (with --interpolate: a folder of PNG frames, or a .gif file).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="Output folder (with --interpolate: a folder of PNG frames, or a .gif file).",
+)
 @click.option("--no-jpeg", is_flag=True, help="Write only the DICOM files.")
-@click.option("--interpolate", metavar="SEED_A,SEED_B", help="Instead of DICOM, write frames that walk the GAN's latent space from sample SEED_A to sample SEED_B on the study's label map.")
-@click.option("--frames", type=click.IntRange(min=2, max=1000), default=16, show_default=True, help="With --interpolate: frames from A to B, both included.")
-@click.option("--slice", "slice_choice", default="lesion", show_default=True, help="With --interpolate: axial slice index, 'middle', or 'lesion' (the largest lesion's measured slice).")
-@click.option("--plane", type=click.Choice(["axial", "coronal"]), default="axial", show_default=True, help="With --interpolate: the plane shown (coronal renders the whole series per frame).")
-@click.option("--window", "display_window", type=click.Choice(["lung", "mediastinum"]), default="lung", show_default=True, help="With --interpolate: display window of the frames.")
-@click.option("--fps", type=click.FloatRange(min=0.5, max=50), default=8.0, show_default=True, help="With --interpolate and a .gif: frames per second.")
+@click.option(
+    "--interpolate",
+    metavar="SEED_A,SEED_B",
+    help="Instead of DICOM, write frames that walk the GAN's latent space from sample SEED_A to sample SEED_B on the study's label map.",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(min=2, max=1000),
+    default=16,
+    show_default=True,
+    help="With --interpolate: frames from A to B, both included.",
+)
+@click.option(
+    "--slice",
+    "slice_choice",
+    default="lesion",
+    show_default=True,
+    help="With --interpolate: axial slice index, 'middle', or 'lesion' (the largest lesion's measured slice).",
+)
+@click.option(
+    "--plane",
+    type=click.Choice(["axial", "coronal"]),
+    default="axial",
+    show_default=True,
+    help="With --interpolate: the plane shown (coronal renders the whole series per frame).",
+)
+@click.option(
+    "--window",
+    "display_window",
+    type=click.Choice(["lung", "mediastinum"]),
+    default="lung",
+    show_default=True,
+    help="With --interpolate: display window of the frames.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0.5, max=50),
+    default=8.0,
+    show_default=True,
+    help="With --interpolate and a .gif: frames per second.",
+)
 @generator_options
 @common_options
 def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_choice, plane, display_window, fps):
@@ -163,7 +233,9 @@ def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_cho
     if interpolate:
         from .generation.interpolate import write_interpolation
 
-        written = write_interpolation(config, study_uid, Path(out_dir), interpolate, frames, slice_choice, plane, display_window, fps)
+        written = write_interpolation(
+            config, study_uid, Path(out_dir), interpolate, frames, slice_choice, plane, display_window, fps
+        )
         click.echo(f"wrote {written}")
         return
     archive = _archive(config)
@@ -187,13 +259,31 @@ def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_cho
 
 @cli.command()
 @click.argument("target")
-@click.option("--volumes", type=click.IntRange(min=2), default=8, show_default=True, help="Label volumes per set (two sets: X and Y).")
-@click.option("--rows", type=click.Choice(["128", "256", "512"]), default="256", show_default=True, help="Grid size of the evaluation volumes.")
-@click.option("--thickness", type=click.FloatRange(min=0.5, max=20), default=5.0, show_default=True, help="Slice spacing of the evaluation volumes (mm).")
+@click.option(
+    "--volumes", type=click.IntRange(min=2), default=8, show_default=True, help="Label volumes per set (two sets: X and Y)."
+)
+@click.option(
+    "--rows",
+    type=click.Choice(["128", "256", "512"]),
+    default="256",
+    show_default=True,
+    help="Grid size of the evaluation volumes.",
+)
+@click.option(
+    "--thickness",
+    type=click.FloatRange(min=0.5, max=20),
+    default=5.0,
+    show_default=True,
+    help="Slice spacing of the evaluation volumes (mm).",
+)
 @click.option("--eval-seed", type=int, default=0, show_default=True, help="Seed of the evaluation sets (never used in training).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
 @click.option("--update-card", is_flag=True, help="Rewrite the evaluation block of the target's MODEL_CARD.md.")
-@click.option("--montage", type=click.Path(dir_okay=False), help="Also write a teacher | GAN comparison picture (axial and coronal) of one study.")
+@click.option(
+    "--montage",
+    type=click.Path(dir_okay=False),
+    help="Also write a teacher | GAN comparison picture (axial and coronal) of one study.",
+)
 @generator_options
 @common_options
 def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, update_card, montage):
@@ -208,12 +298,21 @@ def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, upda
 
     entry = zoo_entry(target, discover(config.generator_paths))
     weights = config.weights.get(entry.name, "") if isinstance(config.weights, dict) else config.weights
-    request = EvaluationRequest(target=entry.name, weights=Path(weights) if weights else None, volumes=volumes, rows=int(rows),
-                                slice_spacing_mm=thickness, seed=eval_seed, device=config.device,
-                                device_source=config.sources.get("device", "default"), psi=config.truncation_psi,
-                                out=Path(json_out) if json_out else None, card=entry.model_card if update_card else None,
-                                montage=Path(montage) if montage else None,
-                                weights_source=config.sources.get("weights", "default"))
+    request = EvaluationRequest(
+        target=entry.name,
+        weights=Path(weights) if weights else None,
+        volumes=volumes,
+        rows=int(rows),
+        slice_spacing_mm=thickness,
+        seed=eval_seed,
+        device=config.device,
+        device_source=config.sources.get("device", "default"),
+        psi=config.truncation_psi,
+        out=Path(json_out) if json_out else None,
+        card=entry.model_card if update_card else None,
+        montage=Path(montage) if montage else None,
+        weights_source=config.sources.get("weights", "default"),
+    )
     if entry.evaluation is None:
         raise click.ClickException(f"{entry.name} offers no evaluation")
     report = entry.evaluation.evaluate(request)
@@ -227,8 +326,13 @@ def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, upda
 @click.option("--http-port", help="DICOMweb / HTTP port (default 8080).")
 @click.option("--dicom-port", help="DIMSE port (default 11112).")
 @click.option("--ae-title", help="The server's AE title (default SYNTHPACS).")
-@click.option("--peer", "peers", multiple=True, callback=lambda ctx, param, value: list(value) or None,
-              help="C-MOVE destination AET=HOST:PORT (repeatable).")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    callback=lambda ctx, param, value: list(value) or None,
+    help="C-MOVE destination AET=HOST:PORT (repeatable).",
+)
 @generator_options
 @common_options
 def serve(config):
@@ -245,21 +349,53 @@ def serve(config):
 
 @cli.command()
 @click.argument("target")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<target>-seed<SEED>). It ends up a pretrained folder: --weights OUT serves it.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Run folder (default: runs/<target>-seed<SEED>). It ends up a pretrained folder: --weights OUT serves it.",
+)
 @click.option("--steps", type=click.IntRange(min=0), default=3000, show_default=True, help="Optimisation steps.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Crops per step.")
 @click.option("--crop", type=click.IntRange(min=16), default=96, show_default=True, help="Crop size in pixels (a multiple of 8).")
-@click.option("--data", "train_data", type=click.Path(file_okay=False), help="Train on the user's pairs (*.npz with 'image' HU and 'labels'; see the model card) instead of the teacher.")
+@click.option(
+    "--data",
+    "train_data",
+    type=click.Path(file_okay=False),
+    help="Train on the user's pairs (*.npz with 'image' HU and 'labels'; see the model card) instead of the teacher.",
+)
 @click.option("--device", help="auto (CUDA when present), cpu, cuda or cuda:N.")
-@click.option("--minutes", type=click.FloatRange(min=0.0, min_open=True), help="Stop after this much wall time (steps done are recorded).")
-@click.option("--sample-every", type=click.IntRange(min=1), default=250, show_default=True, help="Steps between sample montages (and quick metrics).")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Steps between checkpoints.")
+@click.option(
+    "--minutes", type=click.FloatRange(min=0.0, min_open=True), help="Stop after this much wall time (steps done are recorded)."
+)
+@click.option(
+    "--sample-every",
+    type=click.IntRange(min=1),
+    default=250,
+    show_default=True,
+    help="Steps between sample montages (and quick metrics).",
+)
+@click.option(
+    "--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Steps between checkpoints."
+)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
-@click.option("--init", "init_dir", type=click.Path(file_okay=False), help="Fine-tune from these weights (a pretrained folder) instead of starting afresh.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter of the target's trainer (JSON value), e.g. --set lr_g=1e-4.")
+@click.option(
+    "--init",
+    "init_dir",
+    type=click.Path(file_okay=False),
+    help="Fine-tune from these weights (a pretrained folder) instead of starting afresh.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a hyperparameter of the target's trainer (JSON value), e.g. --set lr_g=1e-4.",
+)
 @common_options
-def train(config, target, out_dir, steps, batch, crop, train_data, minutes, sample_every, checkpoint_every,
-          threads, init_dir, overrides):
+def train(
+    config, target, out_dir, steps, batch, crop, train_data, minutes, sample_every, checkpoint_every, threads, init_dir, overrides
+):
     """Train a target's GAN (synthpacs train lung-ct --seed 1).
 
     --seed seeds the run (data, initialisation, latents): the same seed,
@@ -285,10 +421,22 @@ def train(config, target, out_dir, steps, batch, crop, train_data, minutes, samp
         except json.JSONDecodeError:
             extra[key] = value
     request = TrainingRequest(
-        target=entry.name, out=Path(out_dir or f"runs/{entry.name.split('/')[-1]}-seed{config.seed}"), steps=steps,
-        seed=config.seed, batch=batch, crop=crop, data=Path(train_data) if train_data else None, device=config.device,
-        device_source=config.sources.get("device", "default"), minutes=minutes, sample_every=sample_every,
-        checkpoint_every=checkpoint_every, threads=threads, init=Path(init_dir) if init_dir else None, extra=extra)
+        target=entry.name,
+        out=Path(out_dir or f"runs/{entry.name.split('/')[-1]}-seed{config.seed}"),
+        steps=steps,
+        seed=config.seed,
+        batch=batch,
+        crop=crop,
+        data=Path(train_data) if train_data else None,
+        device=config.device,
+        device_source=config.sources.get("device", "default"),
+        minutes=minutes,
+        sample_every=sample_every,
+        checkpoint_every=checkpoint_every,
+        threads=threads,
+        init=Path(init_dir) if init_dir else None,
+        extra=extra,
+    )
     if entry.training is None:
         raise click.ClickException(f"{entry.name} offers no training")
     out = entry.training.train(request)

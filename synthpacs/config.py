@@ -42,6 +42,7 @@ ENV_PREFIX = "SYNTHPACS_"
 # -- converters: each takes a raw value (from YAML, env or a flag) and returns
 # -- the typed value or raises ValueError with a short reason.
 
+
 def _int_in(low: int, high: int) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
         if isinstance(value, bool):
@@ -53,6 +54,7 @@ def _int_in(low: int, high: int) -> Callable[[Any], int]:
         if not low <= number <= high:
             raise ValueError(f"must be between {low} and {high}, got {number}")
         return number
+
     return convert
 
 
@@ -65,6 +67,7 @@ def _float_in(low: float, high: float) -> Callable[[Any], float]:
         if not low <= number <= high:
             raise ValueError(f"must be between {low} and {high}, got {number}")
         return number
+
     return convert
 
 
@@ -80,6 +83,7 @@ def _choice(*choices: str) -> Callable[[Any], str]:
         if text not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}, got {text!r}")
         return text
+
     return convert
 
 
@@ -209,26 +213,78 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ae_title", "SYNTHPACS", ae_title, "The server's DICOM AE title."),
     Setting("peers", {}, _peers, "C-MOVE destinations: AET=HOST:PORT, repeatable."),
     # DIMSE
-    Setting("dicom_max_associations", 32, _int_in(1, 1000), "Most DIMSE associations served at once; more are rejected (local limit exceeded)."),
+    Setting(
+        "dicom_max_associations",
+        32,
+        _int_in(1, 1000),
+        "Most DIMSE associations served at once; more are rejected (local limit exceeded).",
+    ),
     Setting("dicom_allowed_aets", [], _ae_list, "Calling AE titles allowed to associate, comma-separated; empty: any."),
-    Setting("dicom_acse_timeout", 30.0, _float_in(0.1, 3600), "Seconds to wait for association negotiation and release (and for a silent new connection)."),
-    Setting("dicom_dimse_timeout", 60.0, _float_in(0.1, 3600), "Seconds to wait for a DIMSE message (e.g. a C-STORE response during C-MOVE or C-GET)."),
+    Setting(
+        "dicom_acse_timeout",
+        30.0,
+        _float_in(0.1, 3600),
+        "Seconds to wait for association negotiation and release (and for a silent new connection).",
+    ),
+    Setting(
+        "dicom_dimse_timeout",
+        60.0,
+        _float_in(0.1, 3600),
+        "Seconds to wait for a DIMSE message (e.g. a C-STORE response during C-MOVE or C-GET).",
+    ),
     Setting("dicom_network_timeout", 300.0, _float_in(0.1, 86400), "Seconds an association may stay idle before it is aborted."),
-    Setting("dicom_connection_timeout", 10.0, _float_in(0.1, 3600), "Seconds to wait for the TCP connection to a C-MOVE destination."),
+    Setting(
+        "dicom_connection_timeout", 10.0, _float_in(0.1, 3600), "Seconds to wait for the TCP connection to a C-MOVE destination."
+    ),
     Setting("dicom_max_pdu", 131072, _int_in(0, 2**32 - 1), "Largest PDU the server accepts, in bytes (0: no limit)."),
-    Setting("worklist_today", 0, _int_in(0, 99991231), "The modality worklist's 'today' as YYYYMMDD (0: the real date); later studies are scheduled."),
-    Setting("public_base_url", "", _string, "Public URL of the HTTP server, used in RetrieveURL and BulkDataURI (default: from the request)."),
+    Setting(
+        "worklist_today",
+        0,
+        _int_in(0, 99991231),
+        "The modality worklist's 'today' as YYYYMMDD (0: the real date); later studies are scheduled.",
+    ),
+    Setting(
+        "public_base_url",
+        "",
+        _string,
+        "Public URL of the HTTP server, used in RetrieveURL and BulkDataURI (default: from the request).",
+    ),
     Setting("log_level", "INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "Logging level."),
     # DICOMweb
     Setting("max_upload_mb", 512, _int_in(1, 65536), "Largest STOW-RS request body, in MiB; a bigger one is refused with 413."),
     Setting("qido_limit", 1000, _int_in(1, 1_000_000), "Most matches one QIDO-RS response returns; clients page on with offset."),
-    Setting("ohif_dir", str(PROJECT_ROOT / "third_party" / "ohif"), _string, "Folder of the OHIF Viewer served at /ohif/ (scripts/install-ohif.sh fills it)."),
+    Setting(
+        "ohif_dir",
+        str(PROJECT_ROOT / "third_party" / "ohif"),
+        _string,
+        "Folder of the OHIF Viewer served at /ohif/ (scripts/install-ohif.sh fills it).",
+    ),
     # Generators
-    Setting("renderer", "", _renderer, "Photorealism stage: empty for each target's default (the first it offers, e.g. its GAN), a renderer name (teacher) for every target that offers it, or a mapping target: renderer."),
-    Setting("generator_paths", [], _paths, "Extra folders of generator targets (<system>/<target>/ packages exporting TARGET), beside the zoo."),
-    Setting("weights", "", _weights, "Pretrained folder (generator.json + weights.safetensors) replacing the shipped GAN weights; empty: shipped."),
+    Setting(
+        "renderer",
+        "",
+        _renderer,
+        "Photorealism stage: empty for each target's default (the first it offers, e.g. its GAN), a renderer name (teacher) for every target that offers it, or a mapping target: renderer.",
+    ),
+    Setting(
+        "generator_paths",
+        [],
+        _paths,
+        "Extra folders of generator targets (<system>/<target>/ packages exporting TARGET), beside the zoo.",
+    ),
+    Setting(
+        "weights",
+        "",
+        _weights,
+        "Pretrained folder (generator.json + weights.safetensors) replacing the shipped GAN weights; empty: shipped.",
+    ),
     Setting("device", "auto", _device, "Where generators run: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."),
-    Setting("truncation_psi", 1.0, _float_in(0.0, 1.0), "GAN truncation psi: 1 samples the full distribution, 0 gives the mean sample."),
+    Setting(
+        "truncation_psi",
+        1.0,
+        _float_in(0.0, 1.0),
+        "GAN truncation psi: 1 samples the full distribution, 0 gives the mean sample.",
+    ),
     Setting("gan_batch_slices", 8, _int_in(1, 1024), "Slices per GAN forward pass when a series is rendered."),
 )
 
@@ -316,7 +372,7 @@ def load_config(
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
-        name = key[len(ENV_PREFIX):].lower()
+        name = key[len(ENV_PREFIX) :].lower()
         values[name] = _convert(name, raw, f"environment variable {key}")
         sources[name] = f"environment variable {key}"
 

@@ -63,8 +63,15 @@ class StoreRefused(SynthPACSError):
     be read ("" where it could not).
     """
 
-    def __init__(self, reason: StoreRefusalValues, message: str, *, keyword: str | None = None,
-                 sop_class_uid: str = "", sop_instance_uid: str = ""):
+    def __init__(
+        self,
+        reason: StoreRefusalValues,
+        message: str,
+        *,
+        keyword: str | None = None,
+        sop_class_uid: str = "",
+        sop_instance_uid: str = "",
+    ):
         super().__init__(message)
         self.reason = StoreRefusalValues(reason)
         self.message = message

@@ -64,9 +64,12 @@ class RunningServer:
 
 def run_forever(config: Config) -> None:
     server = RunningServer(config)
-    print(f"SynthPACS {__version__}: HTTP on {server.base_url}/, DICOM {config.ae_title} on "
-          f"{config.host}:{server.dicom_port} (seed {config.seed}, "
-          f"{config.patients:,} patients, data in {config.data_dir})", flush=True)
+    print(
+        f"SynthPACS {__version__}: HTTP on {server.base_url}/, DICOM {config.ae_title} on "
+        f"{config.host}:{server.dicom_port} (seed {config.seed}, "
+        f"{config.patients:,} patients, data in {config.data_dir})",
+        flush=True,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -26,8 +26,11 @@ CORS_METHODS = "GET, HEAD, POST, OPTIONS"
 CORS_HEADERS = "Accept, Authorization, Content-Type, Range"
 CORS_EXPOSE = "Content-Type, Content-Length, Content-Disposition, Warning, Location"
 # The synthpacs exceptions a front end maps to HTTP (errors.py).
-ERROR_STATUS = {errors.InvalidQuery: (400, "Bad Request"), errors.NotFound: (404, "Not Found"),
-                errors.StoreRefused: (409, "Conflict")}
+ERROR_STATUS = {
+    errors.InvalidQuery: (400, "Bad Request"),
+    errors.NotFound: (404, "Not Found"),
+    errors.StoreRefused: (409, "Conflict"),
+}
 
 
 def _error(status: int, name: str, message: str):
@@ -46,8 +49,14 @@ def create_app(pacs) -> Flask:
         if not pacs.ready:
             return jsonify(status="starting"), 503
         figures = pacs.archive.figures()
-        return jsonify(status="ok", version=__version__, seed=pacs.config.seed, patients=figures["patients"],
-                       studies=figures["studies"], ae_title=pacs.config.ae_title)
+        return jsonify(
+            status="ok",
+            version=__version__,
+            seed=pacs.config.seed,
+            patients=figures["patients"],
+            studies=figures["studies"],
+            ae_title=pacs.config.ae_title,
+        )
 
     register(app)
 
@@ -58,7 +67,8 @@ def create_app(pacs) -> Flask:
             del response.headers["Content-Type"]
             response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
             response.headers["Access-Control-Allow-Headers"] = (
-                request.headers.get("Access-Control-Request-Headers") or CORS_HEADERS)
+                request.headers.get("Access-Control-Request-Headers") or CORS_HEADERS
+            )
             response.headers["Access-Control-Max-Age"] = "86400"
             return response
         return None
@@ -98,8 +108,9 @@ class HTTPServer:
         # The STOW-RS limit is checked by the app (a JSON 413); waitress's own cap sits above it.
         pacs = app.config.get("pacs") if hasattr(app, "config") else None
         upload_mb = getattr(getattr(pacs, "config", None), "max_upload_mb", 1024)
-        self._server = create_server(app, host=host, port=port, threads=threads, ident="SynthPACS",
-                                     max_request_body_size=max(1024, upload_mb + 16) * 2**20)
+        self._server = create_server(
+            app, host=host, port=port, threads=threads, ident="SynthPACS", max_request_body_size=max(1024, upload_mb + 16) * 2**20
+        )
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 

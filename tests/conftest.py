@@ -28,8 +28,15 @@ def require_tool(name: str) -> str:
 
 def make_config(data_dir: Path, **overrides):
     """A configuration isolated from the environment and config/default.yaml."""
-    settings = {"data_dir": str(data_dir), "seed": 7, "patients": 40, "cohorts_dir": str(SMALL_COHORTS),
-                "http_port": 0, "dicom_port": 0, "cache_memory_mb": 64}
+    settings = {
+        "data_dir": str(data_dir),
+        "seed": 7,
+        "patients": 40,
+        "cohorts_dir": str(SMALL_COHORTS),
+        "http_port": 0,
+        "dicom_port": 0,
+        "cache_memory_mb": 64,
+    }
     settings.update(overrides)
     return load_config(TESTS / "data" / "empty.yaml", settings, environ={})
 
@@ -38,8 +45,11 @@ def study_uid(archive, patient: int, visit: int) -> str:
     """The Study Instance UID of a synthetic patient's visit, found as a client finds it (a STUDY-level query)."""
     from synthpacs.archive import records
 
-    matches = list(archive.find("STUDY", {"PatientID": records.patient_id(patient), "StudyID": records.study_id(visit),
-                                          "StudyInstanceUID": ""}))
+    matches = list(
+        archive.find(
+            "STUDY", {"PatientID": records.patient_id(patient), "StudyID": records.study_id(visit), "StudyInstanceUID": ""}
+        )
+    )
     assert len(matches) == 1, f"patient {patient} visit {visit}: {len(matches)} studies"
     return str(matches[0].StudyInstanceUID)
 

@@ -38,9 +38,7 @@ def _executable() -> str:
 
 def dciodvfy_output(path: str | os.PathLike) -> str:
     """dciodvfy's whole report (stdout and stderr) for one file."""
-    result = subprocess.run(
-        [_executable(), str(path)], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = subprocess.run([_executable(), str(path)], capture_output=True, text=True, timeout=120, check=False)
     return result.stdout + result.stderr
 
 
@@ -51,11 +49,7 @@ def _is_known_false_positive(line: str) -> bool:
 
 def dciodvfy_errors(path: str | os.PathLike) -> list[str]:
     """dciodvfy's Error lines for one file (empty when the file is valid)."""
-    return [
-        line.strip()
-        for line in dciodvfy_output(path).splitlines()
-        if "Error" in line and not _is_known_false_positive(line)
-    ]
+    return [line.strip() for line in dciodvfy_output(path).splitlines() if "Error" in line and not _is_known_false_positive(line)]
 
 
 def dciodvfy_warnings(path: str | os.PathLike) -> list[str]:

@@ -4,8 +4,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 
 from synthpacs.archive.cohorts import RESPONSES
 from synthpacs.errors import NotFound, StoreRefused
@@ -104,7 +104,7 @@ def test_universe_scales_vectorised(shared_archive):
     # The scalar record is the vectorised row of one.
     index = 123_456 % u.n_patients
     one = u.patient_arrays(np.array([index]))
-    (_, _, plan), = u.plans(one, u.study_arrays(one))
+    ((_, _, plan),) = u.plans(one, u.study_arrays(one))
     assert u.study(index, 0).series[0].n_instances == int(plan.n_instances[0, 0])
 
 
@@ -116,7 +116,9 @@ def test_stored_objects_are_findable_and_retrievable(archive):
     studies = list(archive.find("STUDY", {"StudyInstanceUID": str(ds.StudyInstanceUID)}))
     assert len(studies) == 1 and studies[0].NumberOfStudyRelatedInstances == 1
     assert studies[0].ModalitiesInStudy == "CT"
-    assert [str(x.SOPInstanceUID) for x in archive.find("IMAGE", {"SOPInstanceUID": str(ds.SOPInstanceUID)})] == [result.sop_instance_uid]
+    assert [str(x.SOPInstanceUID) for x in archive.find("IMAGE", {"SOPInstanceUID": str(ds.SOPInstanceUID)})] == [
+        result.sop_instance_uid
+    ]
     # Stored objects come first, then synthetic ones: paging stays stable.
     assert str(next(iter(archive.find("STUDY", {}, limit=1))).StudyInstanceUID) == str(ds.StudyInstanceUID)
     ref = archive.instance_ref(str(ds.SOPInstanceUID))
@@ -147,11 +149,14 @@ def test_a_stored_object_can_join_a_synthetic_study(archive):
     assert len(list(archive.find("SERIES", {"StudyInstanceUID": study.StudyInstanceUID}))) == study.NumberOfStudyRelatedSeries + 1
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda ds, syn: setattr(ds, "SOPInstanceUID", syn), "belongs to a synthetic instance"),
-    (lambda ds, syn: setattr(ds, "StudyInstanceUID", "1.02.3"), "not a valid UID"),
-    (lambda ds, syn: delattr(ds, "SeriesInstanceUID"), "has no SeriesInstanceUID"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ds, syn: setattr(ds, "SOPInstanceUID", syn), "belongs to a synthetic instance"),
+        (lambda ds, syn: setattr(ds, "StudyInstanceUID", "1.02.3"), "not a valid UID"),
+        (lambda ds, syn: delattr(ds, "SeriesInstanceUID"), "has no SeriesInstanceUID"),
+    ],
+)
 def test_store_refusals_write_nothing(archive, mutate, message):
     synthetic_sop = archive.instances(str(next(iter(archive.find("STUDY", {}, limit=1))).StudyInstanceUID))[0].sop_instance_uid
     ds = dcmread(get_testdata_file("CT_small.dcm"))
@@ -166,10 +171,13 @@ def test_not_dicom_is_refused(archive):
         archive.store(b"hello, I am not DICOM")
 
 
-@pytest.mark.parametrize("args, message", [
-    (("1.2.3",), "no such study 1.2.3"),
-    (("1.2.3x",), "not a valid study UID"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("1.2.3",), "no such study 1.2.3"),
+        (("1.2.3x",), "not a valid study UID"),
+    ],
+)
 def test_unknown_uids_are_not_found(archive, args, message):
     with pytest.raises(NotFound, match=message):
         archive.instances(*args)

@@ -8,7 +8,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import SMALL_COHORTS
 
 
@@ -41,12 +40,15 @@ def test_query_prints_a_table_with_uids(tmp_path, env_cohorts):
     assert series.stdout.count("SEG") == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["StudyDate=tomorrow"], "StudyDate: 'tomorrow' is not a date"),
-    (["PatientNam=X"], "unknown attribute 'PatientNam'"),
-    (["PatientName"], "expected KEY=VALUE"),
-    (["--level", "FRAME"], "Invalid value for '--level'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["StudyDate=tomorrow"], "StudyDate: 'tomorrow' is not a date"),
+        (["PatientNam=X"], "unknown attribute 'PatientNam'"),
+        (["PatientName"], "expected KEY=VALUE"),
+        (["--level", "FRAME"], "Invalid value for '--level'"),
+    ],
+)
 def test_query_mistakes_are_one_sentence(tmp_path, env_cohorts, args, message):
     result = synthpacs("query", *common(tmp_path), *args, cwd=tmp_path)
     assert result.returncode != 0
@@ -68,9 +70,23 @@ def free_port():
 
 def test_serve_answers_healthz_and_stops_on_sigterm(tmp_path, env_cohorts):
     port, dicom_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "synthpacs", "serve", *common(tmp_path), "--http-port", str(port),
-                             "--dicom-port", str(dicom_port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "synthpacs",
+            "serve",
+            *common(tmp_path),
+            "--http-port",
+            str(port),
+            "--dicom-port",
+            str(dicom_port),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -80,7 +96,9 @@ def test_serve_answers_healthz_and_stops_on_sigterm(tmp_path, env_cohorts):
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"server did not answer: {proc.stderr.read() if proc.poll() is not None else ''}")
+                    raise AssertionError(
+                        f"server did not answer: {proc.stderr.read() if proc.poll() is not None else ''}"
+                    ) from None
                 time.sleep(0.2)
         assert body["status"] == "ok" and body["patients"] == 30
     finally:

@@ -24,16 +24,19 @@ def test_precedence_defaults_file_environment_flags(tmp_path):
     assert config.patients == 1000 and config.sources["patients"] == "default"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("colour: red\n", "unknown setting 'colour'"),
-    ("http_port: 70000\n", "invalid http_port"),
-    ("http_port: eighty\n", "expected an integer"),
-    ("ae_title: ABCDEFGHIJKLMNOPQ\n", "at most 16 characters"),
-    ("seed: -1\n", "invalid seed"),
-    ("seed: 1.5\n", "invalid seed"),
-    ("peers: {STORESCP: nohostport}\n", "AET=HOST:PORT"),
-    ("- a list\n", "must hold a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("colour: red\n", "unknown setting 'colour'"),
+        ("http_port: 70000\n", "invalid http_port"),
+        ("http_port: eighty\n", "expected an integer"),
+        ("ae_title: ABCDEFGHIJKLMNOPQ\n", "at most 16 characters"),
+        ("seed: -1\n", "invalid seed"),
+        ("seed: 1.5\n", "invalid seed"),
+        ("peers: {STORESCP: nohostport}\n", "AET=HOST:PORT"),
+        ("- a list\n", "must hold a mapping"),
+    ],
+)
 def test_bad_file_values_name_key_and_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -60,7 +63,10 @@ def test_peers_from_flags_and_yaml(tmp_path):
 def test_cli_exits_2_with_a_message_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "synthpacs", "info", "--data-dir", str(tmp_path), "--seed", "banana"],
-        capture_output=True, text=True, cwd=tmp_path)
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "invalid seed in flag --seed" in result.stderr
     assert "Traceback" not in result.stderr

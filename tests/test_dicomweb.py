@@ -11,11 +11,10 @@ import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from e2e.dicomweb import dcm, find_synthetic_study, qido, split_multipart, start_server, value
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-
-from e2e.dicomweb import dcm, find_synthetic_study, qido, split_multipart, start_server, value
 
 pytestmark = pytest.mark.integration
 
@@ -90,20 +89,23 @@ def test_counts_and_retrieve_urls_are_those_of_the_objects(client, study):
     assert requests.get(url + "/metadata", timeout=60).status_code == 200
 
 
-@pytest.mark.parametrize("params, expect", [
-    ({"PatientName": "*"}, "all"),
-    ({"00100020": "{pid}"}, "patient"),
-    ({"PatientID": "{pid_prefix}*"}, "prefix"),
-    ({"PatientName": "{name_lower}", "fuzzymatching": "true"}, "patient"),
-    ({"ModalitiesInStudy": "MR,SEG"}, "all"),
-    ({"ModalitiesInStudy": "MR"}, "none"),
-    ({"StudyDate": "19000101-"}, "all"),
-    ({"StudyDate": "-19000101"}, "none"),
-    ({"StudyInstanceUID": "{study},1.2.3"}, "study"),
-    ({"StudyInstanceUID": "{study}\\1.2.3"}, "study"),
-    ({"NotADicomKeyword": "x", "00991010": "y", "includefield": "Bogus"}, "all"),
-    ({"ProcedureCodeSequence.CodeValue": "24627-2"}, "all"),
-])
+@pytest.mark.parametrize(
+    "params, expect",
+    [
+        ({"PatientName": "*"}, "all"),
+        ({"00100020": "{pid}"}, "patient"),
+        ({"PatientID": "{pid_prefix}*"}, "prefix"),
+        ({"PatientName": "{name_lower}", "fuzzymatching": "true"}, "patient"),
+        ({"ModalitiesInStudy": "MR,SEG"}, "all"),
+        ({"ModalitiesInStudy": "MR"}, "none"),
+        ({"StudyDate": "19000101-"}, "all"),
+        ({"StudyDate": "-19000101"}, "none"),
+        ({"StudyInstanceUID": "{study},1.2.3"}, "study"),
+        ({"StudyInstanceUID": "{study}\\1.2.3"}, "study"),
+        ({"NotADicomKeyword": "x", "00991010": "y", "includefield": "Bogus"}, "all"),
+        ({"ProcedureCodeSequence.CodeValue": "24627-2"}, "all"),
+    ],
+)
 def test_qido_matching_forms(base, study, params, expect):
     subject = qido(base, "/studies", StudyInstanceUID=study.study)[0]
     name = subject["00100010"]["Value"][0]["Alphabetic"]
@@ -180,7 +182,7 @@ def test_frames_single_and_lists(client, study, archive):
     seg = dcm(archive.instance_bytes(seg_ref))
     count = int(seg.NumberOfFrames)
     frames = client.retrieve_instance_frames(study.study, study.seg_series, study.seg_instance, list(range(1, count + 1)))
-    assert len(frames) == count and b"".join(frames) == seg.PixelData[:len(b"".join(frames))]
+    assert len(frames) == count and b"".join(frames) == seg.PixelData[: len(b"".join(frames))]
 
 
 def test_rendered_and_thumbnails(client, base, study):
@@ -199,7 +201,9 @@ def test_rendered_and_thumbnails(client, base, study):
         response = requests.get(f"{base}/dicom-web{path}/thumbnail", params={"viewport": "96,96"}, timeout=60)
         assert response.status_code == 200 and response.headers["Content-Type"] == "image/jpeg"
         assert max(Image.open(io.BytesIO(response.content)).size) == 96
-    sr = requests.get(f"{base}/dicom-web/studies/{st}/series/{study.sr_series}/instances/{study.sr_instance}/rendered", timeout=60)
+    sr = requests.get(
+        f"{base}/dicom-web/studies/{st}/series/{study.sr_series}/instances/{study.sr_instance}/rendered", timeout=60
+    )
     assert sr.status_code == 200 and sr.headers["Content-Type"] == "image/jpeg"  # a text card
 
 
@@ -221,7 +225,9 @@ def test_transfer_syntax_negotiation_for_instances_and_frames(client, study, arc
 
 def test_unsupported_transfer_syntax_is_406_naming_the_alternatives(base, study):
     url = f"{base}/dicom-web/studies/{study.study}/series/{study.ct_series}/instances/{study.ct_instances[0]}"
-    response = requests.get(url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'})
+    response = requests.get(
+        url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'}
+    )
     assert response.status_code == 406 and "1.2.840.10008.1.2.4.90" in response.json()["message"]
     frames = requests.get(url + "/frames/1", headers={"Accept": 'multipart/related; type="image/jpeg"'})
     assert frames.status_code == 406 and frames.json()["status"] == 406
@@ -254,9 +260,11 @@ def test_store_instances_then_search_and_retrieve_byte_identical(client, base):
         assert client.search_for_studies(search_filters={"StudyInstanceUID": st})
         sent = io.BytesIO()
         pydicom.dcmwrite(sent, ds)  # as dicomweb-client encodes it
-        response = requests.get(f"{base}/dicom-web/studies/{st}/series/{se}/instances/{sop}",
-                                headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
-        (headers, body), = split_multipart(response)
+        response = requests.get(
+            f"{base}/dicom-web/studies/{st}/series/{se}/instances/{sop}",
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        )
+        ((headers, body),) = split_multipart(response)
         assert body == sent.getvalue()  # byte for byte, as sent
         back = client.retrieve_instance(st, se, sop)
         assert back == ds
@@ -269,7 +277,9 @@ def test_stored_objects_are_kept_across_restarts(tmp_path):
     with start_server(tmp_path / "data") as second:
         client = DICOMwebClient(f"{second.base_url}/dicom-web")
         assert client.search_for_instances(search_filters={"SOPInstanceUID": original.SOPInstanceUID})
-        assert client.retrieve_instance(original.StudyInstanceUID, original.SeriesInstanceUID, original.SOPInstanceUID) == original
+        assert (
+            client.retrieve_instance(original.StudyInstanceUID, original.SeriesInstanceUID, original.SOPInstanceUID) == original
+        )
 
 
 def _multipart(parts: list[tuple[str, bytes]], boundary: str = "stow-test") -> tuple[bytes, str]:
@@ -304,7 +314,9 @@ def test_store_refuses_non_dicom_parts_and_study_mismatch_without_writing(base, 
     assert "not a DICOM" in response.headers["Warning"]
     good, other = _fresh_ct(), _fresh_ct()
     body, content_type = _multipart([("application/dicom", _part10(good)), ("application/dicom", _part10(other))])
-    response = requests.post(f"{base}/dicom-web/studies/{good.StudyInstanceUID}", data=body, headers={"Content-Type": content_type})
+    response = requests.post(
+        f"{base}/dicom-web/studies/{good.StudyInstanceUID}", data=body, headers={"Content-Type": content_type}
+    )
     assert response.status_code == 202
     report = response.json()
     assert [value(r, "00081155") for r in report["00081199"]["Value"]] == [good.SOPInstanceUID]
@@ -323,8 +335,9 @@ def test_store_refuses_oversized_and_malformed_bodies_whole(tmp_path):
         response = requests.post(url, data=body, headers={"Content-Type": content_type})
         assert response.status_code == 413 and "max_upload_mb" in response.json()["message"]
         assert response.headers["Access-Control-Allow-Origin"] == "*"
-        chunked = requests.post(url, data=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
-                                headers={"Content-Type": content_type})
+        chunked = requests.post(
+            url, data=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]), headers={"Content-Type": content_type}
+        )
         assert chunked.status_code == 413
         truncated, content_type = _multipart([("application/dicom", _part10(_fresh_ct()))])
         response = requests.post(url, data=truncated[:-12], headers={"Content-Type": content_type})
@@ -352,7 +365,9 @@ def test_wado_uri_serves_dicom_and_jpeg(base, study, archive):
     response = requests.get(f"{base}/wado", params={**params, "contentType": "application/dicom", "transferSyntax": "*"})
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/dicom"
     assert response.content == archive.instance_bytes(ref)
-    response = requests.get(f"{base}/dicom-web/wado", params={**params, "contentType": "image/jpeg", "rows": "64", "columns": "64"})
+    response = requests.get(
+        f"{base}/dicom-web/wado", params={**params, "contentType": "image/jpeg", "rows": "64", "columns": "64"}
+    )
     assert response.status_code == 200 and max(Image.open(io.BytesIO(response.content)).size) == 64
     png = requests.get(f"{base}/wado", params={**params, "contentType": "image/png", "windowCenter": "40", "windowWidth": "400"})
     assert Image.open(io.BytesIO(png.content)).format == "PNG"
@@ -386,7 +401,11 @@ def test_bad_input_is_a_4xx_json_naming_the_problem(base, study):
         (f"{inst}/rendered?quality=101", 400, "quality"),
         (f"{inst}/rendered?window=1e400,10", 400, "finite"),
         ("/dicom-web/studies?offset=99999999999999999999999", 400, "offset"),
-        (f"/wado?requestType=WADO&studyUID={st}&seriesUID={se}&objectUID={sop}&windowCenter=inf&windowWidth=9", 400, "windowCenter"),
+        (
+            f"/wado?requestType=WADO&studyUID={st}&seriesUID={se}&objectUID={sop}&windowCenter=inf&windowWidth=9",
+            400,
+            "windowCenter",
+        ),
         (f"{inst}/bulk/zzzz", 400, "bulk data path"),
         (f"{inst}/bulk/00100010", 404, "no bulk data"),
         ("/wado?requestType=WADO&studyUID=1.2", 400, "seriesUID"),
@@ -408,8 +427,14 @@ def test_bad_input_is_a_4xx_json_naming_the_problem(base, study):
 
 def test_cors_preflight_on_any_path(base, study):
     url = f"{base}/dicom-web/studies/{study.study}/series/{study.ct_series}/instances/{study.ct_instances[0]}/frames/1"
-    response = requests.options(url, headers={"Origin": "http://viewer.example", "Access-Control-Request-Method": "GET",
-                                              "Access-Control-Request-Headers": "accept, authorization"})
+    response = requests.options(
+        url,
+        headers={
+            "Origin": "http://viewer.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "accept, authorization",
+        },
+    )
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "GET" in response.headers["Access-Control-Allow-Methods"]

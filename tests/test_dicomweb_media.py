@@ -14,8 +14,7 @@ from synthpacs.dicomweb.qido import parse_query
 LE, RLE, J2K = media.EXPLICIT_VR_LE, media.RLE_LOSSLESS, media.JPEG2000_LOSSLESS
 OHIF_FRAMES_QUOTED = 'multipart/related; type="application/octet-stream"; transfer-syntax="*"'
 OHIF_FRAMES_UNQUOTED = "multipart/related; type=application/octet-stream; transfer-syntax=*"
-OHIF_COMBINED = ("application/dicom+json, multipart/related; type=application/octet-stream; "
-                 "transfer-syntax=*; transfer-syntax=*")
+OHIF_COMBINED = "application/dicom+json, multipart/related; type=application/octet-stream; transfer-syntax=*; transfer-syntax=*"
 
 
 def test_parse_accept_reads_quoted_and_unquoted_parameters_and_alternatives():
@@ -33,48 +32,66 @@ def test_parse_accept_orders_by_quality_and_drops_q0():
     assert media.parse_accept("") == [] and media.parse_accept(None) == []
 
 
-@pytest.mark.parametrize("accept, expected", [
-    (None, (media.OCTET_STREAM, LE, True)),
-    ("*/*", (media.OCTET_STREAM, LE, True)),
-    (OHIF_FRAMES_QUOTED, (media.OCTET_STREAM, LE, True)),
-    (OHIF_FRAMES_UNQUOTED, (media.OCTET_STREAM, LE, True)),
-    ('multipart/related; type="application/octet-stream"', (media.OCTET_STREAM, LE, True)),
-    ('multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1', (media.OCTET_STREAM, LE, True)),
-    ('multipart/related; type="*/*"', (media.OCTET_STREAM, LE, True)),  # dicomweb-client's frames default
-    ('multipart/related; type="image/jp2"', ("image/jp2", J2K, True)),
-    (f'multipart/related; type="image/jp2"; transfer-syntax={J2K}', ("image/jp2", J2K, True)),
-    (f'multipart/related; type="image/dicom-rle"; transfer-syntax={RLE}', ("image/dicom-rle", RLE, True)),
-    ('multipart/related; type="image/jpeg", multipart/related; type="application/octet-stream"',
-     (media.OCTET_STREAM, LE, True)),  # the first alternative cannot be served, the second can
-    ("application/octet-stream", (media.OCTET_STREAM, LE, False)),
-])
+@pytest.mark.parametrize(
+    "accept, expected",
+    [
+        (None, (media.OCTET_STREAM, LE, True)),
+        ("*/*", (media.OCTET_STREAM, LE, True)),
+        (OHIF_FRAMES_QUOTED, (media.OCTET_STREAM, LE, True)),
+        (OHIF_FRAMES_UNQUOTED, (media.OCTET_STREAM, LE, True)),
+        ('multipart/related; type="application/octet-stream"', (media.OCTET_STREAM, LE, True)),
+        (
+            'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
+            (media.OCTET_STREAM, LE, True),
+        ),
+        ('multipart/related; type="*/*"', (media.OCTET_STREAM, LE, True)),  # dicomweb-client's frames default
+        ('multipart/related; type="image/jp2"', ("image/jp2", J2K, True)),
+        (f'multipart/related; type="image/jp2"; transfer-syntax={J2K}', ("image/jp2", J2K, True)),
+        (f'multipart/related; type="image/dicom-rle"; transfer-syntax={RLE}', ("image/dicom-rle", RLE, True)),
+        (
+            'multipart/related; type="image/jpeg", multipart/related; type="application/octet-stream"',
+            (media.OCTET_STREAM, LE, True),
+        ),  # the first alternative cannot be served, the second can
+        ("application/octet-stream", (media.OCTET_STREAM, LE, False)),
+    ],
+)
 def test_negotiate_frames(accept, expected):
     choice = media.negotiate_pixels(media.parse_accept(accept))
     assert (choice.media_type, choice.transfer_syntax, choice.multipart) == expected
 
 
-@pytest.mark.parametrize("accept", [
-    'multipart/related; type="image/jpeg"',
-    'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50',
-    "image/png",
-])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        'multipart/related; type="image/jpeg"',
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50',
+        "image/png",
+    ],
+)
 def test_negotiate_frames_refuses_what_it_cannot_make(accept):
     with pytest.raises(NotAcceptable, match="available are"):
         media.negotiate_pixels(media.parse_accept(accept))
 
 
-@pytest.mark.parametrize("accept, single, expected", [
-    (None, False, (True, (LE,))),
-    ('multipart/related; type="application/dicom"', False, (True, (LE,))),
-    ('multipart/related; type="application/dicom"; transfer-syntax=*', False, (True, (media.ANY_TS,))),
-    ('multipart/related;type="application/dicom";transfer-syntax=*', False, (True, (media.ANY_TS,))),  # Weasis
-    (f'multipart/related; type=application/dicom; transfer-syntax={RLE}', False, (True, (RLE,))),
-    (f'multipart/related; type="application/dicom"; transfer-syntax={J2K}, '
-     f'multipart/related; type="application/dicom"; transfer-syntax={LE};q=0.5', False, (True, (J2K, LE))),
-    ("application/dicom", True, (False, (LE,))),
-    ("application/dicom", False, (True, (LE,))),
-    ("*/*", False, (True, (LE,))),
-])
+@pytest.mark.parametrize(
+    "accept, single, expected",
+    [
+        (None, False, (True, (LE,))),
+        ('multipart/related; type="application/dicom"', False, (True, (LE,))),
+        ('multipart/related; type="application/dicom"; transfer-syntax=*', False, (True, (media.ANY_TS,))),
+        ('multipart/related;type="application/dicom";transfer-syntax=*', False, (True, (media.ANY_TS,))),  # Weasis
+        (f"multipart/related; type=application/dicom; transfer-syntax={RLE}", False, (True, (RLE,))),
+        (
+            f'multipart/related; type="application/dicom"; transfer-syntax={J2K}, '
+            f'multipart/related; type="application/dicom"; transfer-syntax={LE};q=0.5',
+            False,
+            (True, (J2K, LE)),
+        ),
+        ("application/dicom", True, (False, (LE,))),
+        ("application/dicom", False, (True, (LE,))),
+        ("*/*", False, (True, (LE,))),
+    ],
+)
 def test_negotiate_instances(accept, single, expected):
     choice = media.negotiate_dicom(media.parse_accept(accept), single_part_allowed=single)
     assert (choice.multipart, choice.transfer_syntaxes) == expected
@@ -82,24 +99,41 @@ def test_negotiate_instances(accept, single, expected):
 
 def test_negotiate_instances_names_what_it_can_serve():
     with pytest.raises(NotAcceptable, match="1.2.840.10008.1.2.5"):
-        media.negotiate_dicom(media.parse_accept('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'))
+        media.negotiate_dicom(
+            media.parse_accept('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50')
+        )
     with pytest.raises(NotAcceptable):
         media.negotiate_dicom(media.parse_accept("image/jpeg"))
 
 
-@pytest.mark.parametrize("accept, ok", [
-    (None, True), ("application/dicom+json", True), ("application/json", True), ("*/*", True),
-    ("application/dicom+json, application/json", True), (OHIF_COMBINED, True),
-    ("multipart/related; type=application/octet-stream", True), ("application/dicom+xml", False), ("image/jpeg", False),
-])
+@pytest.mark.parametrize(
+    "accept, ok",
+    [
+        (None, True),
+        ("application/dicom+json", True),
+        ("application/json", True),
+        ("*/*", True),
+        ("application/dicom+json, application/json", True),
+        (OHIF_COMBINED, True),
+        ("multipart/related; type=application/octet-stream", True),
+        ("application/dicom+xml", False),
+        ("image/jpeg", False),
+    ],
+)
 def test_json_is_served_unless_only_other_types_are_asked_for(accept, ok):
     assert media.accepts_json(media.parse_accept(accept)) is ok
 
 
-@pytest.mark.parametrize("accept, expected", [
-    (None, ("image/jpeg", False)), ("image/png", ("image/png", False)), ("image/*", ("image/jpeg", False)),
-    ("image/png, image/jpeg;q=0.9", ("image/png", False)), ('multipart/related; type="image/png"', ("image/png", True)),
-])
+@pytest.mark.parametrize(
+    "accept, expected",
+    [
+        (None, ("image/jpeg", False)),
+        ("image/png", ("image/png", False)),
+        ("image/*", ("image/jpeg", False)),
+        ("image/png, image/jpeg;q=0.9", ("image/png", False)),
+        ('multipart/related; type="image/png"', ("image/png", True)),
+    ],
+)
 def test_negotiate_rendered(accept, expected):
     choice = media.negotiate_image(media.parse_accept(accept))
     assert (choice.media_type, choice.multipart) == expected
@@ -173,21 +207,43 @@ def test_dicom_json_survives_a_malformed_number():
 
 
 def test_query_keys_as_keywords_or_tags_with_lists_and_sequences():
-    args = MultiDict([("00100020", "SYN*"), ("ModalitiesInStudy", "CT,MR"), ("StudyInstanceUID", "1.2.3,1.2.4"),
-                      ("StudyDescription", "CT, CHEST"), ("ProcedureCodeSequence.CodeValue", "24627-2"),
-                      ("NotAnAttribute", "x"), ("00991010", "private"), ("limit", "5"), ("offset", "10"),
-                      ("fuzzymatching", "true"), ("includefield", "00081030,StudyDescription"),
-                      ("includefield", "00080060"), ("includefield", "Bogus")])
+    args = MultiDict(
+        [
+            ("00100020", "SYN*"),
+            ("ModalitiesInStudy", "CT,MR"),
+            ("StudyInstanceUID", "1.2.3,1.2.4"),
+            ("StudyDescription", "CT, CHEST"),
+            ("ProcedureCodeSequence.CodeValue", "24627-2"),
+            ("NotAnAttribute", "x"),
+            ("00991010", "private"),
+            ("limit", "5"),
+            ("offset", "10"),
+            ("fuzzymatching", "true"),
+            ("includefield", "00081030,StudyDescription"),
+            ("includefield", "00080060"),
+            ("includefield", "Bogus"),
+        ]
+    )
     query, include, fuzzy, limit, offset = parse_query(args)
-    assert query == {"PatientID": "SYN*", "ModalitiesInStudy": "CT\\MR", "StudyInstanceUID": "1.2.3\\1.2.4",
-                     "StudyDescription": "CT, CHEST", "ProcedureCodeSequence": [{"CodeValue": "24627-2"}]}
+    assert query == {
+        "PatientID": "SYN*",
+        "ModalitiesInStudy": "CT\\MR",
+        "StudyInstanceUID": "1.2.3\\1.2.4",
+        "StudyDescription": "CT, CHEST",
+        "ProcedureCodeSequence": [{"CodeValue": "24627-2"}],
+    }
     assert include == {"StudyDescription", "Modality"} and fuzzy and (limit, offset) == (5, 10)
     assert parse_query(MultiDict([("includefield", "all")]))[1] is None
 
 
-@pytest.mark.parametrize("args, message", [
-    ([("limit", "-1")], "limit"), ([("offset", "ten")], "offset"), ([("fuzzymatching", "maybe")], "fuzzymatching"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([("limit", "-1")], "limit"),
+        ([("offset", "ten")], "offset"),
+        ([("fuzzymatching", "maybe")], "fuzzymatching"),
+    ],
+)
 def test_query_control_parameters_are_checked(args, message):
     with pytest.raises(BadRequest, match=message):
         parse_query(MultiDict(args))

@@ -22,8 +22,9 @@ def test_every_route_is_documented_with_its_methods_and_parameters(config):
         names = set(re.findall(r"{([a-z_]+)}", path))
         for method in methods:
             operation = doc["paths"][path][method]
-            declared = {p["name"] for p in operation.get("parameters", []) + doc["paths"][path].get("parameters", [])
-                        if p["in"] == "path"}
+            declared = {
+                p["name"] for p in operation.get("parameters", []) + doc["paths"][path].get("parameters", []) if p["in"] == "path"
+            }
             assert declared == names, (path, method)
             assert operation["responses"], (path, method)
 

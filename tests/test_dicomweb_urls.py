@@ -12,13 +12,18 @@ def _retrieve_url(config, headers=None, port="8080", **overrides):
     return response.json[0]["00081190"]["Value"][0]
 
 
-@pytest.mark.parametrize("headers, expected", [
-    ({"Host": "127.0.0.1:8080"}, "http://127.0.0.1:8080/dicom-web/studies/"),
-    ({"Host": "127.0.0.1"}, "http://127.0.0.1:8080/dicom-web/studies/"),  # dicomweb-client leaves the port out
-    ({"Host": "pacs.local", "X-Forwarded-Proto": "https"}, "https://pacs.local/dicom-web/studies/"),
-    ({"Host": "10.0.0.5:8080", "X-Forwarded-Host": "pacs.example.org", "X-Forwarded-Proto": "https"},
-     "https://pacs.example.org/dicom-web/studies/"),
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"Host": "127.0.0.1:8080"}, "http://127.0.0.1:8080/dicom-web/studies/"),
+        ({"Host": "127.0.0.1"}, "http://127.0.0.1:8080/dicom-web/studies/"),  # dicomweb-client leaves the port out
+        ({"Host": "pacs.local", "X-Forwarded-Proto": "https"}, "https://pacs.local/dicom-web/studies/"),
+        (
+            {"Host": "10.0.0.5:8080", "X-Forwarded-Host": "pacs.example.org", "X-Forwarded-Proto": "https"},
+            "https://pacs.example.org/dicom-web/studies/",
+        ),
+    ],
+)
 def test_urls_follow_the_request(config, headers, expected):
     assert _retrieve_url(config, headers).startswith(expected)
 

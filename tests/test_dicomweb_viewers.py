@@ -7,9 +7,8 @@ import io
 
 import pytest
 import requests
-from PIL import Image
-
 from e2e.dicomweb import dcm, find_synthetic_study, split_multipart, start_server, value
+from PIL import Image
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +22,9 @@ FRAME_ACCEPTS = {
     "dicomweb-client": 'multipart/related; type="*/*"',
     "any": "*/*",
 }
-COMBINED_METADATA_ACCEPT = ("application/dicom+json, multipart/related; type=application/octet-stream; "
-                            "transfer-syntax=*; transfer-syntax=*")
+COMBINED_METADATA_ACCEPT = (
+    "application/dicom+json, multipart/related; type=application/octet-stream; transfer-syntax=*; transfer-syntax=*"
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_frame_lists_come_as_one_part_per_frame(server, base, study):
     frame_bytes = int(seg.Rows) * int(seg.Columns) // 8
     url = f"{base}/dicom-web/studies/{study.study}/series/{study.seg_series}/instances/{study.seg_instance}/frames/1,2"
     parts = split_multipart(requests.get(url, headers={"Accept": FRAME_ACCEPTS["ohif"]}))
-    assert [data for _, data in parts] == [seg.PixelData[:frame_bytes], seg.PixelData[frame_bytes:2 * frame_bytes]]
+    assert [data for _, data in parts] == [seg.PixelData[:frame_bytes], seg.PixelData[frame_bytes : 2 * frame_bytes]]
 
 
 @pytest.mark.parametrize("path", ["metadata", "series"])
@@ -88,14 +88,29 @@ def test_ohif_study_list_and_viewer_queries(base, study):
         f"{base}/dicom-web/studies?limit=101&offset=0&fuzzymatching=false"
         f"&includefield=00081030%2C00080060%2C00080090%2C00100030&00100020=*{study.patient_id[-4:]}*"
         f"&ModalitiesInStudy=CT%2CMR&StudyDate=19700102-20991231",
-        headers={"Accept": "application/dicom+json"}).json()
+        headers={"Accept": "application/dicom+json"},
+    ).json()
     assert study.study in {value(s, "0020000D") for s in studies}
     item = next(s for s in studies if value(s, "0020000D") == study.study)
-    for tag in ("0020000D", "00080020", "00080030", "00080050", "00100020", "00100010", "00100030", "00201208",
-                "00081030", "00080061", "00080090", "00081190"):
+    for tag in (
+        "0020000D",
+        "00080020",
+        "00080030",
+        "00080050",
+        "00100020",
+        "00100010",
+        "00100030",
+        "00201208",
+        "00081030",
+        "00080061",
+        "00080090",
+        "00081190",
+    ):
         assert tag in item, tag
-    series = requests.get(f"{base}/dicom-web/studies/{study.study}/series?includefield=00080021,00080031,0008103E,00200011",
-                          headers={"Accept": "application/dicom+json"}).json()
+    series = requests.get(
+        f"{base}/dicom-web/studies/{study.study}/series?includefield=00080021,00080031,0008103E,00200011",
+        headers={"Accept": "application/dicom+json"},
+    ).json()
     for s in series:
         assert {"0020000E", "00080060", "00200011", "00080021", "00201209", "0008103E"} <= set(s)
 
@@ -112,11 +127,14 @@ def test_ohif_seg_instance_retrieve(server, base, study):
 
 
 def test_weasis_query_series_retrieve_and_thumbnails(server, base, study):
-    fields = "00080020,00080030,00080050,00080061,00080090,00081030,00100010,00100020,00100021,00100030,00100040,0020000D,00200010"
+    fields = (
+        "00080020,00080030,00080050,00080061,00080090,00081030,00100010,00100020,00100021,00100030,00100040,0020000D,00200010"
+    )
     studies = requests.get(f"{base}/dicom-web/studies?00100020={study.patient_id}&includefield={fields}").json()
     assert study.study in {value(s, "0020000D") for s in studies}
-    series = requests.get(f"{base}/dicom-web/studies/{study.study}/series"
-                          "?includefield=0008103E,00080060,0020000E,00200011,00081190").json()
+    series = requests.get(
+        f"{base}/dicom-web/studies/{study.study}/series?includefield=0008103E,00080060,0020000E,00200011,00081190"
+    ).json()
     ct = next(s for s in series if value(s, "00080060") == "CT")
     retrieve_url = value(ct, "00081190")
     response = requests.get(retrieve_url, headers={"Accept": 'multipart/related;type="application/dicom";transfer-syntax=*'})
@@ -124,16 +142,30 @@ def test_weasis_query_series_retrieve_and_thumbnails(server, base, study):
     parts = split_multipart(response)
     assert len(parts) == len(study.ct_instances)
     assert sorted(str(dcm(data).SOPInstanceUID) for _, data in parts) == sorted(study.ct_instances)
-    thumb = requests.get(f"{base}/dicom-web/studies/{study.study}/series/{study.ct_series}/thumbnail?viewport=64%2C64",
-                         headers={"Accept": "image/jpeg"})
+    thumb = requests.get(
+        f"{base}/dicom-web/studies/{study.study}/series/{study.ct_series}/thumbnail?viewport=64%2C64",
+        headers={"Accept": "image/jpeg"},
+    )
     assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) == 64
-    rendered = requests.get(f"{base}/dicom-web/studies/{study.study}/series/{study.ct_series}/instances/"
-                            f"{study.ct_instances[0]}/rendered?viewport=64%2C64", headers={"Accept": "image/jpeg"})
+    rendered = requests.get(
+        f"{base}/dicom-web/studies/{study.study}/series/{study.ct_series}/instances/"
+        f"{study.ct_instances[0]}/rendered?viewport=64%2C64",
+        headers={"Accept": "image/jpeg"},
+    )
     assert rendered.status_code == 200 and Image.open(io.BytesIO(rendered.content)).format == "JPEG"
-    uri = requests.get(f"{base}/wado", params={"requestType": "WADO", "studyUID": study.study, "seriesUID": study.ct_series,
-                                               "objectUID": study.ct_instances[0], "contentType": "image/jpeg",
-                                               "rows": "64", "columns": "64"})
+    uri = requests.get(
+        f"{base}/wado",
+        params={
+            "requestType": "WADO",
+            "studyUID": study.study,
+            "seriesUID": study.ct_series,
+            "objectUID": study.ct_instances[0],
+            "contentType": "image/jpeg",
+            "rows": "64",
+            "columns": "64",
+        },
+    )
     assert uri.status_code == 200 and uri.headers["Content-Type"] == "image/jpeg"
 
 

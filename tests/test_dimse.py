@@ -70,8 +70,9 @@ def storescp(directory: Path, *extra: str, aet: str = STORE_AET):
     require_tool("storescp")
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    process = subprocess.Popen(["storescp", "-aet", aet, "-od", str(directory), *extra, str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["storescp", "-aet", aet, "-od", str(directory), *extra, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port(port)
         yield port
@@ -93,8 +94,13 @@ def serve(data_dir: Path, **overrides):
     these tests are about the protocol, not the GAN. The environment variable
     covers generator code that reads the process configuration itself.
     """
-    settings = {"dicom_acse_timeout": 5, "dicom_dimse_timeout": 15, "dicom_connection_timeout": 2,
-                "worklist_today": int(TODAY), "renderer": "teacher"}
+    settings = {
+        "dicom_acse_timeout": 5,
+        "dicom_dimse_timeout": 15,
+        "dicom_connection_timeout": 2,
+        "worklist_today": int(TODAY),
+        "renderer": "teacher",
+    }
     settings.update(overrides)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SYNTHPACS_RENDERER", str(settings["renderer"]))
@@ -128,8 +134,15 @@ def find_with_findscu(port: int, model: str, keys: dict, tmp_path: Path) -> list
     return [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
 
 
-def make_series(n: int, *, patient_id: str, patient_name: str, study_uid: str | None = None,
-                modality: str = "CT", study_date: str = "20240301") -> list[Dataset]:
+def make_series(
+    n: int,
+    *,
+    patient_id: str,
+    patient_name: str,
+    study_uid: str | None = None,
+    modality: str = "CT",
+    study_date: str = "20240301",
+) -> list[Dataset]:
     """A small CT (or MR) series built with pydicom: objects the project did not make."""
     study_uid = study_uid or generate_uid()
     series_uid = generate_uid()
@@ -192,8 +205,11 @@ def require_generation(archive, study_uid: str) -> None:
 
 
 def smallest_synthetic_study(archive) -> Dataset:
-    studies = [ds for ds in archive.find("STUDY", {"StudyInstanceUID": "", "NumberOfStudyRelatedInstances": ""})
-               if archive.is_synthetic_uid(str(ds.StudyInstanceUID))]
+    studies = [
+        ds
+        for ds in archive.find("STUDY", {"StudyInstanceUID": "", "NumberOfStudyRelatedInstances": ""})
+        if archive.is_synthetic_uid(str(ds.StudyInstanceUID))
+    ]
     return min(studies, key=lambda ds: int(ds.NumberOfStudyRelatedInstances))
 
 
@@ -210,14 +226,22 @@ def env(tmp_path_factory):
         with serve(root / "data", peers=peers) as server:
             archive = server.pacs.archive
             external = make_series(3, patient_id="EXT-0001", patient_name="EXTERNAL^CT")
-            mr = make_series(2, patient_id="EXT-0001", patient_name="EXTERNAL^CT", modality="MR",
-                             study_uid=str(external[0].StudyInstanceUID))
+            mr = make_series(
+                2, patient_id="EXT-0001", patient_name="EXTERNAL^CT", modality="MR", study_uid=str(external[0].StudyInstanceUID)
+            )
             for ds in external + mr:
                 archive.store(part10(ds))
             for name in ("CT_small.dcm", "MR_small.dcm"):
                 archive.store(Path(get_testdata_file(name)).read_bytes())
-            yield {"server": server, "port": server.dicom_port, "archive": archive, "received": root / "received",
-                   "external": external, "mixed_study": str(external[0].StudyInstanceUID), "mr": mr}
+            yield {
+                "server": server,
+                "port": server.dicom_port,
+                "archive": archive,
+                "received": root / "received",
+                "external": external,
+                "mixed_study": str(external[0].StudyInstanceUID),
+                "mr": mr,
+            }
 
 
 # -- verification, query ------------------------------------------------------------------------
@@ -229,8 +253,14 @@ def test_echoscu(env):
     assert env["server"].pacs.ready
 
 
-STUDY_KEYS = {"StudyInstanceUID": None, "PatientID": None, "PatientName": None, "StudyDate": None,
-              "NumberOfStudyRelatedInstances": None, "ModalitiesInStudy": None}
+STUDY_KEYS = {
+    "StudyInstanceUID": None,
+    "PatientID": None,
+    "PatientName": None,
+    "StudyDate": None,
+    "NumberOfStudyRelatedInstances": None,
+    "ModalitiesInStudy": None,
+}
 
 
 def _uids(datasets, keyword) -> list[str]:
@@ -240,8 +270,11 @@ def _uids(datasets, keyword) -> list[str]:
 @pytest.mark.parametrize("model", ["-S", "-P"])
 def test_findscu_study_level_wildcard_range_and_uid_list(env, tmp_path, model):
     archive, port = env["archive"], env["port"]
-    everything = [ds for ds in archive.find("STUDY", {"StudyDate": "", "PatientName": ""})
-                  if archive.is_synthetic_uid(str(ds.StudyInstanceUID))]
+    everything = [
+        ds
+        for ds in archive.find("STUDY", {"StudyDate": "", "PatientName": ""})
+        if archive.is_synthetic_uid(str(ds.StudyInstanceUID))
+    ]
     first_name = str(everything[5].PatientName)
     wildcard = first_name[:3] + "*"
     keys = dict(STUDY_KEYS, QueryRetrieveLevel="STUDY", PatientName=wildcard, StudyDate="20240101-20241231")
@@ -256,7 +289,9 @@ def test_findscu_study_level_wildcard_range_and_uid_list(env, tmp_path, model):
         assert int(ds.NumberOfStudyRelatedInstances) > 0
     # A list of UIDs, and an open-ended range.
     uids = _uids(everything[:3], "StudyInstanceUID")
-    by_list = find_with_findscu(port, model, dict(STUDY_KEYS, QueryRetrieveLevel="STUDY", StudyInstanceUID="\\".join(uids)), tmp_path)
+    by_list = find_with_findscu(
+        port, model, dict(STUDY_KEYS, QueryRetrieveLevel="STUDY", StudyInstanceUID="\\".join(uids)), tmp_path
+    )
     assert sorted(_uids(by_list, "StudyInstanceUID")) == sorted(uids)
     late = find_with_findscu(port, model, dict(STUDY_KEYS, QueryRetrieveLevel="STUDY", StudyDate="20260101-"), tmp_path)
     assert len(late) == len(list(archive.find("STUDY", {"StudyDate": "20260101-"}))) > 0
@@ -264,44 +299,96 @@ def test_findscu_study_level_wildcard_range_and_uid_list(env, tmp_path, model):
 
 def test_findscu_patient_root_patient_level(env, tmp_path):
     archive = env["archive"]
-    found = find_with_findscu(env["port"], "-P", {"QueryRetrieveLevel": "PATIENT", "PatientID": "SYN-000001?",
-                                                  "PatientName": None, "NumberOfPatientRelatedStudies": None}, tmp_path)
+    found = find_with_findscu(
+        env["port"],
+        "-P",
+        {"QueryRetrieveLevel": "PATIENT", "PatientID": "SYN-000001?", "PatientName": None, "NumberOfPatientRelatedStudies": None},
+        tmp_path,
+    )
     expected = list(archive.find("PATIENT", {"PatientID": "SYN-000001?"}))
     assert _uids(found, "PatientID") == _uids(expected, "PatientID") and len(found) == 10
     assert all(int(ds.NumberOfPatientRelatedStudies) > 0 for ds in found)
-    born = find_with_findscu(env["port"], "-P", {"QueryRetrieveLevel": "PATIENT", "PatientBirthDate": "19500101-19601231",
-                                                 "PatientID": None}, tmp_path)
+    born = find_with_findscu(
+        env["port"], "-P", {"QueryRetrieveLevel": "PATIENT", "PatientBirthDate": "19500101-19601231", "PatientID": None}, tmp_path
+    )
     expected = list(archive.find("PATIENT", {"PatientBirthDate": "19500101-19601231"}))
     assert _uids(born, "PatientID") == _uids(expected, "PatientID") and born
     # Study Root has no PATIENT level: a failure with an Error Comment, no match.
-    result = dcmtk("findscu", "-v", "-S", "-aec", "SYNTHPACS", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=*",
-                   HOST, str(env["port"]))
+    result = dcmtk(
+        "findscu",
+        "-v",
+        "-S",
+        "-aec",
+        "SYNTHPACS",
+        "-k",
+        "QueryRetrieveLevel=PATIENT",
+        "-k",
+        "PatientID=*",
+        HOST,
+        str(env["port"]),
+    )
     assert "Final Find Response (Error: DataSetDoesNotMatchSOPClass)" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("model", ["-S", "-P"])
 def test_findscu_series_and_image_levels(env, tmp_path, model):
     archive, port = env["archive"], env["port"]
-    study = next(ds for ds in archive.find("STUDY", {"StudyInstanceUID": "", "StudyDate": ""})
-                 if archive.is_synthetic_uid(str(ds.StudyInstanceUID)))
+    study = next(
+        ds
+        for ds in archive.find("STUDY", {"StudyInstanceUID": "", "StudyDate": ""})
+        if archive.is_synthetic_uid(str(ds.StudyInstanceUID))
+    )
     study_uid, patient_id = str(study.StudyInstanceUID), str(study.PatientID)
     base = {"PatientID": patient_id} if model == "-P" else {}
     series_date = f"{study.StudyDate}-{study.StudyDate}"
-    series = find_with_findscu(port, model, dict(base, QueryRetrieveLevel="SERIES", StudyInstanceUID=study_uid,
-                                                 SeriesInstanceUID=None, Modality="C*", SeriesNumber=None,
-                                                 SeriesDate=series_date, NumberOfSeriesRelatedInstances=None), tmp_path)
+    series = find_with_findscu(
+        port,
+        model,
+        dict(
+            base,
+            QueryRetrieveLevel="SERIES",
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=None,
+            Modality="C*",
+            SeriesNumber=None,
+            SeriesDate=series_date,
+            NumberOfSeriesRelatedInstances=None,
+        ),
+        tmp_path,
+    )
     expected = list(archive.find("SERIES", {"StudyInstanceUID": study_uid, "Modality": "C*", "SeriesDate": series_date}))
     assert _uids(series, "SeriesInstanceUID") == _uids(expected, "SeriesInstanceUID") and series
     assert all(ds.Modality == "CT" and ds.StudyInstanceUID == study_uid for ds in series)
     ct_series = str(series[0].SeriesInstanceUID)
-    images = find_with_findscu(port, model, dict(base, QueryRetrieveLevel="IMAGE", StudyInstanceUID=study_uid,
-                                                 SeriesInstanceUID=ct_series, SOPInstanceUID=None,
-                                                 InstanceNumber=None, SOPClassUID=None), tmp_path)
+    images = find_with_findscu(
+        port,
+        model,
+        dict(
+            base,
+            QueryRetrieveLevel="IMAGE",
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=ct_series,
+            SOPInstanceUID=None,
+            InstanceNumber=None,
+            SOPClassUID=None,
+        ),
+        tmp_path,
+    )
     assert len(images) == int(series[0].NumberOfSeriesRelatedInstances)
     assert all(ds.SOPClassUID == CTImageStorage for ds in images)
     picked = _uids(images[:2], "SOPInstanceUID")
-    two = find_with_findscu(port, model, dict(base, QueryRetrieveLevel="IMAGE", StudyInstanceUID=study_uid,
-                                              SeriesInstanceUID=ct_series, SOPInstanceUID="\\".join(picked)), tmp_path)
+    two = find_with_findscu(
+        port,
+        model,
+        dict(
+            base,
+            QueryRetrieveLevel="IMAGE",
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=ct_series,
+            SOPInstanceUID="\\".join(picked),
+        ),
+        tmp_path,
+    )
     assert sorted(_uids(two, "SOPInstanceUID")) == sorted(picked)
 
 
@@ -318,11 +405,14 @@ def test_specific_character_set_utf8_in_and_out(tmp_path):
         try:
             names = {}
             for wanted in ("Müller*", "Gärtner^Anna"):
-                identifier = query(QueryRetrieveLevel="STUDY", SpecificCharacterSet="ISO_IR 192", PatientName=wanted,
-                                   PatientID="")
-                names[wanted] = [(str(ds.PatientName), ds.SpecificCharacterSet)
-                                 for status, ds in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
-                                 if status.Status == 0xFF00]
+                identifier = query(
+                    QueryRetrieveLevel="STUDY", SpecificCharacterSet="ISO_IR 192", PatientName=wanted, PatientID=""
+                )
+                names[wanted] = [
+                    (str(ds.PatientName), ds.SpecificCharacterSet)
+                    for status, ds in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
+                    if status.Status == 0xFF00
+                ]
         finally:
             assoc.release()
     assert names == {"Müller*": [("Müller^Jürgen", "ISO_IR 192")], "Gärtner^Anna": [("Gärtner^Anna", "ISO_IR 192")]}
@@ -332,9 +422,17 @@ def test_find_returns_every_requested_key(env):
     """Known attributes filled, unknown ones returned empty, unique keys and server keys added."""
     assoc = scu(env["port"], StudyRootQueryRetrieveInformationModelFind)
     try:
-        identifier = query(QueryRetrieveLevel="SERIES", SpecificCharacterSet="ISO_IR 192", PatientName="",
-                           SeriesDescription="", InstitutionName="", ProtocolName="", RetrieveAETitle="",
-                           Modality="SEG", NumberOfSeriesRelatedInstances="")
+        identifier = query(
+            QueryRetrieveLevel="SERIES",
+            SpecificCharacterSet="ISO_IR 192",
+            PatientName="",
+            SeriesDescription="",
+            InstitutionName="",
+            ProtocolName="",
+            RetrieveAETitle="",
+            Modality="SEG",
+            NumberOfSeriesRelatedInstances="",
+        )
         identifier.add_new(0x00091001, "LO", "")  # a private tag without a creator
         responses = list(assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind))
     finally:
@@ -350,13 +448,16 @@ def test_find_returns_every_requested_key(env):
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
-@pytest.mark.parametrize("identifier, where", [
-    (dict(PatientName="*"), "QueryRetrieveLevel"),
-    (dict(QueryRetrieveLevel="EVERYTHING"), "EVERYTHING"),
-    (dict(QueryRetrieveLevel="STUDY", StudyDate="last week"), "StudyDate"),
-    (dict(QueryRetrieveLevel="STUDY", StudyInstanceUID="1.2.03"), "StudyInstanceUID"),
-    (dict(QueryRetrieveLevel="PATIENT"), "PATIENT"),
-])
+@pytest.mark.parametrize(
+    "identifier, where",
+    [
+        (dict(PatientName="*"), "QueryRetrieveLevel"),
+        (dict(QueryRetrieveLevel="EVERYTHING"), "EVERYTHING"),
+        (dict(QueryRetrieveLevel="STUDY", StudyDate="last week"), "StudyDate"),
+        (dict(QueryRetrieveLevel="STUDY", StudyInstanceUID="1.2.03"), "StudyInstanceUID"),
+        (dict(QueryRetrieveLevel="PATIENT"), "PATIENT"),
+    ],
+)
 def test_find_refuses_a_bad_identifier_with_an_error_comment(env, identifier, where):
     assoc = scu(env["port"], StudyRootQueryRetrieveInformationModelFind)
     try:
@@ -374,11 +475,13 @@ def test_c_cancel_stops_a_query_promptly(env):
     total = sum(1 for _ in archive.find("IMAGE", {}))
     assoc = scu(env["port"], StudyRootQueryRetrieveInformationModelFind, Verification)
     try:
-        context_id = next(cx.context_id for cx in assoc.accepted_contexts
-                          if cx.abstract_syntax == StudyRootQueryRetrieveInformationModelFind)
+        context_id = next(
+            cx.context_id for cx in assoc.accepted_contexts if cx.abstract_syntax == StudyRootQueryRetrieveInformationModelFind
+        )
         pending, final = 0, None
-        for status, _ in assoc.send_c_find(query(QueryRetrieveLevel="IMAGE", SOPInstanceUID=""),
-                                           StudyRootQueryRetrieveInformationModelFind, msg_id=7):
+        for status, _ in assoc.send_c_find(
+            query(QueryRetrieveLevel="IMAGE", SOPInstanceUID=""), StudyRootQueryRetrieveInformationModelFind, msg_id=7
+        ):
             if status.Status == 0xFF00:
                 pending += 1
                 if pending == 1:
@@ -391,8 +494,20 @@ def test_c_cancel_stops_a_query_promptly(env):
     finally:
         assoc.release()
     # dcmtk's findscu --cancel too.
-    result = dcmtk("findscu", "-S", "-aec", "SYNTHPACS", "--cancel", "2", "-k", "QueryRetrieveLevel=IMAGE",
-                   "-k", "SOPInstanceUID", HOST, str(env["port"]))
+    result = dcmtk(
+        "findscu",
+        "-S",
+        "-aec",
+        "SYNTHPACS",
+        "--cancel",
+        "2",
+        "-k",
+        "QueryRetrieveLevel=IMAGE",
+        "-k",
+        "SOPInstanceUID",
+        HOST,
+        str(env["port"]),
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -407,8 +522,20 @@ def _received(env, uids) -> set[str]:
 def test_movescu_of_stored_studies_by_a_list_of_uids(env):
     mixed = env["mixed_study"]
     ct_small = str(dcmread(get_testdata_file("CT_small.dcm")).StudyInstanceUID)
-    result = dcmtk("movescu", "-S", "-aec", "SYNTHPACS", "-aem", STORE_AET, "-k", "QueryRetrieveLevel=STUDY",
-                   "-k", f"StudyInstanceUID={mixed}\\{ct_small}", HOST, str(env["port"]))
+    result = dcmtk(
+        "movescu",
+        "-S",
+        "-aec",
+        "SYNTHPACS",
+        "-aem",
+        STORE_AET,
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={mixed}\\{ct_small}",
+        HOST,
+        str(env["port"]),
+    )
     assert result.returncode == 0, result.stderr
     wanted = [str(ds.SOPInstanceUID) for ds in env["external"] + env["mr"]]
     wanted.append(str(dcmread(get_testdata_file("CT_small.dcm")).SOPInstanceUID))
@@ -419,9 +546,17 @@ def test_move_reports_sub_operation_counts_in_pending_responses(env):
     mixed = env["mixed_study"]
     assoc = scu(env["port"], StudyRootQueryRetrieveInformationModelMove)
     try:
-        responses = list(assoc.send_c_move(query(QueryRetrieveLevel="SERIES", StudyInstanceUID=mixed,
-                                                 SeriesInstanceUID=str(env["external"][0].SeriesInstanceUID)),
-                                           STORE_AET, StudyRootQueryRetrieveInformationModelMove))
+        responses = list(
+            assoc.send_c_move(
+                query(
+                    QueryRetrieveLevel="SERIES",
+                    StudyInstanceUID=mixed,
+                    SeriesInstanceUID=str(env["external"][0].SeriesInstanceUID),
+                ),
+                STORE_AET,
+                StudyRootQueryRetrieveInformationModelMove,
+            )
+        )
     finally:
         assoc.release()
     statuses = [status for status, _ in responses]
@@ -435,6 +570,7 @@ def test_move_reports_sub_operation_counts_in_pending_responses(env):
 def test_move_refusals_carry_an_error_comment(env):
     assoc = scu(env["port"], StudyRootQueryRetrieveInformationModelMove)
     try:
+
         def move(identifier, destination=STORE_AET):
             return [s for s, _ in assoc.send_c_move(identifier, destination, StudyRootQueryRetrieveInformationModelMove)]
 
@@ -458,8 +594,20 @@ def test_getscu_of_a_stored_study(env, tmp_path):
     out = tmp_path / "got"
     out.mkdir()
     mr_small = dcmread(get_testdata_file("MR_small.dcm"))
-    result = dcmtk("getscu", "-S", "-aec", "SYNTHPACS", "-od", str(out), "-k", "QueryRetrieveLevel=STUDY",
-                   "-k", f"StudyInstanceUID={mr_small.StudyInstanceUID}", HOST, str(env["port"]))
+    result = dcmtk(
+        "getscu",
+        "-S",
+        "-aec",
+        "SYNTHPACS",
+        "-od",
+        str(out),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={mr_small.StudyInstanceUID}",
+        HOST,
+        str(env["port"]),
+    )
     assert result.returncode == 0, result.stderr
     files = list(out.iterdir())
     assert len(files) == 1 and dcmread(files[0]).SOPInstanceUID == mr_small.SOPInstanceUID
@@ -502,9 +650,14 @@ def test_get_counts_unaccepted_sop_classes_as_failed_and_sends_the_rest(env):
 def test_get_converts_to_the_transfer_syntax_the_peer_accepts(env):
     """Stored explicit VR objects go to a peer that accepts only implicit VR."""
     series = env["external"]
-    statuses, received = _get(env["port"], query(QueryRetrieveLevel="SERIES", StudyInstanceUID=env["mixed_study"],
-                                                 SeriesInstanceUID=str(series[0].SeriesInstanceUID)),
-                              CTImageStorage, transfer_syntaxes=[ImplicitVRLittleEndian])
+    statuses, received = _get(
+        env["port"],
+        query(
+            QueryRetrieveLevel="SERIES", StudyInstanceUID=env["mixed_study"], SeriesInstanceUID=str(series[0].SeriesInstanceUID)
+        ),
+        CTImageStorage,
+        transfer_syntaxes=[ImplicitVRLittleEndian],
+    )
     assert statuses[-1].Status == 0x0000 and len(received) == len(series)
     by_uid = {str(ds.SOPInstanceUID): ds for ds in series}
     for ds in received:
@@ -519,21 +672,39 @@ def test_storescu_of_foreign_files_then_findscu_finds_them(env, tmp_path):
     result = dcmtk("storescu", "-aec", "SYNTHPACS", HOST, str(env["port"]), *paths)
     assert result.returncode == 0, result.stderr
     study_uid = str(series[0].StudyInstanceUID)
-    studies = find_with_findscu(env["port"], "-S", {"QueryRetrieveLevel": "STUDY", "PatientID": "EXT-STORE-1",
-                                                    "StudyInstanceUID": None, "NumberOfStudyRelatedInstances": None,
-                                                    "PatientName": None}, tmp_path)
+    studies = find_with_findscu(
+        env["port"],
+        "-S",
+        {
+            "QueryRetrieveLevel": "STUDY",
+            "PatientID": "EXT-STORE-1",
+            "StudyInstanceUID": None,
+            "NumberOfStudyRelatedInstances": None,
+            "PatientName": None,
+        },
+        tmp_path,
+    )
     assert _uids(studies, "StudyInstanceUID") == [study_uid]
     assert int(studies[0].NumberOfStudyRelatedInstances) == 4 and str(studies[0].PatientName) == "STORED^VIA^STORESCU"
-    images = find_with_findscu(env["port"], "-S", {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study_uid,
-                                                   "SOPInstanceUID": None}, tmp_path)
+    images = find_with_findscu(
+        env["port"], "-S", {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": study_uid, "SOPInstanceUID": None}, tmp_path
+    )
     assert sorted(_uids(images, "SOPInstanceUID")) == sorted(str(ds.SOPInstanceUID) for ds in series)
     rtplan = dcmread(get_testdata_file("rtplan.dcm"))
-    assert [str(ds.SOPInstanceUID) for ds in env["archive"].find("IMAGE", {"SOPInstanceUID": str(rtplan.SOPInstanceUID)})] \
-        == [str(rtplan.SOPInstanceUID)]
+    assert [str(ds.SOPInstanceUID) for ds in env["archive"].find("IMAGE", {"SOPInstanceUID": str(rtplan.SOPInstanceUID)})] == [
+        str(rtplan.SOPInstanceUID)
+    ]
     # Stored bytes come back unchanged by C-GET.
-    _, received = _get(env["port"], query(QueryRetrieveLevel="IMAGE", StudyInstanceUID=study_uid,
-                                          SeriesInstanceUID=str(series[0].SeriesInstanceUID),
-                                          SOPInstanceUID=str(series[1].SOPInstanceUID)), CTImageStorage)
+    _, received = _get(
+        env["port"],
+        query(
+            QueryRetrieveLevel="IMAGE",
+            StudyInstanceUID=study_uid,
+            SeriesInstanceUID=str(series[0].SeriesInstanceUID),
+            SOPInstanceUID=str(series[1].SOPInstanceUID),
+        ),
+        CTImageStorage,
+    )
     assert len(received) == 1 and received[0].PixelData == series[1].PixelData
 
 
@@ -602,12 +773,23 @@ def test_worklist_query_with_findscu(env, tmp_path):
         "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime": None,
         "ScheduledProcedureStepSequence[0].Modality": "CT",
         "ScheduledProcedureStepSequence[0].ScheduledProcedureStepID": None,
-        "PatientName": None, "PatientID": None, "AccessionNumber": None, "StudyInstanceUID": None,
-        "RequestedProcedureID": None, "RequestedProcedureDescription": None,
+        "PatientName": None,
+        "PatientID": None,
+        "AccessionNumber": None,
+        "StudyInstanceUID": None,
+        "RequestedProcedureID": None,
+        "RequestedProcedureDescription": None,
     }
     found = find_with_findscu(env["port"], "-W", keys, tmp_path)
-    expected = list(worklist.find({"ScheduledProcedureStepSequence": [
-        {"ScheduledStationAETitle": "S01_CT", "ScheduledProcedureStepStartDate": f"{TODAY}-{late}", "Modality": "CT"}]}))
+    expected = list(
+        worklist.find(
+            {
+                "ScheduledProcedureStepSequence": [
+                    {"ScheduledStationAETitle": "S01_CT", "ScheduledProcedureStepStartDate": f"{TODAY}-{late}", "Modality": "CT"}
+                ]
+            }
+        )
+    )
     assert _uids(found, "AccessionNumber") == _uids(expected, "AccessionNumber") and found
     for ds in found:
         step = ds.ScheduledProcedureStepSequence[0]
@@ -637,8 +819,21 @@ def test_movescu_of_a_synthetic_study_arrives_whole_and_valid(env):
     study = smallest_synthetic_study(archive)
     require_generation(archive, str(study.StudyInstanceUID))
     refs = archive.instances(str(study.StudyInstanceUID))
-    result = dcmtk("movescu", "-S", "-aec", "SYNTHPACS", "-aem", STORE_AET, "-k", "QueryRetrieveLevel=STUDY",
-                   "-k", f"StudyInstanceUID={study.StudyInstanceUID}", HOST, str(env["port"]), timeout=120)
+    result = dcmtk(
+        "movescu",
+        "-S",
+        "-aec",
+        "SYNTHPACS",
+        "-aem",
+        STORE_AET,
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={study.StudyInstanceUID}",
+        HOST,
+        str(env["port"]),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     wanted = {ref.sop_instance_uid for ref in refs}
     assert _received(env, wanted) == wanted and len(wanted) == int(study.NumberOfStudyRelatedInstances)
@@ -656,8 +851,9 @@ def test_get_of_a_synthetic_study_without_seg_or_sr_contexts(env):
     study = smallest_synthetic_study(archive)
     require_generation(archive, str(study.StudyInstanceUID))
     refs = archive.instances(str(study.StudyInstanceUID))
-    statuses, received = _get(env["port"], query(QueryRetrieveLevel="STUDY", StudyInstanceUID=str(study.StudyInstanceUID)),
-                              CTImageStorage)
+    statuses, received = _get(
+        env["port"], query(QueryRetrieveLevel="STUDY", StudyInstanceUID=str(study.StudyInstanceUID)), CTImageStorage
+    )
     ct = [ref for ref in refs if ref.sop_class_uid == CTImageStorage]
     assert sorted(str(ds.SOPInstanceUID) for ds in received) == sorted(ref.sop_instance_uid for ref in ct)
     final = statuses[-1]
@@ -673,16 +869,20 @@ def test_tcp_nodelay_and_quick_ack_on_every_dimse_socket(env):
     try:
         assert assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         served = [a for a in server.dimse.active_associations if a.is_acceptor]
-        assert served and all(a.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for a in served
-                              if a.dul.socket and a.dul.socket.socket)
+        assert served and all(
+            a.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            for a in served
+            if a.dul.socket and a.dul.socket.socket
+        )
         assert all(isinstance(a._reactor_checkpoint, transport.ReactorCheckpoint) for a in served)
         if hasattr(socket, "TCP_QUICKACK"):
             assert all(getattr(a.dul.socket, "_synthpacs_quick_ack", False) for a in served)
     finally:
         assoc.release()
     # The association the server opens for C-MOVE sub-operations goes through the same helper.
-    sub = transport.associate(server.dimse.ae, HOST, env["server"].dicom_port, "SYNTHPACS",
-                              contexts=[transport_context(Verification)])
+    sub = transport.associate(
+        server.dimse.ae, HOST, env["server"].dicom_port, "SYNTHPACS", contexts=[transport_context(Verification)]
+    )
     try:
         assert sub.is_established
         assert sub.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
@@ -837,8 +1037,9 @@ def test_garbage_aborts_and_silent_peers_never_hurt_the_server(tmp_path, caplog)
         _wait(lambda: not idle.is_established, timeout=6)
         # A peer that aborts in the middle of a query.
         assoc = scu(port, StudyRootQueryRetrieveInformationModelFind)
-        responses = assoc.send_c_find(query(QueryRetrieveLevel="IMAGE", SOPInstanceUID=""),
-                                      StudyRootQueryRetrieveInformationModelFind)
+        responses = assoc.send_c_find(
+            query(QueryRetrieveLevel="IMAGE", SOPInstanceUID=""), StudyRootQueryRetrieveInformationModelFind
+        )
         next(responses)
         assoc.abort()
         # Still serving, and back to the resources it held before.
@@ -852,8 +1053,11 @@ def test_one_log_line_per_association_and_request(tmp_path, caplog):
         with caplog.at_level(logging.INFO, logger="synthpacs.dimse"):
             assoc = scu(server.dicom_port, StudyRootQueryRetrieveInformationModelFind, Verification)
             assoc.send_c_echo()
-            list(assoc.send_c_find(query(QueryRetrieveLevel="STUDY", PatientID="SYN-0000001"),
-                                   StudyRootQueryRetrieveInformationModelFind))
+            list(
+                assoc.send_c_find(
+                    query(QueryRetrieveLevel="STUDY", PatientID="SYN-0000001"), StudyRootQueryRetrieveInformationModelFind
+                )
+            )
             list(assoc.send_c_find(query(QueryRetrieveLevel="NOPE"), StudyRootQueryRetrieveInformationModelFind))
             assoc.release()
             _wait(lambda: any("released" in r.getMessage() for r in caplog.records))

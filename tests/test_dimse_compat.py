@@ -46,17 +46,24 @@ def violations(source: str, module: str = "<string>") -> list[str]:
             if _private_pynetdicom_module(node.module):
                 found.append(f"{where} imports from {node.module}")
             elif (node.module or "").split(".")[0] == "pynetdicom":
-                found += [f"{where} imports {node.module}.{alias.name}" for alias in node.names
-                          if alias.name.startswith("_")]
+                found += [f"{where} imports {node.module}.{alias.name}" for alias in node.names if alias.name.startswith("_")]
         elif isinstance(node, ast.Attribute) and node.attr in compat.PRIVATE_NAMES:
             if (module, node.attr) not in NOT_PYNETDICOM:
                 found.append(f"{where} uses .{node.attr}")
         elif isinstance(node, ast.ClassDef):
-            found += [f"{module}:{item.lineno} overrides {node.name}.{item.name}" for item in node.body
-                      if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in compat.PRIVATE_NAMES]
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ATTRIBUTE_FUNCTIONS
-              and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
-              and node.args[1].value in compat.PRIVATE_NAMES):
+            found += [
+                f"{module}:{item.lineno} overrides {node.name}.{item.name}"
+                for item in node.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in compat.PRIVATE_NAMES
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _ATTRIBUTE_FUNCTIONS
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in compat.PRIVATE_NAMES
+        ):
             found.append(f"{where} {node.func.id}(..., {node.args[1].value!r})")
     return found
 
@@ -69,25 +76,30 @@ def test_only_the_compat_module_touches_pynetdicom_privates():
     assert found == [], "move these into synthpacs/dimse/_pynetdicom_compat.py:\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("source", [
-    "from pynetdicom._globals import MODE_ACCEPTOR",
-    "import pynetdicom._handlers",
-    "from pynetdicom import _config",
-    "from pynetdicom.association import _QueueItem",
-    "assoc._reactor_checkpoint.set()",
-    "outgoing = assoc.dul.to_provider_queue",
-    "assoc.dimse.cancel_req.pop(1, None)",
-    "ae._servers.append(server)",
-    "getattr(assoc, '_is_paused', False)",
-    "class A(Association):\n    def _serve_request(self, msg, context_id):\n        pass",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from pynetdicom._globals import MODE_ACCEPTOR",
+        "import pynetdicom._handlers",
+        "from pynetdicom import _config",
+        "from pynetdicom.association import _QueueItem",
+        "assoc._reactor_checkpoint.set()",
+        "outgoing = assoc.dul.to_provider_queue",
+        "assoc.dimse.cancel_req.pop(1, None)",
+        "ae._servers.append(server)",
+        "getattr(assoc, '_is_paused', False)",
+        "class A(Association):\n    def _serve_request(self, msg, context_id):\n        pass",
+    ],
+)
 def test_the_check_finds_each_kind_of_use(source):
     assert violations(source)
 
 
 def test_the_check_leaves_public_names_alone():
-    source = ("from pynetdicom import AE, evt\nfrom pynetdicom.status import code_to_category\n"
-              "assoc.dimse.send_msg(rsp, 1)\nassoc.accepted_contexts\nself._listener.shutdown()\n")
+    source = (
+        "from pynetdicom import AE, evt\nfrom pynetdicom.status import code_to_category\n"
+        "assoc.dimse.send_msg(rsp, 1)\nassoc.accepted_contexts\nself._listener.shutdown()\n"
+    )
     assert violations(source) == []
 
 
@@ -99,10 +111,14 @@ def test_the_compat_module_lists_every_private_attribute_it_uses():
     own: set[str] = set()
     for node in ast.walk(tree):  # attributes its own classes assign on self
         if isinstance(node, ast.ClassDef) and node.name == "ReactorCheckpoint":
-            own |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)
-                    and isinstance(n.value, ast.Name) and n.value.id == "self"}
-    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-            and n.attr.startswith("_") and not n.attr.startswith("__")}
+            own |= {
+                n.attr
+                for n in ast.walk(node)
+                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+            }
+    used = {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+    }
     assert used - own - compat.PRIVATE_NAMES == set()
 
 

@@ -48,8 +48,12 @@ def test_eight_clients_lose_no_response_and_no_instance(tmp_path):
             # generation) and served from the cache afterwards.
             targets = [(str(series[0].StudyInstanceUID), str(series[0].SeriesInstanceUID), len(series))]
             synthetic = smallest_synthetic_study(archive)
-            ct = next(archive.find("SERIES", {"StudyInstanceUID": str(synthetic.StudyInstanceUID), "Modality": "CT",
-                                              "NumberOfSeriesRelatedInstances": ""}))
+            ct = next(
+                archive.find(
+                    "SERIES",
+                    {"StudyInstanceUID": str(synthetic.StudyInstanceUID), "Modality": "CT", "NumberOfSeriesRelatedInstances": ""},
+                )
+            )
             try:
                 archive.generator(archive.study_request(str(synthetic.StudyInstanceUID)).study.target)
                 targets.append((str(ct.StudyInstanceUID), str(ct.SeriesInstanceUID), int(ct.NumberOfSeriesRelatedInstances)))
@@ -57,8 +61,12 @@ def test_eight_clients_lose_no_response_and_no_instance(tmp_path):
                 print(f"synthetic moves left out: {type(exc).__name__}: {exc}")
             moved_instances = [0]
             moves_per_target = [0] * len(targets)
-            find_keys = {"QueryRetrieveLevel": "STUDY", "PatientID": "SYN-000000?", "StudyInstanceUID": "",
-                         "NumberOfStudyRelatedInstances": ""}
+            find_keys = {
+                "QueryRetrieveLevel": "STUDY",
+                "PatientID": "SYN-000000?",
+                "StudyInstanceUID": "",
+                "NumberOfStudyRelatedInstances": "",
+            }
             expected_matches = len(list(archive.find("STUDY", {"PatientID": "SYN-000000?"})))
             assert expected_matches > 5
 
@@ -80,8 +88,13 @@ def test_eight_clients_lose_no_response_and_no_instance(tmp_path):
                         if assoc is None or i % RECONNECT_EVERY == 0:
                             if assoc is not None:
                                 assoc.release()
-                            assoc = scu(server.dicom_port, Verification, StudyRootQueryRetrieveInformationModelFind,
-                                        StudyRootQueryRetrieveInformationModelMove, ae_title=f"LOAD{n}")
+                            assoc = scu(
+                                server.dicom_port,
+                                Verification,
+                                StudyRootQueryRetrieveInformationModelFind,
+                                StudyRootQueryRetrieveInformationModelMove,
+                                ae_title=f"LOAD{n}",
+                            )
                         op = ("echo", "find", "move")[i % 3]
                         i += 1
                         if op == "echo":
@@ -91,16 +104,26 @@ def test_eight_clients_lose_no_response_and_no_instance(tmp_path):
                             responses = list(assoc.send_c_find(query(**find_keys), StudyRootQueryRetrieveInformationModelFind))
                             pending = sum(1 for s, _ in responses if s.get("Status") == 0xFF00)
                             final = responses[-1][0].get("Status")
-                            check(final == 0x0000 and pending == expected_matches,
-                                  f"client {n}: C-FIND final {final}, {pending} of {expected_matches} matches")
+                            check(
+                                final == 0x0000 and pending == expected_matches,
+                                f"client {n}: C-FIND final {final}, {pending} of {expected_matches} matches",
+                            )
                         else:
                             study_uid, series_uid, count = targets[(i // 3) % len(targets)]
-                            statuses = [s for s, _ in assoc.send_c_move(
-                                query(QueryRetrieveLevel="SERIES", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid),
-                                "STORESCP", StudyRootQueryRetrieveInformationModelMove)]
+                            statuses = [
+                                s
+                                for s, _ in assoc.send_c_move(
+                                    query(QueryRetrieveLevel="SERIES", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid),
+                                    "STORESCP",
+                                    StudyRootQueryRetrieveInformationModelMove,
+                                )
+                            ]
                             final = statuses[-1]
-                            ok = (final.get("Status") == 0x0000 and final.get("NumberOfCompletedSuboperations") == count
-                                  and final.get("NumberOfFailedSuboperations") == 0)
+                            ok = (
+                                final.get("Status") == 0x0000
+                                and final.get("NumberOfCompletedSuboperations") == count
+                                and final.get("NumberOfFailedSuboperations") == 0
+                            )
                             check(ok, f"client {n}: C-MOVE final {final!r}")
                             if ok:
                                 with lock:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import subject_requests
+from dicom_validation import dciodvfy_errors
 from scipy import ndimage
 
 from generators.chest.lung_ct.evaluation import HU_RANGES, hu_by_label, tumour_contrast
@@ -15,9 +17,6 @@ from generators.chest.lung_ct.geometry import Label
 from generators.chest.lung_ct.pipeline import LatentSample, LungCTPipeline
 from generators.chest.lung_ct.target import FOLDER, GANLungCT, LatentWalk, fingerprint
 from synthpacs.generation.contract import GeneratorOptions
-
-from conftest import subject_requests
-from dicom_validation import dciodvfy_errors
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +57,10 @@ def test_same_seed_gives_byte_identical_slices_and_another_seed_does_not(pipelin
     a = render(pipeline, study, 1)
     assert a.dtype == np.int16 and a.shape == study[1].shape
     assert a.tobytes() == render(pipeline, study, 1).tobytes()
-    assert a.tobytes() == render(pipeline, study, 1, batch_slices=5).tobytes() or np.abs(
-        a.astype(int) - render(pipeline, study, 1, batch_slices=5)).max() <= 1, "batching changes at most rounding"
+    assert (
+        a.tobytes() == render(pipeline, study, 1, batch_slices=5).tobytes()
+        or np.abs(a.astype(int) - render(pipeline, study, 1, batch_slices=5)).max() <= 1
+    ), "batching changes at most rounding"
     b = render(pipeline, study, 2)
     assert not np.array_equal(a, b)
     body = study[1] != Label.AIR
@@ -86,8 +87,16 @@ def test_a_study_is_byte_identical_across_processes(tmp_path):
     from pathlib import Path
 
     tests = str(Path(__file__).parent)
-    outputs = [subprocess.run([sys.executable, "-c", _PROCESS_SCRIPT, tests, str(tmp_path / f"d{i}")], capture_output=True,
-                              text=True, timeout=300, cwd=Path(tests).parent) for i in range(2)]
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", _PROCESS_SCRIPT, tests, str(tmp_path / f"d{i}")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(tests).parent,
+        )
+        for i in range(2)
+    ]
     for out in outputs:
         assert out.returncode == 0, out.stderr
     first, second = (o.stdout.strip().splitlines()[-1] for o in outputs)
@@ -215,20 +224,40 @@ def test_cli_writes_an_interpolation_gif_and_frames(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from PIL import Image
-
     from conftest import SMALL_COHORTS, make_config, study_uid
+    from PIL import Image
+    from test_generators import TINY, tiny_generator
+
     from synthpacs.archive import Archive
     from synthpacs.generation.weights import save_pretrained
-    from test_generators import TINY, tiny_generator
 
     uid = study_uid(Archive(make_config(tmp_path / "probe", patients=30)), 0, 0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHPACS_")}
     env["SYNTHPACS_COHORTS_DIR"] = str(SMALL_COHORTS)
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "synthpacs", "generate", "--data-dir", str(tmp_path / "data"), "--seed", "7",
-                               "--patients", "30", "--study", uid, *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "synthpacs",
+                "generate",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--seed",
+                "7",
+                "--patients",
+                "30",
+                "--study",
+                uid,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=300,
+        )
 
     result = run("--interpolate", "1,2", "--frames", "3", "--out", str(tmp_path / "walk.gif"))
     assert result.returncode == 0, result.stderr
@@ -236,7 +265,9 @@ def test_cli_writes_an_interpolation_gif_and_frames(tmp_path, monkeypatch):
     assert gif.n_frames == 4  # 3 frames there and one back (bounce)
     custom = tmp_path / "custom"
     save_pretrained(custom, tiny_generator(), "LungCTGenerator", TINY, extra={"pipeline": {}})
-    result = run("--interpolate", "1,2", "--frames", "2", "--slice", "middle", "--weights", str(custom), "--out", str(tmp_path / "frames"))
+    result = run(
+        "--interpolate", "1,2", "--frames", "2", "--slice", "middle", "--weights", str(custom), "--out", str(tmp_path / "frames")
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_000.png", "frame_001.png"]
     (custom / "weights.safetensors").write_bytes(b"broken")

@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-from pydicom import dcmread
-
 from conftest import make_config, subject_requests
 from dicom_validation import dciodvfy_errors
+from pydicom import dcmread
+
 from generators.chest.lung_ct.geometry import Label
 from generators.chest.lung_ct.plan import acquisition_arrays
 
@@ -80,8 +80,13 @@ print(digest.hexdigest())
 
 def test_same_seed_is_byte_identical_across_processes_and_another_seed_differs(tmp_path):
     def run(data, seed):
-        out = subprocess.run([sys.executable, "-c", _HASH_SCRIPT, str(tmp_path / data), str(seed)],
-                             capture_output=True, text=True, check=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", _HASH_SCRIPT, str(tmp_path / data), str(seed)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
         return out.stdout.strip().splitlines()[-1]
 
     first, second, other = run("a", 7), run("b", 7), run("c", 8)
@@ -101,7 +106,7 @@ def test_every_object_passes_dciodvfy(baseline, tmp_path):
 
 def test_synthetic_and_trial_attributes_on_every_object(baseline):
     study, datasets = baseline
-    for sop_class, items in datasets.items():
+    for items in datasets.values():
         for ds in items[:3]:
             assert ds.SyntheticData == "YES"
             assert ds.ClinicalTrialSubjectID == study.study.trial.subject_id
@@ -217,10 +222,31 @@ def test_generate_command_writes_dicom_and_jpeg(teacher_archive, subject, tmp_pa
     study = subject[0]
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "synthpacs", "generate", "--study", study.study.study_instance_uid, "--out", str(out),
-         "--data-dir", str(teacher_archive.config.data_dir), "--seed", "7", "--patients", "40"],
-        capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "SYNTHPACS_COHORTS_DIR": teacher_archive.config.cohorts_dir, "SYNTHPACS_RENDERER": "teacher"})
+        [
+            sys.executable,
+            "-m",
+            "synthpacs",
+            "generate",
+            "--study",
+            study.study.study_instance_uid,
+            "--out",
+            str(out),
+            "--data-dir",
+            str(teacher_archive.config.data_dir),
+            "--seed",
+            "7",
+            "--patients",
+            "40",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **__import__("os").environ,
+            "SYNTHPACS_COHORTS_DIR": teacher_archive.config.cohorts_dir,
+            "SYNTHPACS_RENDERER": "teacher",
+        },
+    )
     assert result.returncode == 0, result.stderr
     dicoms, jpegs = sorted(out.rglob("*.dcm")), sorted(out.rglob("*.jpg"))
     assert len(dicoms) == len(jpegs) == n_instances(study)

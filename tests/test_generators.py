@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_config
 
 from synthpacs.errors import ConfigError
 from synthpacs.generation import pipeline as gp
-from synthpacs.generation.devices import resolve_device
 from synthpacs.generation.contract import GeneratorOptions, ZooTarget
+from synthpacs.generation.devices import resolve_device
 from synthpacs.generation.registry import GENERATORS_ROOT, check_renderer_setting, discover, generator_options, zoo_entry
 from synthpacs.generation.weights import CONFIG_NAME, WEIGHTS_NAME, WeightsError, load_pretrained, save_pretrained
-
-from conftest import make_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"z_dim": 12, "w_dim": 16, "style_dims": 8, "channels": [4, 4, 8, 8], "embed_dim": 4, "mapping_layers": 1}
@@ -169,15 +168,18 @@ def test_weights_round_trip_through_safetensors_and_a_recorded_config(tiny_weigh
     assert not list(tiny_weights.glob("*.pt")) and not list(tiny_weights.glob("*.pkl")), "never pickles"
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncate", "truncated or replaced"),
-    ("flip", "does not match the SHA-256"),
-    ("no-weights", "weights.safetensors is missing"),
-    ("no-config", "generator.json is missing"),
-    ("bad-json", "not valid JSON"),
-    ("other-class", "describes a 'Discriminator' network"),
-    ("other-shape", "does not fit the network"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", "truncated or replaced"),
+        ("flip", "does not match the SHA-256"),
+        ("no-weights", "weights.safetensors is missing"),
+        ("no-config", "generator.json is missing"),
+        ("bad-json", "not valid JSON"),
+        ("other-class", "describes a 'Discriminator' network"),
+        ("other-shape", "does not fit the network"),
+    ],
+)
 def test_damaged_weights_are_refused_with_a_message_naming_the_file(tiny_weights, damage, message):
     weights, config = tiny_weights / WEIGHTS_NAME, tiny_weights / CONFIG_NAME
     record = json.loads(config.read_text())
@@ -267,8 +269,15 @@ def test_truncation():
 # -- training ----------------------------------------------------------------------------------
 
 
-TINY_TRAINING = {**TINY, "pool": 2, "refresh_every": 2, "resolutions": {"128": 1.0}, "thicknesses": [10.0],
-                 "max_slices": {"128": 6, "256": 6, "512": 6}, "validation": [[128, 10.0, 4]]}
+TINY_TRAINING = {
+    **TINY,
+    "pool": 2,
+    "refresh_every": 2,
+    "resolutions": {"128": 1.0},
+    "thicknesses": [10.0],
+    "max_slices": {"128": 6, "256": 6, "512": 6},
+    "validation": [[128, 10.0, 4]],
+}
 
 
 def test_a_few_training_steps_write_a_run_record_and_loadable_weights(tmp_path):
@@ -277,8 +286,20 @@ def test_a_few_training_steps_write_a_run_record_and_loadable_weights(tmp_path):
     from synthpacs.generation.train import TrainingRequest
 
     out = tmp_path / "run"
-    request = TrainingRequest(target="chest/lung-ct", out=out, steps=3, seed=5, batch=2, crop=32, sample_every=2,
-                              checkpoint_every=2, log_every=1, device="cpu", progress=False, extra=dict(TINY_TRAINING))
+    request = TrainingRequest(
+        target="chest/lung-ct",
+        out=out,
+        steps=3,
+        seed=5,
+        batch=2,
+        crop=32,
+        sample_every=2,
+        checkpoint_every=2,
+        log_every=1,
+        device="cpu",
+        progress=False,
+        extra=dict(TINY_TRAINING),
+    )
     train(request)
     for name in ("training_options.json", "stats.jsonl", "metrics.jsonl", CONFIG_NAME, WEIGHTS_NAME):
         assert (out / name).is_file(), name
@@ -299,9 +320,22 @@ def test_training_is_reproducible_from_its_seed(tmp_path):
 
     def run(name, seed):
         out = tmp_path / name
-        train(TrainingRequest(target="chest/lung-ct", out=out, steps=2, seed=seed, batch=2, crop=32, sample_every=100,
-                              checkpoint_every=100, device="cpu", progress=False, threads=1,
-                              extra={**TINY_TRAINING, "pool": 1}))
+        train(
+            TrainingRequest(
+                target="chest/lung-ct",
+                out=out,
+                steps=2,
+                seed=seed,
+                batch=2,
+                crop=32,
+                sample_every=100,
+                checkpoint_every=100,
+                device="cpu",
+                progress=False,
+                threads=1,
+                extra={**TINY_TRAINING, "pool": 1},
+            )
+        )
         return (out / WEIGHTS_NAME).read_bytes()
 
     first = run("a", 3)
@@ -328,8 +362,22 @@ def test_training_on_a_folder_of_user_pairs(tmp_path):
     assert [v.labels.shape for v in volumes] == [(4, 48, 48), (1, 48, 48)]
     assert volumes[0].pixel_spacing_mm == 1.5 and volumes[1].pixel_spacing_mm == 0.75
     out = tmp_path / "run"
-    train(TrainingRequest(target="chest/lung-ct", out=out, steps=2, seed=1, batch=2, crop=32, data=data, device="cpu",
-                          sample_every=100, checkpoint_every=100, progress=False, extra={**TINY_TRAINING}))
+    train(
+        TrainingRequest(
+            target="chest/lung-ct",
+            out=out,
+            steps=2,
+            seed=1,
+            batch=2,
+            crop=32,
+            data=data,
+            device="cpu",
+            sample_every=100,
+            checkpoint_every=100,
+            progress=False,
+            extra={**TINY_TRAINING},
+        )
+    )
     assert "pairs" in json.loads((out / CONFIG_NAME).read_text())["training"]["data"]
     (data / "bad.npz").write_bytes(b"")
     np.savez(data / "bad.npz", image=image)
@@ -342,7 +390,9 @@ def test_training_on_a_folder_of_user_pairs(tmp_path):
 
 def synthpacs(*args, cwd):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHPACS_")}
-    return subprocess.run([sys.executable, "-m", "synthpacs", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "synthpacs", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_cli_errors_are_one_line_and_name_the_problem(tmp_path):
@@ -351,14 +401,19 @@ def test_cli_errors_are_one_line_and_name_the_problem(tmp_path):
     assert "Traceback" not in result.stderr
     result = synthpacs("evaluate", "lung-ct", "--device", "tpu", cwd=tmp_path)
     assert result.returncode == 2 and "invalid device in flag --device" in result.stderr and "Traceback" not in result.stderr
-    result = synthpacs("evaluate", "lung-ct", "--weights", str(tmp_path / "missing"), "--volumes", "2", "--rows", "128", cwd=tmp_path)
+    result = synthpacs(
+        "evaluate", "lung-ct", "--weights", str(tmp_path / "missing"), "--volumes", "2", "--rows", "128", cwd=tmp_path
+    )
     assert result.returncode == 2 and "missing" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cli_asking_for_cuda_without_cuda_is_a_clear_error(tmp_path):
-    for command in (["train", "lung-ct", "--steps", "1", "--out", str(tmp_path / "run")], ["serve", "--data-dir", str(tmp_path / "d")]):
+    for command in (
+        ["train", "lung-ct", "--steps", "1", "--out", str(tmp_path / "run")],
+        ["serve", "--data-dir", str(tmp_path / "d")],
+    ):
         result = synthpacs(*command, "--device", "cuda", cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert "invalid device in flag --device: 'cuda' asks for CUDA, but none is available" in result.stderr

@@ -14,33 +14,32 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import make_config
+from dicom_validation import dciodvfy_errors
 from PIL import Image
 from pydicom import Dataset
+from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from generators.chest.lung_ct.target import LungLesion, _measurement, _segment
-from pydicom.sr.codedict import codes
 from synthpacs.archive.cohorts import load_cohorts
 from synthpacs.archive.uids import is_valid_uid
 from synthpacs.archive.universe import Universe
 from synthpacs.generation.registry import discover
 from synthpacs.imaging import (
+    WindowCenterWidthExplanationValues,
     add_clinical_trial_modules,
     add_patient_study_modules,
     build_ct_series,
     build_measurement_report,
     build_segmentation,
+    common,
     encode_image,
     render_frame,
-    WindowCenterWidthExplanationValues,
 )
-from synthpacs.imaging import common
 from synthpacs.imaging.registry import build
 from synthpacs.imaging.spec import CTSeriesSpec, MeasurementReportSpec, SegmentationSpec
 from synthpacs.imaging.sr import DEVICE_OBSERVER_UID
-
-from conftest import make_config
-from dicom_validation import dciodvfy_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 PATIENT, VISIT = 3, 0
@@ -82,18 +81,28 @@ class TinyStudy:
         return CTSeriesSpec(study=self.study, series=series or self.ct, hu=hu, grid=grid, first_slice=first_slice)
 
     def seg_spec(self, labels, lesions) -> SegmentationSpec:
-        return SegmentationSpec(study=self.study, series=self.seg, source_series_uid=self.ct.series_instance_uid,
-                                labels=labels, segments=tuple(_segment(j, lesion) for j, lesion in enumerate(lesions)),
-                                content_label="TARGET_LESIONS")
+        return SegmentationSpec(
+            study=self.study,
+            series=self.seg,
+            source_series_uid=self.ct.series_instance_uid,
+            labels=labels,
+            segments=tuple(_segment(j, lesion) for j, lesion in enumerate(lesions)),
+            content_label="TARGET_LESIONS",
+        )
 
     def sr_spec(self, lesions) -> MeasurementReportSpec:
         total = sum(float(lesion.diameter_mm) for lesion in lesions)
         return MeasurementReportSpec(
-            study=self.study, series=self.sr, source_series_uid=self.ct.series_instance_uid,
+            study=self.study,
+            series=self.sr,
+            source_series_uid=self.ct.series_instance_uid,
             measurements=tuple(_measurement(lesion) for lesion in lesions),
-            measurement_name=codes.SCT.LongAxis, finding_type=codes.SCT.Neoplasm,
-            finding_category=codes.cid7150.MorphologicallyAbnormalStructure, method=codes.cid6147.RECIST1Point1,
-            summary=f"Sum of diameters of target lesions (RECIST 1.1): {total:.1f} mm")
+            measurement_name=codes.SCT.LongAxis,
+            finding_type=codes.SCT.Neoplasm,
+            finding_category=codes.cid7150.MorphologicallyAbnormalStructure,
+            method=codes.cid6147.RECIST1Point1,
+            summary=f"Sum of diameters of target lesions (RECIST 1.1): {total:.1f} mm",
+        )
 
 
 def _tiny_study(universe: Universe, archive, n_slices: int) -> TinyStudy:
@@ -124,10 +133,18 @@ def _volume(grid: TinyGrid) -> tuple[np.ndarray, np.ndarray]:
 
 def _lesions(universe: Universe) -> list[dict]:
     return [
-        {"tracking_id": "Lesion 1", "tracking_uid": universe.uids.tracking_uid(PATIENT, 0), "lung": "right",
-         "lobe": "right upper lobe"},
-        {"tracking_id": "Lesion 2", "tracking_uid": universe.uids.tracking_uid(PATIENT, 1), "lung": "left",
-         "lobe": "left lower lobe"},
+        {
+            "tracking_id": "Lesion 1",
+            "tracking_uid": universe.uids.tracking_uid(PATIENT, 0),
+            "lung": "right",
+            "lobe": "right upper lobe",
+        },
+        {
+            "tracking_id": "Lesion 2",
+            "tracking_uid": universe.uids.tracking_uid(PATIENT, 1),
+            "lung": "left",
+            "lobe": "left lower lobe",
+        },
     ]
 
 
@@ -146,10 +163,17 @@ def _findings(items: list[dict]) -> list[LungLesion]:
     out = []
     for item in items:
         points = item.get("points")
-        out.append(LungLesion(tracking_id=item["tracking_id"], tracking_uid=item["tracking_uid"],
-                              diameter_mm=float(item.get("diameter_mm", 0.0)), lung=item["lung"], lobe=item["lobe"],
-                              slice=item.get("slice"),
-                              points=tuple(tuple(float(v) for v in p) for p in points) if points else None))
+        out.append(
+            LungLesion(
+                tracking_id=item["tracking_id"],
+                tracking_uid=item["tracking_uid"],
+                diameter_mm=float(item.get("diameter_mm", 0.0)),
+                lung=item["lung"],
+                lobe=item["lobe"],
+                slice=item.get("slice"),
+                points=tuple(tuple(float(v) for v in p) for p in points) if points else None,
+            )
+        )
     return out
 
 
@@ -176,8 +200,11 @@ def archive(tmp_path_factory):
     """The archive of the same universe: it hands out the study and series contexts."""
     from synthpacs.archive import Archive
 
-    return Archive(make_config(tmp_path_factory.mktemp("imaging") / "data", seed=1, patients=50,
-                               cohorts_dir=str(ROOT / "config" / "cohorts")))
+    return Archive(
+        make_config(
+            tmp_path_factory.mktemp("imaging") / "data", seed=1, patients=50, cohorts_dir=str(ROOT / "config" / "cohorts")
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +221,12 @@ def built(universe, tiny):
     seg = build_segmentation(tiny.seg_spec(labels, _findings(_lesions(universe))), ct)
     sr = build_measurement_report(tiny.sr_spec(_findings(_measurements(universe))), ct)
     return {
-        "tiny": tiny, "record": tiny.record, "study": tiny.study, "series": (tiny.ct, tiny.seg, tiny.sr), "grid": grid, "hu": hu,
+        "tiny": tiny,
+        "record": tiny.record,
+        "study": tiny.study,
+        "series": (tiny.ct, tiny.seg, tiny.sr),
+        "grid": grid,
+        "hu": hu,
         "labels": labels,
         "ct": [pydicom.dcmread(io.BytesIO(_to_bytes(ds))) for ds in ct],
         "ct_built": ct,
@@ -306,8 +338,13 @@ def test_building_twice_gives_identical_bytes(built, universe):
     sr = [build_measurement_report(tiny.sr_spec(_findings(_measurements(universe))), ct_again) for _ in range(2)]
     assert _to_bytes(sr[0]) == _to_bytes(sr[1])
     # Through the SOP-class registry (as the archive builds a study): the same bytes again.
-    made = build([tiny.ct_spec(built["hu"], grid), tiny.seg_spec(built["labels"], _findings(_lesions(universe))),
-                  tiny.sr_spec(_findings(_measurements(universe)))])
+    made = build(
+        [
+            tiny.ct_spec(built["hu"], grid),
+            tiny.seg_spec(built["labels"], _findings(_lesions(universe))),
+            tiny.sr_spec(_findings(_measurements(universe))),
+        ]
+    )
     assert [_to_bytes(ds) for ds in made[tiny.ct.series_instance_uid]] == [_to_bytes(ds) for ds in ct_again]
     assert [_to_bytes(ds) for ds in made[tiny.seg.series_instance_uid]] == [_to_bytes(seg[0])]
     assert [_to_bytes(ds) for ds in made[tiny.sr.series_instance_uid]] == [_to_bytes(sr[0])]

@@ -198,7 +198,18 @@ def test_rendered_hu_per_tissue():
         mean = float(hu[core].mean())
         assert lo <= mean <= hi, (lab.name, mean)
         checked.append(lab)
-    for lab in (Label.AIR, Label.LUNG, Label.FAT, Label.MUSCLE, Label.HEART, Label.VESSEL, Label.BONE, Label.RIB, Label.TUMOUR, Label.TABLE):
+    for lab in (
+        Label.AIR,
+        Label.LUNG,
+        Label.FAT,
+        Label.MUSCLE,
+        Label.HEART,
+        Label.VESSEL,
+        Label.BONE,
+        Label.RIB,
+        Label.TUMOUR,
+        Label.TABLE,
+    ):
         assert lab in checked, lab.name
     # Noise: soft tissue varies by roughly 10-20 HU, the air outside the body less.
     muscle = ndimage.binary_erosion(labels == Label.MUSCLE, structure=np.ones((3, 5, 5), bool))

@@ -13,7 +13,6 @@ import shutil
 import time
 
 import pytest
-
 from conftest import IN_CI, require_tool
 from e2e.dicomweb import find_synthetic_study, start_server
 
@@ -103,8 +102,10 @@ def test_ohif_opens_a_synthetic_ct_and_its_seg(server, tmp_path):
         responses = browser.responses()
         frames = [r for r in responses if "/frames/" in r["url"]]
         assert frames, "OHIF fetched no frames"
-        assert all(r["status"] == 200 for r in frames), [(r["url"], r["status"], r.get("error")) for r in frames if r["status"] != 200]
-        assert any('transfer-syntax=' in r["request_headers"].get("Accept", "") for r in frames)
+        assert all(r["status"] == 200 for r in frames), [
+            (r["url"], r["status"], r.get("error")) for r in frames if r["status"] != 200
+        ]
+        assert any("transfer-syntax=" in r["request_headers"].get("Accept", "") for r in frames)
         dicomweb = [r for r in responses if "/dicom-web/" in r["url"]]
         failed = [(r["url"], r["status"], r.get("error")) for r in dicomweb if not r["status"] or r["status"] >= 400]
         assert not failed, failed

@@ -43,22 +43,35 @@ def src(tmp_path_factory) -> Path:
 def wheel(src, tmp_path_factory) -> Path:
     pytest.importorskip("setuptools")
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--quiet", "-w", str(out), str(src)], check=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        check=True,
+        timeout=120,
+    )
     (path,) = out.glob("synthpacs-*.whl")
     return path
 
 
 def test_the_wheel_holds_every_module_cohort_file_and_generator_file(src, wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"synthpacs/defaults/{p.relative_to(src / 'config').as_posix()}"
-                for p in _files(src / "config", ("*.yaml",))}
+    expected = {f"synthpacs/defaults/{p.relative_to(src / 'config').as_posix()}" for p in _files(src / "config", ("*.yaml",))}
     assert "synthpacs/defaults/default.yaml" in expected and any("/cohorts/" in name for name in expected)
     expected |= {p.relative_to(src).as_posix() for p in _files(src / "generators", DATA_PATTERNS)}
     assert any(name.endswith(".safetensors") for name in expected)
     # Every module of the tree, so a new subpackage or target is found without a packaging edit.
-    expected |= {p.relative_to(src).as_posix() for folder in ("synthpacs", "generators")
-                 for p in _files(src / folder, ("*.py",))}
+    expected |= {p.relative_to(src).as_posix() for folder in ("synthpacs", "generators") for p in _files(src / folder, ("*.py",))}
     missing = sorted(expected - names)
     assert not missing, f"not in {wheel.name} (setup.py packages, pyproject.toml package-data): {missing}"
 
@@ -66,8 +79,11 @@ def test_the_wheel_holds_every_module_cohort_file_and_generator_file(src, wheel)
 def test_an_installed_wheel_reads_its_own_defaults_and_cohorts(src, wheel, tmp_path):
     target, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-                    "--target", str(target), str(wheel)], check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=120,
+    )
     script = (
         "import json, synthpacs\n"
         "from synthpacs.config import load_config\n"
@@ -80,8 +96,9 @@ def test_an_installed_wheel_reads_its_own_defaults_and_cohorts(src, wheel, tmp_p
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SYNTHPACS_")}
     environ["PYTHONPATH"] = str(target)
-    result = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=environ,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=elsewhere, env=environ, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     target = target.resolve()

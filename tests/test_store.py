@@ -34,8 +34,10 @@ def test_concurrent_requests_generate_a_study_once(tmp_path):
         return {f"sop{i}": (f"study/series/sop{i}.dcm", f"data{i}".encode()) for i in range(5)}
 
     results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(cache.get("study", f"study/series/sop{i % 5}.dcm", generate)))
-               for i in range(12)]
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(cache.get("study", f"study/series/sop{i % 5}.dcm", generate)))
+        for i in range(12)
+    ]
     for t in threads:
         t.start()
     for t in threads:

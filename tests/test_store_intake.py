@@ -31,8 +31,9 @@ CANNOT_UNDERSTAND = 0xC000
 # -- objects made here ----------------------------------------------------------------------
 
 
-def make_ct(*, sop_uid: str | None = None, study_uid: str | None = None, series_uid: str | None = None,
-            description: str = "INTAKE TEST") -> Dataset:
+def make_ct(
+    *, sop_uid: str | None = None, study_uid: str | None = None, series_uid: str | None = None, description: str = "INTAKE TEST"
+) -> Dataset:
     """A 64 x 64 CT image built with pydicom (its own 2.25 UIDs), Synthetic Data YES."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -89,8 +90,7 @@ def cut_points(data: bytes) -> dict[str, int]:
 
 
 def stow_body(parts: list[bytes], boundary: str = "intake-boundary") -> tuple[bytes, str]:
-    body = b"\r\n" + b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
-                              for p in parts)
+    body = b"\r\n" + b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n" for p in parts)
     return body + f"--{boundary}--\r\n".encode(), f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
@@ -108,8 +108,13 @@ def running(tmp_path_factory):
 
 def stow(server, parts: list[bytes], **kwargs) -> requests.Response:
     body, content_type = stow_body(parts)
-    return requests.post(f"{server.base_url}/dicom-web/studies", data=kwargs.pop("data", body),
-                         headers={"Content-Type": content_type}, timeout=60, **kwargs)
+    return requests.post(
+        f"{server.base_url}/dicom-web/studies",
+        data=kwargs.pop("data", body),
+        headers={"Content-Type": content_type},
+        timeout=60,
+        **kwargs,
+    )
 
 
 def c_store(server, paths, *, transfer_syntax=ExplicitVRLittleEndian) -> list[Dataset]:
@@ -129,12 +134,10 @@ def c_store(server, paths, *, transfer_syntax=ExplicitVRLittleEndian) -> list[Da
 
 
 def retrieve(server, ds: Dataset) -> bytes:
-    url = (f"{server.base_url}/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-           f"/instances/{ds.SOPInstanceUID}")
-    response = requests.get(url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
-                            timeout=60)
+    url = f"{server.base_url}/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    response = requests.get(url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}, timeout=60)
     assert response.status_code == 200, response.text
-    (_, body), = split_multipart(response)
+    ((_, body),) = split_multipart(response)
     return body
 
 
@@ -155,8 +158,12 @@ def test_a_cut_copy_is_refused_by_stow_and_c_store_and_the_intact_copy_survives(
     response = stow(running, [intact])
     assert response.status_code == 200, response.text
     before = stored_count(running)
-    replacement = make(sop_uid=str(original.SOPInstanceUID), study_uid=str(original.StudyInstanceUID),
-                       series_uid=str(original.SeriesInstanceUID), description="REPLACEMENT")
+    replacement = make(
+        sop_uid=str(original.SOPInstanceUID),
+        study_uid=str(original.StudyInstanceUID),
+        series_uid=str(original.SeriesInstanceUID),
+        description="REPLACEMENT",
+    )
     data = part10(replacement)
     cuts = cut_points(data)
     paths = []
@@ -177,8 +184,7 @@ def test_a_cut_copy_is_refused_by_stow_and_c_store_and_the_intact_copy_survives(
     assert stored_count(running) == before
     assert retrieve(running, original) == intact  # byte for byte, pixels and all
     archive = running.pacs.archive
-    (ref,) = archive.instances(str(original.StudyInstanceUID), str(original.SeriesInstanceUID),
-                               str(original.SOPInstanceUID))
+    (ref,) = archive.instances(str(original.StudyInstanceUID), str(original.SeriesInstanceUID), str(original.SOPInstanceUID))
     assert archive.instance_bytes(ref) == intact
     found = list(archive.find("SERIES", {"SeriesInstanceUID": str(original.SeriesInstanceUID), "SeriesDescription": ""}))
     assert [str(ds.SeriesDescription) for ds in found] == ["INTACT"]
@@ -199,7 +205,8 @@ def test_the_stow_report_names_refused_parts_beside_stored_ones(running):
     report = response.json()
     assert [value(r, "00081155") for r in report["00081199"]["Value"]] == [str(good.SOPInstanceUID)]
     assert [(value(f, "00081155"), value(f, "00081197")) for f in report["00081198"]["Value"]] == [
-        (str(cut.SOPInstanceUID), CANNOT_UNDERSTAND)]
+        (str(cut.SOPInstanceUID), CANNOT_UNDERSTAND)
+    ]
 
 
 # -- the STOW-RS body streams -------------------------------------------------------------------
@@ -210,11 +217,17 @@ def test_a_chunked_upload_and_a_body_that_starts_with_crlf_are_stored(running):
     body, content_type = stow_body([part10(first), part10(second)])
     assert body.startswith(b"\r\n--")
     url = f"{running.base_url}/dicom-web/studies"
-    chunked = requests.post(url, data=iter([body[i:i + 1000] for i in range(0, len(body), 1000)]),
-                            headers={"Content-Type": content_type}, timeout=60)  # Transfer-Encoding: chunked
+    chunked = requests.post(
+        url,
+        data=iter([body[i : i + 1000] for i in range(0, len(body), 1000)]),
+        headers={"Content-Type": content_type},
+        timeout=60,
+    )  # Transfer-Encoding: chunked
     assert chunked.status_code == 200, chunked.text
     assert [value(r, "00081155") for r in chunked.json()["00081199"]["Value"]] == [
-        str(first.SOPInstanceUID), str(second.SOPInstanceUID)]
+        str(first.SOPInstanceUID),
+        str(second.SOPInstanceUID),
+    ]
     assert retrieve(running, first) == part10(first) and retrieve(running, second) == part10(second)
     single = make_ct()  # one object as the whole body (Content-Type: application/dicom)
     response = requests.post(url, data=iter([part10(single)]), headers={"Content-Type": "application/dicom"}, timeout=60)
@@ -224,8 +237,9 @@ def test_a_chunked_upload_and_a_body_that_starts_with_crlf_are_stored(running):
 def test_a_truncated_multipart_body_stores_nothing(running):
     before = stored_count(running)
     body, content_type = stow_body([part10(make_ct())])
-    response = requests.post(f"{running.base_url}/dicom-web/studies", data=iter([body[:-30]]),
-                             headers={"Content-Type": content_type}, timeout=60)
+    response = requests.post(
+        f"{running.base_url}/dicom-web/studies", data=iter([body[:-30]]), headers={"Content-Type": content_type}, timeout=60
+    )
     assert response.status_code == 400 and "truncated" in response.json()["message"]
     assert stored_count(running) == before
 
@@ -270,7 +284,7 @@ def test_an_encapsulated_object_with_a_fragment_cut_short_is_refused():
     assert receive(part10(ds)).transfer_syntax_uid == RLELossless
     (fragment,) = generate_frames(ds.PixelData, number_of_frames=1)  # RLE: one fragment per frame
     second_segment = int.from_bytes(fragment[8:12], "little")
-    ds.PixelData = encapsulate([fragment[:second_segment - 2]])  # item lengths agree, the fragment lacks a segment
+    ds.PixelData = encapsulate([fragment[: second_segment - 2]])  # item lengths agree, the fragment lacks a segment
     with pytest.raises(StoreRefused, match="RLE header") as refused:
         receive(part10(ds))
     assert refused.value.reason is StoreRefusalValues.INCOMPLETE
@@ -281,8 +295,11 @@ def test_an_encapsulated_object_with_a_fragment_cut_short_is_refused():
 
 def test_concurrent_stores_of_one_uid_leave_the_index_and_the_disk_agreeing(archive):
     first = make_ct()
-    uids = {"sop_uid": str(first.SOPInstanceUID), "study_uid": str(first.StudyInstanceUID),
-            "series_uid": str(first.SeriesInstanceUID)}
+    uids = {
+        "sop_uid": str(first.SOPInstanceUID),
+        "study_uid": str(first.StudyInstanceUID),
+        "series_uid": str(first.SeriesInstanceUID),
+    }
     copies = [part10(make_ct(description=f"COPY {i}", **uids)) for i in range(8)]
     results = []
     threads = [threading.Thread(target=lambda data=data: results.append(archive.store(data))) for data in copies]

@@ -18,22 +18,31 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import TESTS, make_config, require_tool
+from dicom_validation import dciodvfy_errors
 from pydicom import dcmread
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelGet
 
-from conftest import TESTS, make_config, require_tool
-from dicom_validation import dciodvfy_errors
 from synthpacs.archive import Archive
 from synthpacs.archive.catalog import element_text
 from synthpacs.errors import ConfigError
 
 ROOT = TESTS.parent
-MULTI = {"cohorts_dir": str(TESTS / "data" / "cohorts_multi"), "generator_paths": [str(TESTS / "targets")],
-         "renderer": "teacher", "patients": 30}
+MULTI = {
+    "cohorts_dir": str(TESTS / "data" / "cohorts_multi"),
+    "generator_paths": [str(TESTS / "targets")],
+    "renderer": "teacher",
+    "patients": 30,
+}
 PROTOCOLS = {"chest/lung-ct": "SYN-LC-001", "eye/test-photo": "SYN-PH-001", "heart/test-ecg": "SYN-EC-001"}
-STORAGE = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.33",
-           "1.2.840.10008.5.1.4.1.1.77.1.4", "1.2.840.10008.5.1.4.1.1.9.1.1")
+STORAGE = (
+    "1.2.840.10008.5.1.4.1.1.2",
+    "1.2.840.10008.5.1.4.1.1.66.4",
+    "1.2.840.10008.5.1.4.1.1.88.33",
+    "1.2.840.10008.5.1.4.1.1.77.1.4",
+    "1.2.840.10008.5.1.4.1.1.9.1.1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +97,7 @@ def test_every_target_is_discovered_and_planned(archive):
     assert total == figures["instances"]
 
 
-@pytest.mark.parametrize("target,modalities,instances", [
-    ("eye/test-photo", ["SEG", "XC"], 4), ("heart/test-ecg", ["ECG"], 1)])
+@pytest.mark.parametrize("target,modalities,instances", [("eye/test-photo", ["SEG", "XC"], 4), ("heart/test-ecg", ["ECG"], 1)])
 def test_counts_come_from_the_plan_and_match_the_retrieve(archive, target, modalities, instances):
     study = first_study(archive, target)
     assert element_text(study, "ModalitiesInStudy").split("\\") == modalities
@@ -122,8 +130,7 @@ def _get(port: int, study_uid: str) -> tuple[int, list]:
     for uid in STORAGE:
         ae.add_requested_context(uid)
     roles = [build_role(uid, scp_role=True) for uid in STORAGE]
-    assoc = ae.associate("127.0.0.1", port, ae_title="SYNTHPACS", ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = ae.associate("127.0.0.1", port, ae_title="SYNTHPACS", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     assert assoc.is_established
     from pydicom import Dataset
 
@@ -152,8 +159,11 @@ def test_served_through_dimse(running, target):
     query.StudyInstanceUID = str(study.StudyInstanceUID)
     query.Modality = ""
     query.NumberOfSeriesRelatedInstances = ""
-    found = [ds for status, ds in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
-             if status and status.Status in (0xFF00, 0xFF01)]
+    found = [
+        ds
+        for status, ds in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
+        if status and status.Status in (0xFF00, 0xFF01)
+    ]
     assoc.release()
     planned = sum(int(ds.NumberOfSeriesRelatedInstances) for ds in found)
     assert planned == int(study.NumberOfStudyRelatedInstances)
@@ -217,24 +227,38 @@ def test_query_answers_and_files_agree_for_every_target(archive):
             for ref in sample:
                 file = dcmread(io.BytesIO(archive.instance_bytes(ref)))
                 compared += _compare(study, file, f"{target} study {uid}")
-                series, = archive.find("SERIES", {"StudyInstanceUID": uid, "SeriesInstanceUID": ref.series_instance_uid})
+                (series,) = archive.find("SERIES", {"StudyInstanceUID": uid, "SeriesInstanceUID": ref.series_instance_uid})
                 compared += _compare(series, file, f"{target} series {ref.series_instance_uid}")
-                image, = archive.find("IMAGE", {"StudyInstanceUID": uid, "SeriesInstanceUID": ref.series_instance_uid,
-                                                "SOPInstanceUID": ref.sop_instance_uid})
+                (image,) = archive.find(
+                    "IMAGE",
+                    {
+                        "StudyInstanceUID": uid,
+                        "SeriesInstanceUID": ref.series_instance_uid,
+                        "SOPInstanceUID": ref.sop_instance_uid,
+                    },
+                )
                 compared += _compare(image, file, f"{target} instance {ref.sop_instance_uid}")
             assert compared > 20 * len(sample)
 
 
 def test_patient_age_is_the_calendar_age_in_query_and_file(archive):
     """The age one has on one's birthday: a query answer and a file never disagree near birthdays."""
-    from synthpacs.archive.records import calendar_age
-
     import numpy as np
 
-    days = np.array([(np.datetime64("1940-03-01") - np.datetime64("1970-01-01")).astype(int),
-                     (np.datetime64("1960-02-29") - np.datetime64("1970-01-01")).astype(int)])
-    then = np.array([(np.datetime64("2025-03-01") - np.datetime64("1970-01-01")).astype(int),
-                     (np.datetime64("2021-02-28") - np.datetime64("1970-01-01")).astype(int)])
+    from synthpacs.archive.records import calendar_age
+
+    days = np.array(
+        [
+            (np.datetime64("1940-03-01") - np.datetime64("1970-01-01")).astype(int),
+            (np.datetime64("1960-02-29") - np.datetime64("1970-01-01")).astype(int),
+        ]
+    )
+    then = np.array(
+        [
+            (np.datetime64("2025-03-01") - np.datetime64("1970-01-01")).astype(int),
+            (np.datetime64("2021-02-28") - np.datetime64("1970-01-01")).astype(int),
+        ]
+    )
     assert calendar_age(days, then).tolist() == [85, 60]
     for study in archive.find("STUDY", {}, limit=60):
         birth, date = str(study.PatientBirthDate), str(study.StudyDate)
@@ -276,8 +300,10 @@ def test_a_builder_version_is_part_of_the_cache_key(tmp_path, monkeypatch):
 
     a = Archive(make_config(tmp_path / "a", renderer="teacher"))
     key = a._cache_key("chest/lung-ct")
-    bumped = tuple(b if b.build is not registry._ct else registry.Builder(b.sop_class_uids, b.version + 1, b.build)
-                   for b in registry.BUILDERS)
+    bumped = tuple(
+        b if b.build is not registry._ct else registry.Builder(b.sop_class_uids, b.version + 1, b.build)
+        for b in registry.BUILDERS
+    )
     monkeypatch.setattr(registry, "_BY_SOP_CLASS", {uid: b for b in bumped for uid in b.sop_class_uids})
     b = Archive(make_config(tmp_path / "b", renderer="teacher"))
     assert b._cache_key("chest/lung-ct") != key
@@ -294,14 +320,17 @@ def _cohort_dir(tmp_path: Path, edit) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda t: t.replace("target: chest/lung-ct", "target: chest/lung-cx"), "target: unknown target 'chest/lung-cx'"),
-    (lambda t: t.replace("  rows: 128", "  rows: 128\n  colour: red"), "acquisition: colour: unknown key"),
-    (lambda t: t.replace("  rows: 128", "  rows: many"), "acquisition: rows:"),
-    (lambda t: t.replace("interval_days: 42", "interval_days: -3"), "schedule: interval_days:"),
-    (lambda t: t.replace("  rows: 128\n  columns: 128", "  rows: 17\n  columns: 17"), "divisible by 8"),
-    (lambda t: t.replace("response: {CR: 0.05", "response: {CR: 0.5"), "add up to 1"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda t: t.replace("target: chest/lung-ct", "target: chest/lung-cx"), "target: unknown target 'chest/lung-cx'"),
+        (lambda t: t.replace("  rows: 128", "  rows: 128\n  colour: red"), "acquisition: colour: unknown key"),
+        (lambda t: t.replace("  rows: 128", "  rows: many"), "acquisition: rows:"),
+        (lambda t: t.replace("interval_days: 42", "interval_days: -3"), "schedule: interval_days:"),
+        (lambda t: t.replace("  rows: 128\n  columns: 128", "  rows: 17\n  columns: 17"), "divisible by 8"),
+        (lambda t: t.replace("response: {CR: 0.05", "response: {CR: 0.5"), "add up to 1"),
+    ],
+)
 def test_a_bad_cohort_file_names_file_key_and_problem(tmp_path, edit, message):
     folder = _cohort_dir(tmp_path, edit)
     with pytest.raises(ConfigError) as caught:
@@ -312,8 +341,13 @@ def test_a_bad_cohort_file_names_file_key_and_problem(tmp_path, edit, message):
 
 def test_a_bad_cohort_file_stops_serve_with_status_2(tmp_path):
     folder = _cohort_dir(tmp_path, lambda t: t.replace("target: chest/lung-ct", "target: chest/lung-cx"))
-    done = subprocess.run([sys.executable, "-m", "synthpacs", "info", "--data-dir", str(tmp_path / "data")],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "SYNTHPACS_COHORTS_DIR": str(folder), "HOME": str(tmp_path)})
+    done = subprocess.run(
+        [sys.executable, "-m", "synthpacs", "info", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "SYNTHPACS_COHORTS_DIR": str(folder), "HOME": str(tmp_path)},
+    )
     assert done.returncode == 2
     assert "bad.yaml: target: unknown target" in done.stderr

@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from synthpacs.keyed import universe_key
 from synthpacs.archive.uids import UIDFactory, UIDKind, UIDPath, is_valid_uid
+from synthpacs.keyed import universe_key
 
 
 @pytest.fixture
@@ -39,10 +39,19 @@ def test_foreign_uids_do_not_decode(factory, uid):
     assert factory.decode(uid) is None
 
 
-@pytest.mark.parametrize("uid, valid", [
-    ("1.2.840.10008.1.2.1", True), ("1.2.0.3", True), ("1.02.3", False), ("1..2", False), ("", False),
-    ("1.2.3.", False), ("1." + "1" * 63, False), ("1.2.a", False),
-])
+@pytest.mark.parametrize(
+    "uid, valid",
+    [
+        ("1.2.840.10008.1.2.1", True),
+        ("1.2.0.3", True),
+        ("1.02.3", False),
+        ("1..2", False),
+        ("", False),
+        ("1.2.3.", False),
+        ("1." + "1" * 63, False),
+        ("1.2.a", False),
+    ],
+)
 def test_uid_syntax(uid, valid):
     assert is_valid_uid(uid) is valid
 

@@ -28,7 +28,8 @@ def worklist(shared_archive):
 
 def _studies(archive, patient_index):
     rows = archive._catalog.db.execute(
-        "SELECT visit, study_date, study_time, accession FROM study WHERE patient_pk = ? ORDER BY visit", (patient_index,))
+        "SELECT visit, study_date, study_time, accession FROM study WHERE patient_pk = ? ORDER BY visit", (patient_index,)
+    )
     return rows.fetchall()
 
 
@@ -67,14 +68,30 @@ def test_next_visit_follows_the_last_study_at_the_protocol_interval(worklist, sh
 def test_items_carry_the_worklist_return_keys(worklist):
     ds = next(iter(worklist.find({})))
     step = ds.ScheduledProcedureStepSequence[0]
-    for keyword in ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "ScheduledProcedureStepStartTime",
-                    "Modality", "ScheduledProcedureStepDescription", "ScheduledProcedureStepID",
-                    "ScheduledProtocolCodeSequence", "ScheduledStationName"):
+    for keyword in (
+        "ScheduledStationAETitle",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime",
+        "Modality",
+        "ScheduledProcedureStepDescription",
+        "ScheduledProcedureStepID",
+        "ScheduledProtocolCodeSequence",
+        "ScheduledStationName",
+    ):
         assert keyword in step and step[keyword].value not in (None, ""), keyword
     assert step.ScheduledProcedureStepStatus == SCHEDULED
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "AccessionNumber",
-                    "RequestedProcedureID", "RequestedProcedureDescription", "RequestedProcedureCodeSequence",
-                    "ClinicalTrialSubjectID"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "AccessionNumber",
+        "RequestedProcedureID",
+        "RequestedProcedureDescription",
+        "RequestedProcedureCodeSequence",
+        "ClinicalTrialSubjectID",
+    ):
         assert ds[keyword].value not in (None, ""), keyword
     assert step.ScheduledStationAETitle == station_ae_title(ds.ClinicalTrialSiteID, "CT")
 
@@ -89,22 +106,31 @@ def test_matches_station_date_range_modality_and_patient_keys(worklist):
     target = steps[len(steps) // 2]
     station = station_ae_title(target.site_id, "CT")
     day = target.start_date
-    found = list(worklist.find({"ScheduledProcedureStepSequence": [
-        {"ScheduledStationAETitle": station, "ScheduledProcedureStepStartDate": day, "Modality": "CT"}]}))
+    found = list(
+        worklist.find(
+            {
+                "ScheduledProcedureStepSequence": [
+                    {"ScheduledStationAETitle": station, "ScheduledProcedureStepStartDate": day, "Modality": "CT"}
+                ]
+            }
+        )
+    )
     expected = [s for s in steps if s.site_id == target.site_id and s.start_date == day]
     assert [str(d.AccessionNumber) for d in found] == [s.accession_number for s in expected]
     # A date range, open-ended too.
     late = shift_date(TODAY, 60)
     ranged = list(worklist.find({"ScheduledProcedureStepSequence": [{"ScheduledProcedureStepStartDate": f"{TODAY}-{late}"}]}))
     assert len(ranged) == sum(TODAY <= s.start_date <= late for s in steps)
-    assert len(list(worklist.find({"ScheduledProcedureStepSequence": [{"ScheduledProcedureStepStartDate": f"{late}-"}]}))) == \
-        sum(s.start_date >= late for s in steps)
+    assert len(list(worklist.find({"ScheduledProcedureStepSequence": [{"ScheduledProcedureStepStartDate": f"{late}-"}]}))) == sum(
+        s.start_date >= late for s in steps
+    )
     # Patient keys: wildcard and single value; another modality matches nothing.
     family = target.patient_name.split("^")[0]
     by_name = list(worklist.find({"PatientName": f"{family}^*"}))
     assert by_name and all(str(d.PatientName).startswith(family + "^") for d in by_name)
-    assert [str(d.PatientID) for d in worklist.find({"PatientID": target.patient_id})] == \
-        [s.patient_id for s in steps if s.patient_id == target.patient_id]
+    assert [str(d.PatientID) for d in worklist.find({"PatientID": target.patient_id})] == [
+        s.patient_id for s in steps if s.patient_id == target.patient_id
+    ]
     assert list(worklist.find({"ScheduledProcedureStepSequence": [{"Modality": "MR"}]})) == []
     # Before today nothing is scheduled.
     assert list(worklist.find({"ScheduledProcedureStepSequence": [{"ScheduledProcedureStepStartDate": "-20250101"}]})) == []

@@ -34,12 +34,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20250101)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        archive = Archive(load_config(None, {"patients": 60, "seed": args.seed, "data_dir": tmp, "renderer": args.renderer}, environ={}))
+        archive = Archive(
+            load_config(None, {"patients": 60, "seed": args.seed, "data_dir": tmp, "renderer": args.renderer}, environ={})
+        )
         u = archive._universe
         index = args.patient
         if index is None:  # a subject with two lesions whose size changed (PR or PD), for a telling picture
-            index = next(p for p in range(u.n_patients)
-                         if u.patient(p).n_lesions >= 2 and u.patient(p).response in ("PR", "PD") and u.patient(p).n_visits >= 3)
+            index = next(
+                p
+                for p in range(u.n_patients)
+                if u.patient(p).n_lesions >= 2 and u.patient(p).response in ("PR", "PD") and u.patient(p).n_visits >= 3
+            )
         studies = u.studies_of(index)
         rows = []
         for study in (studies[0], studies[-1]):
@@ -74,9 +79,13 @@ def main() -> None:
             row = Image.new("RGB", (512 * len(tiles), 540), (20, 20, 20))
             for i, tile in enumerate(tiles):
                 row.paste(tile.resize((512, 512)), (512 * i, 28))
-            ImageDraw.Draw(row).text((8, 6), f"{study.patient.patient_name}  {study.time_point_description} ({study.study_date})"
-                                     f"  target lesions: {', '.join(f'{d:g} mm' for d in study.lesion_diameters_mm)}"
-                                     f"  [{study.patient.response} course, {args.renderer}]", fill=(255, 255, 0))
+            ImageDraw.Draw(row).text(
+                (8, 6),
+                f"{study.patient.patient_name}  {study.time_point_description} ({study.study_date})"
+                f"  target lesions: {', '.join(f'{d:g} mm' for d in study.lesion_diameters_mm)}"
+                f"  [{study.patient.response} course, {args.renderer}]",
+                fill=(255, 255, 0),
+            )
             rows.append(row)
         out = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)))
         for i, row in enumerate(rows):

@@ -139,8 +139,9 @@ class Archive:
 
     # -- queries ------------------------------------------------------------------------
 
-    def find(self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False,
-             limit: int | None = None, offset: int = 0) -> Iterator[Dataset]:
+    def find(
+        self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False, limit: int | None = None, offset: int = 0
+    ) -> Iterator[Dataset]:
         """C-FIND / QIDO-RS matching; see :meth:`Catalog.find`."""
         return self._catalog.find(level, query, fuzzy=fuzzy, limit=limit, offset=offset)
 
@@ -190,8 +191,11 @@ class Archive:
                     uid = self._universe.uids.sop_instance_uid(study.patient.index, study.visit, series.index, number)
                     if sop_uid is None or uid == sop_uid:
                         refs.append(InstanceRef(study_uid, series.series_instance_uid, uid, series.sop_class_uid, number))
-        stored = (self._catalog.stored_instances(series_uid=series_uid) if series_uid
-                  else self._catalog.stored_instances(study_uid=study_uid))
+        stored = (
+            self._catalog.stored_instances(series_uid=series_uid)
+            if series_uid
+            else self._catalog.stored_instances(study_uid=study_uid)
+        )
         for row in stored:
             if row["study_instance_uid"] != study_uid or (sop_uid and row["sop_instance_uid"] != sop_uid):
                 continue
@@ -207,9 +211,15 @@ class Archive:
     @staticmethod
     def _stored_ref(row: dict) -> InstanceRef:
         number = row["instance_number"]
-        return InstanceRef(row["study_instance_uid"], row["series_instance_uid"], row["sop_instance_uid"],
-                           row["sop_class_uid"], int(number) if number not in (None, "") and str(number).lstrip("-").isdigit() else None,
-                           stored_path=row["path"], transfer_syntax_uid=row["transfer_syntax_uid"])
+        return InstanceRef(
+            row["study_instance_uid"],
+            row["series_instance_uid"],
+            row["sop_instance_uid"],
+            row["sop_class_uid"],
+            int(number) if number not in (None, "") and str(number).lstrip("-").isdigit() else None,
+            stored_path=row["path"],
+            transfer_syntax_uid=row["transfer_syntax_uid"],
+        )
 
     def instance_ref(self, sop_uid: str) -> InstanceRef:
         """Find an instance by its SOP Instance UID alone."""
@@ -239,32 +249,69 @@ class Archive:
         u, p, visit = self._universe, study.patient, study.visit
         cohort = p.cohort
         trial = TrialContext(
-            sponsor_name=cohort.sponsor, protocol_id=cohort.protocol_id, protocol_name=cohort.protocol_name,
-            site_id=p.site_id, site_name=p.site_name, subject_id=p.subject_id, time_point_id=study.time_point_id,
-            time_point_description=study.time_point_description, coordinating_center_name=cohort.coordinating_center)
+            sponsor_name=cohort.sponsor,
+            protocol_id=cohort.protocol_id,
+            protocol_name=cohort.protocol_name,
+            site_id=p.site_id,
+            site_name=p.site_name,
+            subject_id=p.subject_id,
+            time_point_id=study.time_point_id,
+            time_point_description=study.time_point_description,
+            coordinating_center_name=cohort.coordinating_center,
+        )
         context = StudyContext(
-            patient_name=p.patient_name, patient_id=p.patient_id, patient_birth_date=p.birth_date,
-            patient_sex=p.sex, patient_age=study.patient_age, study_instance_uid=study.study_instance_uid,
-            study_date=study.study_date, study_time=study.study_time, accession_number=study.accession_number,
-            study_id=study.study_id, study_description=study.study_description,
-            procedure_code=Code(*cohort.procedure_code), body_part_examined=cohort.body_part,
-            frame_of_reference_uid=u.uids.frame_of_reference_uid(p.index, visit), target=cohort.target,
-            visit=visit, trial=trial)
+            patient_name=p.patient_name,
+            patient_id=p.patient_id,
+            patient_birth_date=p.birth_date,
+            patient_sex=p.sex,
+            patient_age=study.patient_age,
+            study_instance_uid=study.study_instance_uid,
+            study_date=study.study_date,
+            study_time=study.study_time,
+            accession_number=study.accession_number,
+            study_id=study.study_id,
+            study_description=study.study_description,
+            procedure_code=Code(*cohort.procedure_code),
+            body_part_examined=cohort.body_part,
+            frame_of_reference_uid=u.uids.frame_of_reference_uid(p.index, visit),
+            target=cohort.target,
+            visit=visit,
+            trial=trial,
+        )
         planned = []
         for s in study.series:
             sop_uids = tuple(u.uids.sop_instance_uid(p.index, visit, s.index, n) for n in range(1, s.n_instances + 1))
             series = SeriesContext(
-                series_instance_uid=s.series_instance_uid, series_number=s.series_number, modality=s.modality,
-                series_description=s.series_description, series_date=s.series_date, series_time=s.series_time,
-                sop_class_uid=s.sop_class_uid, sop_instance_uids=sop_uids,
-                dimension_organization_uid=u.uids.dimension_organization_uid(p.index, visit, s.index))
-            planned.append(PlannedSeries(index=s.index, slot=s.slot, context=series, rows=s.rows, columns=s.columns,
-                                         frames=s.frames))
-        draws = PlanDraws(key=u.key, patient=np.array([p.index]), visit=np.array([visit]),
-                          female=np.array([p.sex == "F"]), acquisition=cohort.acquisition)
-        return StudyRequest(study=context, series=tuple(planned), patient_index=p.index, visit=visit, patient_sex=p.sex,
-                            acquisition=cohort.acquisition, lesion_diameters_mm=study.lesion_diameters_mm,
-                            draws=_PatientDraws(u.key, u.uids, p.index, visit, draws))
+                series_instance_uid=s.series_instance_uid,
+                series_number=s.series_number,
+                modality=s.modality,
+                series_description=s.series_description,
+                series_date=s.series_date,
+                series_time=s.series_time,
+                sop_class_uid=s.sop_class_uid,
+                sop_instance_uids=sop_uids,
+                dimension_organization_uid=u.uids.dimension_organization_uid(p.index, visit, s.index),
+            )
+            planned.append(
+                PlannedSeries(index=s.index, slot=s.slot, context=series, rows=s.rows, columns=s.columns, frames=s.frames)
+            )
+        draws = PlanDraws(
+            key=u.key,
+            patient=np.array([p.index]),
+            visit=np.array([visit]),
+            female=np.array([p.sex == "F"]),
+            acquisition=cohort.acquisition,
+        )
+        return StudyRequest(
+            study=context,
+            series=tuple(planned),
+            patient_index=p.index,
+            visit=visit,
+            patient_sex=p.sex,
+            acquisition=cohort.acquisition,
+            lesion_diameters_mm=study.lesion_diameters_mm,
+            draws=_PatientDraws(u.key, u.uids, p.index, visit, draws),
+        )
 
     # -- retrieve -----------------------------------------------------------------------
 
@@ -346,8 +393,9 @@ class Archive:
 
     # -- store --------------------------------------------------------------------------
 
-    def store(self, data: bytes | Dataset | Received, *, expected: Mapping[str, str] | None = None,
-              source: str = "the request") -> StoreResult:
+    def store(
+        self, data: bytes | Dataset | Received, *, expected: Mapping[str, str] | None = None, source: str = "the request"
+    ) -> StoreResult:
         """Keep an object received by STOW-RS or C-STORE: validated whole, written atomically, indexed, findable at once.
 
         ``data`` is the Part 10 bytes as received (kept byte for byte), a
@@ -377,27 +425,42 @@ class Archive:
                 try:
                     data = _encode(data)
                 except Exception as exc:  # pydicom raises many types for data sets it cannot write
-                    raise StoreRefused(StoreRefusalValues.CANNOT_ENCODE, f"the object cannot be encoded: {exc}",
-                                       sop_class_uid=str(data.get("SOPClassUID", "") or ""),
-                                       sop_instance_uid=str(data.get("SOPInstanceUID", "") or "")) from None
+                    raise StoreRefused(
+                        StoreRefusalValues.CANNOT_ENCODE,
+                        f"the object cannot be encoded: {exc}",
+                        sop_class_uid=str(data.get("SOPClassUID", "") or ""),
+                        sop_instance_uid=str(data.get("SOPInstanceUID", "") or ""),
+                    ) from None
             received = receive(data, expected=expected, source=source)
         ds = received.dataset
-        sop_uid, names = received.sop_instance_uid, {"sop_class_uid": received.sop_class_uid,
-                                                      "sop_instance_uid": received.sop_instance_uid}
+        sop_uid, names = (
+            received.sop_instance_uid,
+            {"sop_class_uid": received.sop_class_uid, "sop_instance_uid": received.sop_instance_uid},
+        )
         uids = self._universe.uids
         if uids.decode(sop_uid) is not None:
-            raise StoreRefused(StoreRefusalValues.SYNTHETIC_UID,
-                               f"SOP Instance UID {sop_uid} belongs to a synthetic instance and cannot be replaced",
-                               keyword="SOPInstanceUID", **names)
+            raise StoreRefused(
+                StoreRefusalValues.SYNTHETIC_UID,
+                f"SOP Instance UID {sop_uid} belongs to a synthetic instance and cannot be replaced",
+                keyword="SOPInstanceUID",
+                **names,
+            )
         for keyword, kind in (("StudyInstanceUID", UIDKind.STUDY), ("SeriesInstanceUID", UIDKind.SERIES)):
             path = uids.decode(str(ds[keyword].value))
             if path is not None and path.kind != kind:
-                raise StoreRefused(StoreRefusalValues.KIND_MISMATCH,
-                                   f"{keyword} names a synthetic object of another kind", keyword=keyword, **names)
+                raise StoreRefused(
+                    StoreRefusalValues.KIND_MISMATCH,
+                    f"{keyword} names a synthetic object of another kind",
+                    keyword=keyword,
+                    **names,
+                )
         if uids.decode(received.series_instance_uid) is not None:
-            raise StoreRefused(StoreRefusalValues.SYNTHETIC_SERIES,
-                               "a stored object cannot join a synthetic series; give it a series of its own",
-                               keyword="SeriesInstanceUID", **names)
+            raise StoreRefused(
+                StoreRefusalValues.SYNTHETIC_SERIES,
+                "a stored object cannot join a synthetic series; give it a series of its own",
+                keyword="SeriesInstanceUID",
+                **names,
+            )
         path = self.stored_root / received.study_instance_uid / received.series_instance_uid / f"{sop_uid}.dcm"
         # One store at a time from the look-up of an earlier copy to the index: two stores of one
         # UID cannot interleave (the index would describe one copy and the disk hold the other).

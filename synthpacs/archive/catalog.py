@@ -108,14 +108,20 @@ CREATE INDEX study_accession_index ON study(accession);
 """
 
 # The columns of a joined synthetic row, by level (read by name, never by position).
-PATIENT_COLUMNS = ("p.pk AS patient_pk, p.patient_id, p.patient_name, p.sex, p.birth_date, p.cohort, p.site_id, "
-                   "p.site_name, p.subject_id, p.n_studies, p.n_series AS patient_series, "
-                   "p.n_instances AS patient_instances")
-STUDY_COLUMNS = (PATIENT_COLUMNS + ", s.pk AS study_pk, s.visit, s.variant, s.study_date, s.study_time, s.accession, "
-                 "s.time_point_id, s.time_point_description, s.patient_age")
-SERIES_COLUMNS = (STUDY_COLUMNS + ", ps.idx AS series_index, ps.number AS series_number, ps.modality, "
-                  "ps.sop_class_uid, ps.description AS series_description, ps.n_instances AS series_instances, "
-                  "ps.frames, ps.rows, ps.columns")
+PATIENT_COLUMNS = (
+    "p.pk AS patient_pk, p.patient_id, p.patient_name, p.sex, p.birth_date, p.cohort, p.site_id, "
+    "p.site_name, p.subject_id, p.n_studies, p.n_series AS patient_series, "
+    "p.n_instances AS patient_instances"
+)
+STUDY_COLUMNS = (
+    PATIENT_COLUMNS + ", s.pk AS study_pk, s.visit, s.variant, s.study_date, s.study_time, s.accession, "
+    "s.time_point_id, s.time_point_description, s.patient_age"
+)
+SERIES_COLUMNS = (
+    STUDY_COLUMNS + ", ps.idx AS series_index, ps.number AS series_number, ps.modality, "
+    "ps.sop_class_uid, ps.description AS series_description, ps.n_instances AS series_instances, "
+    "ps.frames, ps.rows, ps.columns"
+)
 
 
 @dataclass(frozen=True)
@@ -338,18 +344,40 @@ class Catalog:
             local = np.empty(len(distinct), dtype=np.int64)
             n = len(slots)
             for j, row in enumerate(distinct):
-                counts, frames, n_rows, n_columns, text = (row[i * n:(i + 1) * n] for i in range(5))
-                key = (cohort.index, tuple(int(x) for x in row[:4 * n]), tuple(str(descriptions[t]) for t in text))
+                counts, frames, n_rows, n_columns, text = (row[i * n : (i + 1) * n] for i in range(5))
+                key = (cohort.index, tuple(int(x) for x in row[: 4 * n]), tuple(str(descriptions[t]) for t in text))
                 if key not in variants:
                     index = variants[key] = len(variants)
                     present = [i for i in range(n) if counts[i] > 0]
-                    db.execute("INSERT INTO plan_variant VALUES (?,?,?,?,?,?)", (
-                        index, cohort.index, len(present), int(sum(counts[i] for i in present)),
-                        "\\".join(sorted({slots[i].modality for i in present})),
-                        "\\".join(sorted({slots[i].sop_class_uid for i in present}))))
-                    db.executemany("INSERT INTO plan_series VALUES (?,?,?,?,?,?,?,?,?,?)", [
-                        (index, i, slots[i].number, slots[i].modality, slots[i].sop_class_uid, str(descriptions[text[i]]),
-                         int(counts[i]), int(frames[i]), int(n_rows[i]), int(n_columns[i])) for i in present])
+                    db.execute(
+                        "INSERT INTO plan_variant VALUES (?,?,?,?,?,?)",
+                        (
+                            index,
+                            cohort.index,
+                            len(present),
+                            int(sum(counts[i] for i in present)),
+                            "\\".join(sorted({slots[i].modality for i in present})),
+                            "\\".join(sorted({slots[i].sop_class_uid for i in present})),
+                        ),
+                    )
+                    db.executemany(
+                        "INSERT INTO plan_series VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        [
+                            (
+                                index,
+                                i,
+                                slots[i].number,
+                                slots[i].modality,
+                                slots[i].sop_class_uid,
+                                str(descriptions[text[i]]),
+                                int(counts[i]),
+                                int(frames[i]),
+                                int(n_rows[i]),
+                                int(n_columns[i]),
+                            )
+                            for i in present
+                        ],
+                    )
                 local[j] = variants[key]
             out[rows] = local[inverse.reshape(-1)]
         return out
@@ -360,10 +388,14 @@ class Catalog:
         cohorts = self.universe.cohorts
         birth = records.date_strings(pa["birth_day"])
         first, last = int(pa["index"][0]), int(pa["index"][-1])
-        totals = {r["patient_pk"]: (r["n_series"], r["n_instances"]) for r in db.execute(
-            "SELECT s.patient_pk, sum(v.n_series) AS n_series, sum(v.n_instances) AS n_instances FROM study s "
-            "JOIN plan_variant v ON v.variant = s.variant WHERE s.patient_pk BETWEEN ? AND ? GROUP BY s.patient_pk",
-            (first, last))}
+        totals = {
+            r["patient_pk"]: (r["n_series"], r["n_instances"])
+            for r in db.execute(
+                "SELECT s.patient_pk, sum(v.n_series) AS n_series, sum(v.n_instances) AS n_instances FROM study s "
+                "JOIN plan_variant v ON v.variant = s.variant WHERE s.patient_pk BETWEEN ? AND ? GROUP BY s.patient_pk",
+                (first, last),
+            )
+        }
         for i in range(len(pa["index"])):
             c = cohorts[int(pa["cohort"][i])]
             site = c.sites[int(pa["site"][i])]
@@ -371,9 +403,18 @@ class Catalog:
             index = int(pa["index"][i])
             n_series, n_instances = totals[index]
             yield (
-                index, records.patient_id(index), f"{FAMILY_NAMES[int(pa['family'][i])]}^{given}",
-                "F" if pa["female"][i] else "M", birth[i], c.index, site.id, site.name,
-                records.subject_id(c.protocol_id, site.id, index), int(pa["n_visits"][i]), n_series, n_instances,
+                index,
+                records.patient_id(index),
+                f"{FAMILY_NAMES[int(pa['family'][i])]}^{given}",
+                "F" if pa["female"][i] else "M",
+                birth[i],
+                c.index,
+                site.id,
+                site.name,
+                records.subject_id(c.protocol_id, site.id, index),
+                int(pa["n_visits"][i]),
+                n_series,
+                n_instances,
             )
 
     def _study_rows(self, pa: dict, sa: dict, variant: np.ndarray) -> list[tuple]:
@@ -387,33 +428,63 @@ class Catalog:
             c = cohorts[int(pa["cohort"][r])]
             time_point_id, time_point_description = records.time_point(visit, c.interval_days)
             m = int(minutes[i])
-            out.append((records.study_key(index, visit), index, visit, int(variant[i]), dates[i],
-                        f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}", records.accession_number(index, visit),
-                        time_point_id, time_point_description, records.age_string(int(ages[i]))))
+            out.append(
+                (
+                    records.study_key(index, visit),
+                    index,
+                    visit,
+                    int(variant[i]),
+                    dates[i],
+                    f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}",
+                    records.accession_number(index, visit),
+                    time_point_id,
+                    time_point_description,
+                    records.age_string(int(ages[i])),
+                )
+            )
         return out
 
     def _load_variants(self) -> dict[int, Variant]:
         cohorts = self.universe.cohorts
-        return {r["variant"]: Variant(r["variant"], cohorts[r["cohort"]], r["n_series"], r["n_instances"],
-                                      tuple(r["modalities"].split("\\")), tuple(r["sop_classes"].split("\\")))
-                for r in self.db.execute("SELECT * FROM plan_variant")}
+        return {
+            r["variant"]: Variant(
+                r["variant"],
+                cohorts[r["cohort"]],
+                r["n_series"],
+                r["n_instances"],
+                tuple(r["modalities"].split("\\")),
+                tuple(r["sop_classes"].split("\\")),
+            )
+            for r in self.db.execute("SELECT * FROM plan_variant")
+        }
 
     # -- figures ----------------------------------------------------------------------
 
     def figures(self) -> dict[str, int]:
         """The universe in numbers (synthetic and stored)."""
         db = self.db
-        row = db.execute("SELECT count(*), coalesce(sum(n_studies), 0), coalesce(sum(n_series), 0), "
-                         "coalesce(sum(n_instances), 0) FROM patient").fetchone()
-        stored = db.execute("SELECT (SELECT count(*) FROM stored_study), (SELECT count(*) FROM stored_series), "
-                            "(SELECT count(*) FROM stored_instance)").fetchone()
-        return {"patients": row[0], "studies": row[1], "series": row[2], "instances": row[3],
-                "stored_studies": stored[0], "stored_series": stored[1], "stored_instances": stored[2]}
+        row = db.execute(
+            "SELECT count(*), coalesce(sum(n_studies), 0), coalesce(sum(n_series), 0), coalesce(sum(n_instances), 0) FROM patient"
+        ).fetchone()
+        stored = db.execute(
+            "SELECT (SELECT count(*) FROM stored_study), (SELECT count(*) FROM stored_series), "
+            "(SELECT count(*) FROM stored_instance)"
+        ).fetchone()
+        return {
+            "patients": row[0],
+            "studies": row[1],
+            "series": row[2],
+            "instances": row[3],
+            "stored_studies": stored[0],
+            "stored_series": stored[1],
+            "stored_instances": stored[2],
+        }
 
     # -- queries ----------------------------------------------------------------------
 
-    def find(self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False,
-             limit: int | None = None, offset: int = 0) -> Iterator[Dataset]:
+    def find(
+        self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False, limit: int | None = None, offset: int = 0
+    ) -> Iterator[Dataset]:
         """Match ``query`` at ``level`` (PS3.4 C.2.2.2) and yield one Dataset per match.
 
         Stored objects come first (in the order received), then synthetic
@@ -521,14 +592,18 @@ class Catalog:
                 conditions.append(matching.FALSE)
             else:
                 ors = " OR ".join("(s.pk = ? AND ps.idx = ?)" for _ in series)
-                conditions.append(Condition(f"({ors})", tuple(x for p in series for x in (records.study_key(p.patient, p.study), p.series))))
+                conditions.append(
+                    Condition(f"({ors})", tuple(x for p in series for x in (records.study_key(p.patient, p.study), p.series)))
+                )
         instances = paths("SOPInstanceUID", UIDKind.INSTANCE) if level == QueryLevel.IMAGE else None
         if instances is not None:
             if not instances:
                 conditions.append(matching.FALSE)
             else:
                 ors = " OR ".join("(s.pk = ? AND ps.idx = ?)" for _ in instances)
-                conditions.append(Condition(f"({ors})", tuple(x for p in instances for x in (records.study_key(p.patient, p.study), p.series))))
+                conditions.append(
+                    Condition(f"({ors})", tuple(x for p in instances for x in (records.study_key(p.patient, p.study), p.series)))
+                )
         sql = " AND ".join(f"({c.sql})" for c in conditions) or "1"
         for c in conditions:
             params.extend(c.params)
@@ -549,8 +624,13 @@ class Catalog:
         where = " AND ".join(f"({c.sql})" for c in conditions if c.sql != "1") or "1"
         params = tuple(p for c in conditions for p in c.params)
         # Keys matched on output only (computed values), checked in Python.
-        post = {k: v for k, v in keys.items()
-                if fields[k].expr is None and fields[k].per_variant is None and k not in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+        post = {
+            k: v
+            for k, v in keys.items()
+            if fields[k].expr is None
+            and fields[k].per_variant is None
+            and k not in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        }
 
         if level is QueryLevel.PATIENT:
             sql = f"SELECT {PATIENT_COLUMNS} FROM patient p WHERE {where} ORDER BY p.pk"
@@ -562,8 +642,10 @@ class Catalog:
             sql = f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE {where} ORDER BY {order}"
             build = self._study_dataset
         else:
-            sql = (f"SELECT {SERIES_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
-                   f"JOIN plan_series ps ON ps.variant = s.variant WHERE {where} ORDER BY s.pk, ps.idx")
+            sql = (
+                f"SELECT {SERIES_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
+                f"JOIN plan_series ps ON ps.variant = s.variant WHERE {where} ORDER BY s.pk, ps.idx"
+            )
             build = self._series_dataset
 
         def run(skip: int, limit: int | None) -> Iterator[Dataset]:
@@ -682,7 +764,11 @@ class Catalog:
                 ds = Dataset()
                 put(ds, "StudyInstanceUID", series.StudyInstanceUID)
                 put(ds, "SeriesInstanceUID", series.SeriesInstanceUID)
-                put(ds, "SOPInstanceUID", self.universe.uids.sop_instance_uid(row["patient_pk"], row["visit"], series_index, number))
+                put(
+                    ds,
+                    "SOPInstanceUID",
+                    self.universe.uids.sop_instance_uid(row["patient_pk"], row["visit"], series_index, number),
+                )
                 put(ds, "SOPClassUID", row["sop_class_uid"])
                 put(ds, "InstanceNumber", number)
                 if row["rows"]:
@@ -763,8 +849,9 @@ class Catalog:
                     yield ds
                 continue
             inst_keys = {k: v for k, v in keys.items() if not isinstance(v, list)}
-            for irow in db.execute("SELECT * FROM stored_instance WHERE series_instance_uid = ? ORDER BY rowid",
-                                   (se["series_instance_uid"],)).fetchall():
+            for irow in db.execute(
+                "SELECT * FROM stored_instance WHERE series_instance_uid = ? ORDER BY rowid", (se["series_instance_uid"],)
+            ).fetchall():
                 inst = dict(zip(inst_cols, irow))
                 ids = Dataset()
                 ids.update(ds)
@@ -788,19 +875,32 @@ class Catalog:
         path = self.universe.uids.decode(study_uid)
         if path is None or path.kind != UIDKind.STUDY:
             return None
-        row = self.db.execute(f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.pk = ?",
-                              (records.study_key(path.patient, path.study),)).fetchone()
+        row = self.db.execute(
+            f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.pk = ?",
+            (records.study_key(path.patient, path.study),),
+        ).fetchone()
         return self._study_dataset(row, self._stored_extras()) if row else None
 
     def _stored_counts(self, study_uid: str) -> tuple[int, int, list[str], list[str]]:
         row = self.db.execute(
             "SELECT count(DISTINCT se.series_instance_uid), count(i.sop_instance_uid) FROM stored_series se "
             "LEFT JOIN stored_instance i ON i.series_instance_uid = se.series_instance_uid WHERE se.study_instance_uid = ?",
-            (study_uid,)).fetchone()
-        modalities = [r[0] for r in self.db.execute(
-            "SELECT DISTINCT modality FROM stored_series WHERE study_instance_uid = ? ORDER BY modality", (study_uid,)) if r[0]]
-        classes = [r[0] for r in self.db.execute(
-            "SELECT DISTINCT sop_class_uid FROM stored_instance WHERE study_instance_uid = ? ORDER BY 1", (study_uid,)) if r[0]]
+            (study_uid,),
+        ).fetchone()
+        modalities = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT modality FROM stored_series WHERE study_instance_uid = ? ORDER BY modality", (study_uid,)
+            )
+            if r[0]
+        ]
+        classes = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT sop_class_uid FROM stored_instance WHERE study_instance_uid = ? ORDER BY 1", (study_uid,)
+            )
+            if r[0]
+        ]
         return row[0], row[1], modalities, classes
 
     def _stored_patient_dataset(self, studies: list[dict]) -> Dataset:
@@ -849,8 +949,9 @@ class Catalog:
         put(ds, "SeriesDate", se["series_date"] or "")
         put(ds, "SeriesTime", se["series_time"] or "")
         put(ds, "BodyPartExamined", se["body_part_examined"] or "")
-        n, = self.db.execute("SELECT count(*) FROM stored_instance WHERE series_instance_uid = ?",
-                             (se["series_instance_uid"],)).fetchone()
+        (n,) = self.db.execute(
+            "SELECT count(*) FROM stored_instance WHERE series_instance_uid = ?", (se["series_instance_uid"],)
+        ).fetchone()
         put(ds, "NumberOfSeriesRelatedInstances", n)
         return ds
 
@@ -889,16 +990,48 @@ class Catalog:
                 if not synthetic_parent:
                     db.execute(
                         "INSERT OR REPLACE INTO stored_study VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        (study_uid, text("PatientID"), text("PatientName"), text("PatientBirthDate"), text("PatientSex"),
-                         text("StudyDate"), text("StudyTime"), text("AccessionNumber"), text("StudyID"),
-                         text("StudyDescription"), text("ReferringPhysicianName")))
+                        (
+                            study_uid,
+                            text("PatientID"),
+                            text("PatientName"),
+                            text("PatientBirthDate"),
+                            text("PatientSex"),
+                            text("StudyDate"),
+                            text("StudyTime"),
+                            text("AccessionNumber"),
+                            text("StudyID"),
+                            text("StudyDescription"),
+                            text("ReferringPhysicianName"),
+                        ),
+                    )
                 db.execute(
                     "INSERT OR REPLACE INTO stored_series VALUES (?,?,?,?,?,?,?,?)",
-                    (series_uid, study_uid, text("Modality"), text("SeriesNumber"), text("SeriesDescription"),
-                     text("SeriesDate"), text("SeriesTime"), text("BodyPartExamined")))
+                    (
+                        series_uid,
+                        study_uid,
+                        text("Modality"),
+                        text("SeriesNumber"),
+                        text("SeriesDescription"),
+                        text("SeriesDate"),
+                        text("SeriesTime"),
+                        text("BodyPartExamined"),
+                    ),
+                )
                 db.execute(
                     "INSERT OR REPLACE INTO stored_instance VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (str(ds.SOPInstanceUID), series_uid, study_uid, str(ds.SOPClassUID), text("InstanceNumber"),
-                     int(ds.get("Rows") or 0), int(ds.get("Columns") or 0), text("NumberOfFrames"),
-                     transfer_syntax_uid, path, size, time.time()))
+                    (
+                        str(ds.SOPInstanceUID),
+                        series_uid,
+                        study_uid,
+                        str(ds.SOPClassUID),
+                        text("InstanceNumber"),
+                        int(ds.get("Rows") or 0),
+                        int(ds.get("Columns") or 0),
+                        text("NumberOfFrames"),
+                        transfer_syntax_uid,
+                        path,
+                        size,
+                        time.time(),
+                    ),
+                )
             self._stored_version += 1

@@ -134,8 +134,9 @@ def _parse(data: bytes) -> Dataset:
         for _ in ds.iterall():  # converts every raw element, sequence items included
             pass
     except Exception as exc:
-        raise StoreRefused(StoreRefusalValues.INCOMPLETE, f"incomplete object: an element cannot be read: {exc}",
-                           **_names(ds)) from None
+        raise StoreRefused(
+            StoreRefusalValues.INCOMPLETE, f"incomplete object: an element cannot be read: {exc}", **_names(ds)
+        ) from None
     return ds
 
 
@@ -150,8 +151,10 @@ def _incomplete(fp: _TrackedBytes, exc: Exception | None) -> str:
 def _names(ds: Dataset) -> dict[str, str]:
     """SOP Class and Instance UIDs as far as they can be read (for a refusal's report)."""
     out = {}
-    for keyword, name, meta_keyword in (("SOPClassUID", "sop_class_uid", "MediaStorageSOPClassUID"),
-                                        ("SOPInstanceUID", "sop_instance_uid", "MediaStorageSOPInstanceUID")):
+    for keyword, name, meta_keyword in (
+        ("SOPClassUID", "sop_class_uid", "MediaStorageSOPClassUID"),
+        ("SOPInstanceUID", "sop_instance_uid", "MediaStorageSOPInstanceUID"),
+    ):
         try:
             value = ds.get(keyword) or getattr(ds, "file_meta", Dataset()).get(meta_keyword) or ""
             out[name] = str(value).strip()
@@ -178,13 +181,18 @@ def _check_uids(ds: Dataset, names: dict[str, str], expected: Mapping[str, str],
         if not value:
             raise StoreRefused(StoreRefusalValues.MISSING_UID, f"the object has no {keyword}", keyword=keyword, **names)
         if not is_valid_uid(value):
-            raise StoreRefused(StoreRefusalValues.INVALID_UID, f"{keyword} {value!r} is not a valid UID",
-                               keyword=keyword, **names)
+            raise StoreRefused(
+                StoreRefusalValues.INVALID_UID, f"{keyword} {value!r} is not a valid UID", keyword=keyword, **names
+            )
     for keyword, want in expected.items():
         value = str(ds.get(keyword, "") or "")
         if value != want:
-            raise StoreRefused(StoreRefusalValues.UID_MISMATCH,
-                               f"{keyword} differs from {source} ({value or 'none'} vs {want})", keyword=keyword, **names)
+            raise StoreRefused(
+                StoreRefusalValues.UID_MISMATCH,
+                f"{keyword} differs from {source} ({value or 'none'} vs {want})",
+                keyword=keyword,
+                **names,
+            )
 
 
 # -- pixel data ---------------------------------------------------------------------------
@@ -196,9 +204,12 @@ def _check_pixels(ds: Dataset, names: dict[str, str]) -> None:
         # An image without pixels is an object cut short between two elements.
         sop_class = UID(str(ds.get("SOPClassUID", "") or ""))
         if "PhotometricInterpretation" in ds or "Image Storage" in sop_class.name:
-            raise StoreRefused(StoreRefusalValues.INCOMPLETE,
-                               f"incomplete object: an image ({sop_class.name or 'PhotometricInterpretation'}) "
-                               "without Pixel Data", keyword="PixelData", **names)
+            raise StoreRefused(
+                StoreRefusalValues.INCOMPLETE,
+                f"incomplete object: an image ({sop_class.name or 'PhotometricInterpretation'}) without Pixel Data",
+                keyword="PixelData",
+                **names,
+            )
         return
     keyword = present[0]
     value = ds[keyword].value or b""
@@ -216,12 +227,15 @@ def _check_native(ds: Dataset, keyword: str, value: bytes) -> None:
     try:
         expected = int(get_expected_length(ds, unit="bytes"))
     except Exception as exc:  # absent or malformed Rows, Columns, BitsAllocated...
-        raise StoreRefused(StoreRefusalValues.INCOMPLETE,
-                           f"incomplete object: {keyword} without the attributes that give its size ({exc})") from None
+        raise StoreRefused(
+            StoreRefusalValues.INCOMPLETE, f"incomplete object: {keyword} without the attributes that give its size ({exc})"
+        ) from None
     if len(value) != expected and not (expected % 2 and len(value) == expected + 1):
-        raise StoreRefused(StoreRefusalValues.INCOMPLETE,
-                           f"incomplete object: {keyword} holds {len(value)} bytes; Rows, Columns, SamplesPerPixel, "
-                           f"BitsAllocated and NumberOfFrames declare {expected}")
+        raise StoreRefused(
+            StoreRefusalValues.INCOMPLETE,
+            f"incomplete object: {keyword} holds {len(value)} bytes; Rows, Columns, SamplesPerPixel, "
+            f"BitsAllocated and NumberOfFrames declare {expected}",
+        )
 
 
 def _frames(ds: Dataset) -> int:
@@ -287,7 +301,14 @@ def _check_rle(ds: Dataset, value: bytes, fragments, base: int, frames: int, ref
             raise refuse(f"(RLE Lossless) fragment {number} is shorter than its 64-byte RLE header")
         header = struct.unpack_from("<16L", value, base + start + 8)
         count, offsets = header[0], [o for o in header[1:] if o][: header[0]]
-        if count != segments or len(offsets) != count or offsets[0] != 64 or offsets != sorted(set(offsets)) \
-                or offsets[-1] >= length:
-            raise refuse(f"(RLE Lossless) fragment {number} has an RLE header that does not fit it "
-                         f"({count} segments of {segments}, {length} bytes)")
+        if (
+            count != segments
+            or len(offsets) != count
+            or offsets[0] != 64
+            or offsets != sorted(set(offsets))
+            or offsets[-1] >= length
+        ):
+            raise refuse(
+                f"(RLE Lossless) fragment {number} has an RLE header that does not fit it "
+                f"({count} segments of {segments}, {length} bytes)"
+            )

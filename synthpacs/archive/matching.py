@@ -78,7 +78,7 @@ def parse_range(keyword: str, vr: str, value: str) -> tuple[str | None, str | No
                 raise InvalidQuery(f"{keyword}: {value!r} is not a valid {vr} range (A-B, A- or -B)") from None
     if vr == "TM":
         low = _normalise_time(low) if low else low
-        high = (high.split(".")[0].ljust(6, "9") if high else high)
+        high = high.split(".")[0].ljust(6, "9") if high else high
     if low and high and low > high:
         raise InvalidQuery(f"{keyword}: the range {value!r} ends before it starts")
     return low or None, high or None

@@ -105,7 +105,7 @@ class UIDFactory:
         """The path of a synthetic UID, or None if this universe did not mint it."""
         if not uid.startswith(UID_ROOT):
             return None
-        digits = uid[len(UID_ROOT):]
+        digits = uid[len(UID_ROOT) :]
         if not digits.isdigit() or len(digits) > 39 or (len(digits) > 1 and digits[0] == "0"):
             return None
         value = int(digits)

@@ -36,18 +36,80 @@ MAX_DIAMETER_MM = 60.0
 
 # Obviously synthetic names: a test-phantom family name and a given name.
 FAMILY_NAMES = (
-    "PHANTOM", "SYNTHETIC", "VOXEL", "PIXEL", "TENSOR", "SAMPLE", "MOCKWELL", "DUMMYSON", "FICTIVE", "PLACEBO",
-    "SIMULA", "GAUSSMAN", "FOURIER", "RANDOMIR", "SEEDWELL", "LATENTE", "GRADIENTI", "KERNELSON", "BITWELL",
-    "DATAFORD", "NOISEMAN", "HOUNSFIELD", "ISOCENTER", "SLICEWELL", "TOMOGRAF", "PROTOTYPE", "TESTER",
-    "SURROGATE", "PROXYMAN", "STANDIN",
+    "PHANTOM",
+    "SYNTHETIC",
+    "VOXEL",
+    "PIXEL",
+    "TENSOR",
+    "SAMPLE",
+    "MOCKWELL",
+    "DUMMYSON",
+    "FICTIVE",
+    "PLACEBO",
+    "SIMULA",
+    "GAUSSMAN",
+    "FOURIER",
+    "RANDOMIR",
+    "SEEDWELL",
+    "LATENTE",
+    "GRADIENTI",
+    "KERNELSON",
+    "BITWELL",
+    "DATAFORD",
+    "NOISEMAN",
+    "HOUNSFIELD",
+    "ISOCENTER",
+    "SLICEWELL",
+    "TOMOGRAF",
+    "PROTOTYPE",
+    "TESTER",
+    "SURROGATE",
+    "PROXYMAN",
+    "STANDIN",
 )
 GIVEN_NAMES_F = (
-    "ALPHA", "BETA", "GAMMA", "DELTA", "SIGMA", "THETA", "IOTA", "KAPPA", "LAMBDA", "OMEGA", "NOVA", "LUNA",
-    "VEGA", "LYRA", "ADA", "GRACE", "HEDY", "MARIE", "EMMY", "ROSALIND",
+    "ALPHA",
+    "BETA",
+    "GAMMA",
+    "DELTA",
+    "SIGMA",
+    "THETA",
+    "IOTA",
+    "KAPPA",
+    "LAMBDA",
+    "OMEGA",
+    "NOVA",
+    "LUNA",
+    "VEGA",
+    "LYRA",
+    "ADA",
+    "GRACE",
+    "HEDY",
+    "MARIE",
+    "EMMY",
+    "ROSALIND",
 )
 GIVEN_NAMES_M = (
-    "ALAN", "ZETA", "EPSILON", "OMICRON", "RHO", "TAU", "PHI", "CHI", "PSI", "MU", "NU", "XI", "ORION",
-    "ATLAS", "FELIX", "OTTO", "NIELS", "ERWIN", "MAX", "PAUL",
+    "ALAN",
+    "ZETA",
+    "EPSILON",
+    "OMICRON",
+    "RHO",
+    "TAU",
+    "PHI",
+    "CHI",
+    "PSI",
+    "MU",
+    "NU",
+    "XI",
+    "ORION",
+    "ATLAS",
+    "FELIX",
+    "OTTO",
+    "NIELS",
+    "ERWIN",
+    "MAX",
+    "PAUL",
 )
 
 
@@ -163,6 +225,7 @@ class Universe:
         k = self.key
         cohort = self.cohort_of(p)
         out: dict[str, np.ndarray] = {"index": p, "cohort": cohort}
+
         # Per-cohort parameters gathered into arrays, so every rule below is vectorised.
         def per(attr):
             return np.array([getattr(c, attr) for c in self.cohorts])[cohort]
@@ -174,10 +237,14 @@ class Universe:
         out["baseline_day"] = first + np.floor(keyed.uniform(k, "baseline", p) * span).astype(np.int64)
         age = per("age_mean") + per("age_sd") * keyed.normal(k, "age", p)
         age = np.clip(np.round(age), per("age_min"), per("age_max")).astype(np.int64)
-        out["birth_day"] = out["baseline_day"] - np.round(age * 365.25).astype(np.int64) - keyed.integers(k, "birthday", p, 0, 365)
+        out["birth_day"] = (
+            out["baseline_day"] - np.round(age * 365.25).astype(np.int64) - keyed.integers(k, "birthday", p, 0, 365)
+        )
         out["family"] = keyed.integers(k, "family", p, 0, len(FAMILY_NAMES))
         out["given"] = keyed.integers(k, "given", p, 0, len(GIVEN_NAMES_F))
-        out["site"] = np.floor(keyed.uniform(k, "site", p) * np.array([len(c.sites) for c in self.cohorts])[cohort]).astype(np.int64)
+        out["site"] = np.floor(keyed.uniform(k, "site", p) * np.array([len(c.sites) for c in self.cohorts])[cohort]).astype(
+            np.int64
+        )
         # RECIST 1.1 course.
         cum = np.cumsum(np.array([c.response_shares for c in self.cohorts]), axis=1)[cohort]
         response = (keyed.uniform(k, "response", p)[:, None] >= cum).sum(axis=1).clip(0, 3)
@@ -219,7 +286,9 @@ class Universe:
         grown = np.maximum(nadir * (1.25 + 0.35 * u2), nadir + 6.0 / np.maximum(sum0, 1.0))
         pd = np.where(v >= vp, grown, shrink)
         factor = np.choose(response, [cr, pr, sd, pd])
-        jitter = np.stack([keyed.uniform(k, f"jitter:{i}", records.study_key(p, v.astype(np.int64))) for i in range(MAX_LESIONS)], axis=1)
+        jitter = np.stack(
+            [keyed.uniform(k, f"jitter:{i}", records.study_key(p, v.astype(np.int64))) for i in range(MAX_LESIONS)], axis=1
+        )
         per_lesion = np.where(v[:, None] > 0, 1.0 + 0.06 * (jitter - 0.5), 1.0)
         # 60 mm cap: the geometry stage keeps room for that much growth inside a lung.
         return np.round(np.minimum(d0 * factor[:, None] * per_lesion, MAX_DIAMETER_MM), 1)
@@ -260,8 +329,13 @@ class Universe:
                 continue
             patient_rows = sa["patient_row"][rows]
             target = self.target_of(cohort)
-            draws = PlanDraws(key=self.key, patient=pa["index"][patient_rows], visit=sa["visit"][rows],
-                              female=pa["female"][patient_rows], acquisition=cohort.acquisition)
+            draws = PlanDraws(
+                key=self.key,
+                patient=pa["index"][patient_rows],
+                visit=sa["visit"][rows],
+                female=pa["female"][patient_rows],
+                acquisition=cohort.acquisition,
+            )
             plan = target.plan(draws)
             plan.check(len(rows), len(target.slots), f"target {target.name} (cohort {cohort.name})")
             out.append((cohort, rows, plan))
@@ -306,7 +380,7 @@ class Universe:
         sa = self.study_arrays(pa)
         rep = {name: values[sa["patient_row"]] for name, values in pa.items()}
         diameters = self.lesion_diameters(rep, sa["visit"])
-        (_, _, plan), = self.plans(pa, sa)
+        ((_, _, plan),) = self.plans(pa, sa)
         return tuple(self._study_record(patient, sa, i, diameters[i], plan) for i in range(len(sa["visit"])))
 
     def study(self, index: int, visit: int) -> StudyRecord:
@@ -326,22 +400,24 @@ class Universe:
             count = int(plan.n_instances[i, s_index])
             if count == 0:
                 continue
-            series.append(SeriesRecord(
-                patient_index=patient.index,
-                visit=visit,
-                index=s_index,
-                slot=slot,
-                series_instance_uid=self.uids.series_instance_uid(patient.index, visit, s_index),
-                series_number=slot.number,
-                modality=slot.modality,
-                series_description=str(plan.descriptions[i, s_index]),
-                series_date=date,
-                series_time=time,
-                n_instances=count,
-                frames=int(plan.frames[i, s_index]),
-                rows=int(plan.rows[i, s_index]),
-                columns=int(plan.columns[i, s_index]),
-            ))
+            series.append(
+                SeriesRecord(
+                    patient_index=patient.index,
+                    visit=visit,
+                    index=s_index,
+                    slot=slot,
+                    series_instance_uid=self.uids.series_instance_uid(patient.index, visit, s_index),
+                    series_number=slot.number,
+                    modality=slot.modality,
+                    series_description=str(plan.descriptions[i, s_index]),
+                    series_date=date,
+                    series_time=time,
+                    n_instances=count,
+                    frames=int(plan.frames[i, s_index]),
+                    rows=int(plan.rows[i, s_index]),
+                    columns=int(plan.columns[i, s_index]),
+                )
+            )
         time_point_id, time_point_description = records.time_point(visit, cohort.interval_days)
         return StudyRecord(
             patient=patient,

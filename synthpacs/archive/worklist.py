@@ -165,15 +165,37 @@ class ScheduledStep:
 
 # Attributes this worklist can match on: top level and inside the SPS item.
 _TOP_KEYS = {
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "ClinicalTrialSponsorName", "ClinicalTrialProtocolID",
-    "ClinicalTrialProtocolName", "ClinicalTrialSiteID", "ClinicalTrialSiteName", "ClinicalTrialSubjectID",
-    "ClinicalTrialTimePointID", "StudyInstanceUID", "AccessionNumber", "ReferringPhysicianName", "RequestingPhysician",
-    "RequestedProcedureID", "RequestedProcedureDescription", "RequestedProcedurePriority", "StudyDescription",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "ClinicalTrialSponsorName",
+    "ClinicalTrialProtocolID",
+    "ClinicalTrialProtocolName",
+    "ClinicalTrialSiteID",
+    "ClinicalTrialSiteName",
+    "ClinicalTrialSubjectID",
+    "ClinicalTrialTimePointID",
+    "StudyInstanceUID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "RequestingPhysician",
+    "RequestedProcedureID",
+    "RequestedProcedureDescription",
+    "RequestedProcedurePriority",
+    "StudyDescription",
 }
 _STEP_KEYS = {
-    "ScheduledStationAETitle", "ScheduledStationName", "ScheduledProcedureStepLocation", "ScheduledProcedureStepStartDate",
-    "ScheduledProcedureStepStartTime", "Modality", "ScheduledPerformingPhysicianName", "ScheduledProcedureStepDescription",
-    "ScheduledProcedureStepID", "ScheduledProcedureStepStatus",
+    "ScheduledStationAETitle",
+    "ScheduledStationName",
+    "ScheduledProcedureStepLocation",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "Modality",
+    "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepID",
+    "ScheduledProcedureStepStatus",
 }
 
 
@@ -256,16 +278,22 @@ class Worklist:
         found: list[ScheduledStep] = []
         patient_sql, patient_params = ("", ()) if patient_id is None else (" AND p.patient_id = ?", (patient_id,))
         # Rule 1: studies dated today or later.
-        sql = (f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date >= ?"
-               + (" AND s.study_date <= ?" if high else "") + patient_sql)
+        sql = (
+            f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date >= ?"
+            + (" AND s.study_date <= ?" if high else "")
+            + patient_sql
+        )
         params = (low,) + ((high,) if high else ()) + patient_params
         for row in db.execute(sql, params):
             found.append(self._step(row, next_visit=False))
         # Rule 2: the visit after each subject's last study, per cohort (its interval).
         for c in self.universe.cohorts:
-            sql = (f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
-                   "WHERE p.cohort = ? AND s.visit = p.n_studies - 1 AND s.study_date >= ?"
-                   + (" AND s.study_date <= ?" if high else "") + patient_sql)
+            sql = (
+                f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
+                "WHERE p.cohort = ? AND s.visit = p.n_studies - 1 AND s.study_date >= ?"
+                + (" AND s.study_date <= ?" if high else "")
+                + patient_sql
+            )
             params = (c.index, shift_date(low, -c.interval_days))
             params += ((shift_date(high, -c.interval_days),) if high else ()) + patient_params
             for row in db.execute(sql, params):
@@ -284,10 +312,21 @@ class Worklist:
             accession = accession_number(index, visit)
             uid = scheduled_study_uid(self.universe.key, index, visit)
         return ScheduledStep(
-            patient_index=index, visit=visit, patient_id=row["patient_id"], patient_name=row["patient_name"],
-            patient_sex=row["sex"], patient_birth_date=row["birth_date"], subject_id=row["subject_id"],
-            site_id=row["site_id"], site_name=row["site_name"], cohort=cohort, study_instance_uid=uid,
-            accession_number=accession, start_date=date, start_time=time, next_visit=next_visit,
+            patient_index=index,
+            visit=visit,
+            patient_id=row["patient_id"],
+            patient_name=row["patient_name"],
+            patient_sex=row["sex"],
+            patient_birth_date=row["birth_date"],
+            subject_id=row["subject_id"],
+            site_id=row["site_id"],
+            site_name=row["site_name"],
+            cohort=cohort,
+            study_instance_uid=uid,
+            accession_number=accession,
+            start_date=date,
+            start_time=time,
+            next_visit=next_visit,
             modality=self.universe.target_of(cohort).slots[0].modality,
         )
 
@@ -322,6 +361,7 @@ class Worklist:
         for step in steps:
             ds = step.dataset()
             item = ds.ScheduledProcedureStepSequence[0]
-            if all(matching.match_value(k, vr_of(k), v, element_text(ds, k), fuzzy=fuzzy) for k, v in keys.top.items()) and \
-                    all(matching.match_value(k, vr_of(k), v, element_text(item, k), fuzzy=fuzzy) for k, v in keys.step.items()):
+            if all(matching.match_value(k, vr_of(k), v, element_text(ds, k), fuzzy=fuzzy) for k, v in keys.top.items()) and all(
+                matching.match_value(k, vr_of(k), v, element_text(item, k), fuzzy=fuzzy) for k, v in keys.step.items()
+            ):
                 yield ds

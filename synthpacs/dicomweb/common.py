@@ -156,5 +156,8 @@ def multipart_response(parts: Iterable[tuple[str, bytes]], part_type: str, statu
     boundary = new_boundary()
     chunks = multipart_chunks(parts, boundary)
     primed = [next(chunks), next(chunks, b"")]
-    return Response(stream_with_context(itertools.chain(primed, chunks)), status=status,
-                    content_type=multipart_content_type(part_type, boundary))
+    return Response(
+        stream_with_context(itertools.chain(primed, chunks)),
+        status=status,
+        content_type=multipart_content_type(part_type, boundary),
+    )

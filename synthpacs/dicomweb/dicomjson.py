@@ -75,8 +75,7 @@ def _values(element: DataElement) -> list:
     return [value]
 
 
-def element_json(element: DataElement, path: tuple, bulk_uri: BulkURI | None,
-                 threshold: int = BULK_THRESHOLD) -> dict:
+def element_json(element: DataElement, path: tuple, bulk_uri: BulkURI | None, threshold: int = BULK_THRESHOLD) -> dict:
     """One element as a DICOM JSON attribute object (PS3.18 F.2.2)."""
     vr = str(element.VR)
     out: dict[str, Any] = {"vr": vr.split(" ")[0]}
@@ -123,8 +122,7 @@ def element_json(element: DataElement, path: tuple, bulk_uri: BulkURI | None,
     return out
 
 
-def dataset_json(ds: Dataset, bulk_uri: BulkURI | None = None, path: tuple = (),
-                 threshold: int = BULK_THRESHOLD) -> dict:
+def dataset_json(ds: Dataset, bulk_uri: BulkURI | None = None, path: tuple = (), threshold: int = BULK_THRESHOLD) -> dict:
     """A dataset as a DICOM JSON object (group lengths and file meta left out)."""
     out = {}
     for element in ds:

@@ -39,4 +39,3 @@ class PayloadTooLarge(DicomWebError):
 class UnsupportedMediaType(DicomWebError):
     code = 415
     name = "Unsupported Media Type"
-

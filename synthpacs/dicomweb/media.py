@@ -211,7 +211,8 @@ def negotiate_dicom(ranges: list[MediaRange], *, single_part_allowed: bool = Fal
     if not syntaxes:
         raise NotAcceptable(
             f"cannot serve {', '.join(str(r) for r in ranges)}: this resource is served as "
-            f'multipart/related; type="{DICOM}" with transfer-syntax {", ".join(DICOM_TRANSFER_SYNTAXES)} or *')
+            f'multipart/related; type="{DICOM}" with transfer-syntax {", ".join(DICOM_TRANSFER_SYNTAXES)} or *'
+        )
     return DicomChoice(bool(multipart), tuple(syntaxes))
 
 
@@ -263,7 +264,8 @@ def negotiate_pixels(ranges: list[MediaRange], *, resource: str = "frames") -> P
     raise NotAcceptable(
         f"cannot serve {resource} as {', '.join(str(r) for r in ranges)}: available are "
         f'multipart/related; type="{OCTET_STREAM}" (transfer-syntax {EXPLICIT_VR_LE} or *), '
-        f'type="image/dicom-rle" ({RLE_LOSSLESS}) and type="image/jp2" ({JPEG2000_LOSSLESS})')
+        f'type="image/dicom-rle" ({RLE_LOSSLESS}) and type="image/jp2" ({JPEG2000_LOSSLESS})'
+    )
 
 
 RENDERED_TYPES = (JPEG, PNG)
@@ -347,7 +349,8 @@ def boundary_of(content_type: str | None) -> tuple[MediaRange, str]:
     parsed = parse_media_type(content_type or "")
     if parsed is None or parsed.media_type != "multipart/related":
         raise UnsupportedMediaType(
-            f"expected a multipart/related request body (type=\"{DICOM}\"), got {content_type or 'no Content-Type'}")
+            f'expected a multipart/related request body (type="{DICOM}"), got {content_type or "no Content-Type"}'
+        )
     boundary = parsed.params.get("boundary")
     if not boundary:
         raise BadRequest("the multipart/related Content-Type has no boundary parameter")
@@ -383,15 +386,18 @@ class MultipartReader:
         self._value = bytearray()
         self.parts = 0
         self._ended = False
-        self._parser = MultipartParser(boundary, callbacks={
-            "on_part_begin": self._part_begin,
-            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
-            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": lambda data, start, end: self._sink(bytes(data[start:end])),
-            "on_end": self._end,
-        })
+        self._parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
+                "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": lambda data, start, end: self._sink(bytes(data[start:end])),
+                "on_end": self._end,
+            },
+        )
 
     def _part_begin(self) -> None:
         self._headers, self._sink = {}, None

@@ -33,13 +33,23 @@ _INDEX_ASSETS = re.compile(r'(\b(?:href|src|content)=")/(?!/)')
 _PUBLIC_URL = 'window.PUBLIC_URL="/"'
 # Root-relative references in the build, by file type: (pattern, replacement).
 _PATCHES = {
-    ".js": [(re.compile(rb'__webpack_require__\.p = "/"'), f'__webpack_require__.p = "{PREFIX}/"'.encode()),
-            (re.compile(rb"\('/dicom-microscopy-viewer/"), f"('{PREFIX}/dicom-microscopy-viewer/".encode())],
+    ".js": [
+        (re.compile(rb'__webpack_require__\.p = "/"'), f'__webpack_require__.p = "{PREFIX}/"'.encode()),
+        (re.compile(rb"\('/dicom-microscopy-viewer/"), f"('{PREFIX}/dicom-microscopy-viewer/".encode()),
+    ],
     ".css": [(re.compile(rb"url\(/(?!/)"), f"url({PREFIX}/".encode())],
     ".json": [(re.compile(rb'"/assets/'), f'"{PREFIX}/assets/'.encode())],
 }
-TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json",
-         ".css": "text/css", ".svg": "image/svg+xml", ".woff2": "font/woff2", ".map": "application/json"}
+TYPES = {
+    ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".woff2": "font/woff2",
+    ".map": "application/json",
+}
 
 _patched: dict[tuple[str, float], bytes | None] = {}
 _patched_lock = threading.Lock()
@@ -57,8 +67,10 @@ def dist_dir() -> Path | None:
 def _require_dist() -> Path:
     dist = dist_dir()
     if dist is None:
-        raise NotFound(f"the OHIF Viewer is not installed in {pacs().config.ohif_dir}: run scripts/install-ohif.sh "
-                       "(or set ohif_dir to a folder holding OHIF's dist/)")
+        raise NotFound(
+            f"the OHIF Viewer is not installed in {pacs().config.ohif_dir}: run scripts/install-ohif.sh "
+            "(or set ohif_dir to a folder holding OHIF's dist/)"
+        )
     return dist
 
 

@@ -87,18 +87,18 @@ def native_frame(ds: Dataset, index: int) -> bytes:
         keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
         data = ds[keyword].value
         size = len(data) // number_of_frames(ds)
-        return bytes(data[index * size:(index + 1) * size])
+        return bytes(data[index * size : (index + 1) * size])
     rows, columns, samples, bits = _frame_geometry(ds)
     if _is_plain_little_endian(ds):
         data = ds.PixelData
         if bits == 1:
             n_bits = rows * columns * samples
             if n_bits % 8 == 0:
-                return bytes(data[index * n_bits // 8:(index + 1) * n_bits // 8])
+                return bytes(data[index * n_bits // 8 : (index + 1) * n_bits // 8])
             allbits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
-            return np.packbits(allbits[index * n_bits:(index + 1) * n_bits], bitorder="little").tobytes()
+            return np.packbits(allbits[index * n_bits : (index + 1) * n_bits], bitorder="little").tobytes()
         size = rows * columns * samples * (bits // 8)
-        chunk = bytes(data[index * size:(index + 1) * size])
+        chunk = bytes(data[index * size : (index + 1) * size])
         if len(chunk) != size:
             raise NotFound(f"frame {index + 1} is missing from the instance's pixel data")
         return chunk
@@ -138,10 +138,17 @@ def encode_frame(ds: Dataset, index: int, transfer_syntax: str) -> bytes:
     if bits == 1 or "PixelData" not in ds:
         raise NotAcceptable(f"{bits}-bit pixel data cannot be sent as {transfer_syntax}; ask for application/octet-stream")
     photometric = decoded_photometric(ds) or "MONOCHROME2"
-    kwargs = dict(rows=rows, columns=columns, samples_per_pixel=samples, bits_allocated=bits,
-                  bits_stored=int(ds.get("BitsStored", bits)), pixel_representation=int(ds.get("PixelRepresentation", 0)),
-                  photometric_interpretation=photometric, number_of_frames=1,
-                  planar_configuration=int(ds.get("PlanarConfiguration", 0)) if _is_plain_little_endian(ds) else 0)
+    kwargs = dict(
+        rows=rows,
+        columns=columns,
+        samples_per_pixel=samples,
+        bits_allocated=bits,
+        bits_stored=int(ds.get("BitsStored", bits)),
+        pixel_representation=int(ds.get("PixelRepresentation", 0)),
+        photometric_interpretation=photometric,
+        number_of_frames=1,
+        planar_configuration=int(ds.get("PlanarConfiguration", 0)) if _is_plain_little_endian(ds) else 0,
+    )
     if transfer_syntax == JPEG2000_LOSSLESS and samples == 3:
         kwargs["use_mct"] = False  # keep RGB: the client reads the frame's colour space from the metadata
     try:

@@ -29,8 +29,9 @@ CONTROL_PARAMS = {"limit", "offset", "fuzzymatching", "includefield", "accept", 
 LIST_VRS = {"UI", "CS"}  # a comma is a list separator only where it cannot be part of a value
 _TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 MAX_PAGE_NUMBER = 2**53  # limit/offset beyond this cannot mean anything (and SQLite integers stop at 2**63)
-WARNING_MORE = ('299 SynthPACS "The number of results exceeded the maximum supported by the server. '
-                'Additional results can be requested."')
+WARNING_MORE = (
+    '299 SynthPACS "The number of results exceeded the maximum supported by the server. Additional results can be requested."'
+)
 
 
 def attribute_keyword(name: str) -> str | None:

@@ -116,8 +116,9 @@ def spooled_parts() -> Iterator[list[SpooledPart]]:
     parsed = parse_media_type(content_type)
     limit = pacs().config.max_upload_mb * 2**20
     folder = pacs().config.data_path
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, prefix=".stow-",
-                                       dir=folder if folder.is_dir() else None) as spool:
+    with tempfile.SpooledTemporaryFile(
+        max_size=SPOOL_IN_MEMORY, prefix=".stow-", dir=folder if folder.is_dir() else None
+    ) as spool:
         parts: list[SpooledPart] = []
 
         def open_part(headers: dict[str, str]) -> Callable[[bytes], None]:
@@ -127,6 +128,7 @@ def spooled_parts() -> Iterator[list[SpooledPart]]:
             def take(data: bytes) -> None:
                 spool.write(data)
                 part.length += len(data)
+
             return take
 
         if parsed is not None and parsed.media_type == DICOM:  # a single object, not multipart (a convenience)
@@ -138,7 +140,8 @@ def spooled_parts() -> Iterator[list[SpooledPart]]:
             part_type = (top.part_type or DICOM).lower()
             if part_type != DICOM:
                 raise UnsupportedMediaType(
-                    f'only type="{DICOM}" is accepted for STOW-RS (Part 10 objects); got type="{part_type}"')
+                    f'only type="{DICOM}" is accepted for STOW-RS (Part 10 objects); got type="{part_type}"'
+                )
             reader = MultipartReader(boundary, open_part)
             for chunk in body_chunks(limit):
                 reader.feed(chunk)
@@ -154,8 +157,7 @@ def _store_part(part: SpooledPart, index: int, study: str | None):
     if media is None or media.media_type != DICOM:
         return None, Failure("", "", CANNOT_UNDERSTAND, f"part {index}: {part.content_type} is not {DICOM}")
     try:
-        received = receive(part.data(), expected={"StudyInstanceUID": study} if study else None,
-                           source="the study of the URL")
+        received = receive(part.data(), expected={"StudyInstanceUID": study} if study else None, source="the study of the URL")
         return (archive().store(received), received.series_instance_uid), None
     except StoreRefused as exc:
         return None, Failure(exc.sop_class_uid, exc.sop_instance_uid, FAILURE_REASONS[exc.reason], f"part {index}: {exc}")
@@ -186,15 +188,19 @@ def store(study: str | None):
                 failures.append(failure)
                 continue
             result, series = stored
-            referenced.append({"sop_class_uid": result.sop_class_uid, "sop_instance_uid": result.sop_instance_uid,
-                               "retrieve_url": instance_url(result.study_instance_uid, series, result.sop_instance_uid)})
+            referenced.append(
+                {
+                    "sop_class_uid": result.sop_class_uid,
+                    "sop_instance_uid": result.sop_instance_uid,
+                    "retrieve_url": instance_url(result.study_instance_uid, series, result.sop_instance_uid),
+                }
+            )
             if result.study_instance_uid not in studies:
                 studies.append(result.study_instance_uid)
     for failure in failures:
         log.info("STOW-RS refused an object: %s", failure.message)
     target = study or (studies[0] if len(studies) == 1 else None)
-    report = store_report(study_url(target) if target else None, referenced,
-                          [f.__dict__ for f in failures])
+    report = store_report(study_url(target) if target else None, referenced, [f.__dict__ for f in failures])
     status = 200 if not failures else 202 if referenced else 409
     headers = {}
     if failures:

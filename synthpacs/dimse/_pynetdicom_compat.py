@@ -126,18 +126,41 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: The private pynetdicom attribute and method names this module touches.
 #: No other module in synthpacs/ may use them (tests/test_dimse_compat.py).
-PRIVATE_NAMES = frozenset({
-    "_serve_request", "_accepted_cx", "_sent_release", "_is_paused", "_reactor_checkpoint", "_kill",
-    "_create_association", "_server", "_handlers", "_servers",
-    # Public spellings, but internal state with no API around it.
-    "to_provider_queue", "msg_queue", "cancel_req",
-})
+PRIVATE_NAMES = frozenset(
+    {
+        "_serve_request",
+        "_accepted_cx",
+        "_sent_release",
+        "_is_paused",
+        "_reactor_checkpoint",
+        "_kill",
+        "_create_association",
+        "_server",
+        "_handlers",
+        "_servers",
+        # Public spellings, but internal state with no API around it.
+        "to_provider_queue",
+        "msg_queue",
+        "cancel_req",
+    }
+)
 
 __all__ = [
-    "MODE_ACCEPTOR", "PRIVATE_NAMES", "STANDARD_LOG_HANDLERS", "SUPPORTED_VERSIONS",
-    "AcceptorRequestHandler", "InterceptingAssociation", "ReactorCheckpoint",
-    "check_version", "install_reactor_checkpoint", "next_message", "outgoing_backlog", "pause_reactor",
-    "register_server", "resume_reactor", "take_cancel",
+    "MODE_ACCEPTOR",
+    "PRIVATE_NAMES",
+    "STANDARD_LOG_HANDLERS",
+    "SUPPORTED_VERSIONS",
+    "AcceptorRequestHandler",
+    "InterceptingAssociation",
+    "ReactorCheckpoint",
+    "check_version",
+    "install_reactor_checkpoint",
+    "next_message",
+    "outgoing_backlog",
+    "pause_reactor",
+    "register_server",
+    "resume_reactor",
+    "take_cancel",
 ]
 
 

@@ -61,8 +61,13 @@ UNIQUE_KEYS = {
 _LEVELS = list(UNIQUE_KEYS)
 #: Keys the server answers itself; never sent to the catalog as matching keys.
 SERVER_KEYS = {
-    "QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability",
-    "TimezoneOffsetFromUTC", "QueryRetrieveView", "RetrieveURL",
+    "QueryRetrieveLevel",
+    "SpecificCharacterSet",
+    "RetrieveAETitle",
+    "InstanceAvailability",
+    "TimezoneOffsetFromUTC",
+    "QueryRetrieveView",
+    "RetrieveURL",
 }
 
 
@@ -113,8 +118,9 @@ def query_level(identifier: Dataset, model: str) -> QueryLevel:
     try:
         level = QueryLevel(text)
     except ValueError:
-        raise IdentifierError(f"QueryRetrieveLevel {text!r} is not PATIENT, STUDY, SERIES or IMAGE",
-                              "QueryRetrieveLevel") from None
+        raise IdentifierError(
+            f"QueryRetrieveLevel {text!r} is not PATIENT, STUDY, SERIES or IMAGE", "QueryRetrieveLevel"
+        ) from None
     if model == STUDY_ROOT and level is QueryLevel.PATIENT:
         raise IdentifierError("Study Root has no PATIENT level (use Patient Root)", "QueryRetrieveLevel")
     return level
@@ -162,7 +168,7 @@ def find_response(requested: Dataset, found: Dataset, level: QueryLevel | None, 
     if level is not None:
         out.QueryRetrieveLevel = level.value
         top = QueryLevel.PATIENT if model == PATIENT_ROOT else QueryLevel.STUDY
-        for above in _LEVELS[_LEVELS.index(top): _LEVELS.index(level) + 1]:
+        for above in _LEVELS[_LEVELS.index(top) : _LEVELS.index(level) + 1]:
             key = UNIQUE_KEYS[above]
             if key in found and key not in out:
                 out[key] = found[key]
@@ -251,8 +257,7 @@ def handle_store(event, archive: Archive) -> Dataset | int:
     """
     request = event.request
     # The data set must carry the UIDs its command names (PS3.4 B.2.3, A900-A9FF).
-    expected = {"SOPInstanceUID": str(request.AffectedSOPInstanceUID),
-                "SOPClassUID": str(request.AffectedSOPClassUID)}
+    expected = {"SOPInstanceUID": str(request.AffectedSOPInstanceUID), "SOPClassUID": str(request.AffectedSOPClassUID)}
     try:
         archive.store(event.encoded_dataset(), expected=expected, source="the command")
     except StoreRefused as exc:
@@ -309,8 +314,9 @@ def retrieve_refs(archive: Archive, model: str, identifier: Dataset) -> tuple[Qu
     elif level is QueryLevel.SERIES:
         uids = _uid_list(identifier, key)
         study = _uid_list(identifier, "StudyInstanceUID") if "StudyInstanceUID" in identifier else []
-        for found in archive.find(QueryLevel.SERIES, {"SeriesInstanceUID": "\\".join(uids),
-                                                      "StudyInstanceUID": "\\".join(study)}):
+        for found in archive.find(
+            QueryLevel.SERIES, {"SeriesInstanceUID": "\\".join(uids), "StudyInstanceUID": "\\".join(study)}
+        ):
             refs.extend(archive.instances(str(found.StudyInstanceUID), str(found.SeriesInstanceUID)))
     else:  # PATIENT
         patient_ids = [p for p in text.split("\\") if p]

@@ -200,8 +200,9 @@ class StoreChannel:
     the channel is in use.
     """
 
-    def __init__(self, assoc: Association, timeout: float | None, first_message_id: int,
-                 originator: tuple[str, int] | None = None):
+    def __init__(
+        self, assoc: Association, timeout: float | None, first_message_id: int, originator: tuple[str, int] | None = None
+    ):
         self.assoc = assoc
         self.timeout = timeout
         self._message_id = first_message_id
@@ -274,8 +275,15 @@ class _Responder:
         self.context_id = context.context_id
         self.transfer_syntax = UID(context.transfer_syntax[0])
 
-    def send(self, status: StatusValues, tally: Tally | None = None, *, comment: str | None = None,
-             offending: str | None = None, failed_uids: list[str] | None = None) -> None:
+    def send(
+        self,
+        status: StatusValues,
+        tally: Tally | None = None,
+        *,
+        comment: str | None = None,
+        offending: str | None = None,
+        failed_uids: list[str] | None = None,
+    ) -> None:
         rsp = C_MOVE() if isinstance(self.request, C_MOVE) else C_GET()
         rsp.MessageIDBeingRespondedTo = self.request.MessageID
         rsp.AffectedSOPClassUID = self.request.AffectedSOPClassUID
@@ -301,14 +309,17 @@ class _Responder:
         if tally.failed == 0 and tally.warning == 0:
             self.send(StatusValues.SUCCESS, tally)
         elif tally.completed == 0 and tally.warning == 0:
-            self.send(StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS, tally, failed_uids=tally.failed_uids,
-                      comment=f"all {tally.failed} sub-operations failed")
+            self.send(
+                StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS,
+                tally,
+                failed_uids=tally.failed_uids,
+                comment=f"all {tally.failed} sub-operations failed",
+            )
         else:
             self.send(StatusValues.SUB_OPERATIONS_WARNING, tally, failed_uids=tally.failed_uids)
 
 
-def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: PresentationContext,
-                   retrieve: RetrieveContext) -> None:
+def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: PresentationContext, retrieve: RetrieveContext) -> None:
     """Serve one C-MOVE or C-GET request on the acceptor association ``assoc``
     (runs in its reactor thread)."""
     responder = _Responder(assoc, request, context)
@@ -328,8 +339,10 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
         if journal is not None:
             journal.note(request.MessageID, f"to {move_destination or '(none)'}")
         if destination is None:
-            responder.send(StatusValues.MOVE_DESTINATION_UNKNOWN,
-                           comment=f"unknown move destination {move_destination!r}; configure it as a peer")
+            responder.send(
+                StatusValues.MOVE_DESTINATION_UNKNOWN,
+                comment=f"unknown move destination {move_destination!r}; configure it as a peer",
+            )
             return
     try:
         level, refs = retrieve_refs(retrieve.archive, model, identifier)
@@ -346,7 +359,9 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
         responder.send(StatusValues.SUCCESS, tally)  # nothing matched: nothing to do
         return
     if len(refs) > MAX_SUB_OPERATIONS:
-        responder.send(StatusValues.UNABLE_TO_PROCESS, comment=f"{len(refs)} instances; at most {MAX_SUB_OPERATIONS} per retrieve")
+        responder.send(
+            StatusValues.UNABLE_TO_PROCESS, comment=f"{len(refs)} instances; at most {MAX_SUB_OPERATIONS} per retrieve"
+        )
         return
     if is_move:
         _move(assoc, request, responder, refs, tally, retrieve, destination)
@@ -355,13 +370,19 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
         _run(assoc, request, responder, refs, tally, retrieve.archive, channel)
 
 
-def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list[InstanceRef], tally: Tally,
-          retrieve: RetrieveContext, destination: tuple[str, int]) -> None:
+def _move(
+    assoc: Association,
+    request: C_MOVE,
+    responder: _Responder,
+    refs: list[InstanceRef],
+    tally: Tally,
+    retrieve: RetrieveContext,
+    destination: tuple[str, int],
+) -> None:
     host, port = destination
     aet = str(request.MoveDestination).strip()
     try:
-        sub = transport.associate(retrieve.ae, host, port, aet, contexts=requested_contexts(refs),
-                                  max_pdu=retrieve.max_pdu)
+        sub = transport.associate(retrieve.ae, host, port, aet, contexts=requested_contexts(refs), max_pdu=retrieve.max_pdu)
     except Exception as exc:  # bad address and the like: pynetdicom raises several types
         sub, reason = None, f"{type(exc).__name__}: {exc}"
     else:
@@ -369,8 +390,12 @@ def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list
     if sub is None or not sub.is_established:
         tally.fail_rest(refs)
         log.warning("C-MOVE to %s at %s:%d: cannot associate (%s)", aet, host, port, reason)
-        responder.send(StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS, tally, failed_uids=tally.failed_uids,
-                       comment=f"cannot reach {aet} at {host}:{port} ({reason})")
+        responder.send(
+            StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS,
+            tally,
+            failed_uids=tally.failed_uids,
+            comment=f"cannot reach {aet} at {host}:{port} ({reason})",
+        )
         return
     originator = (str(assoc.requestor.ae_title).strip(), request.MessageID)
     channel = StoreChannel(sub, retrieve.dimse_timeout, 0, originator)
@@ -385,8 +410,15 @@ def _move(assoc: Association, request: C_MOVE, responder: _Responder, refs: list
             sub.abort()
 
 
-def _run(assoc: Association, request: C_MOVE | C_GET, responder: _Responder, refs: list[InstanceRef], tally: Tally,
-         archive: Archive, channel: StoreChannel) -> None:
+def _run(
+    assoc: Association,
+    request: C_MOVE | C_GET,
+    responder: _Responder,
+    refs: list[InstanceRef],
+    tally: Tally,
+    archive: Archive,
+    channel: StoreChannel,
+) -> None:
     """The sub-operations, with a pending response after each."""
     unmade: set[str] = set()  # studies whose generation failed: not retried for each instance
     responder.send(StatusValues.PENDING, tally)
@@ -403,8 +435,13 @@ def _run(assoc: Association, request: C_MOVE | C_GET, responder: _Responder, ref
             try:
                 status, reason = channel.store(ref, blob)
             except SubOperationsLost as exc:
-                log.warning("%s sub-operations stopped after %d of %d: %s",
-                            "C-MOVE" if isinstance(request, C_MOVE) else "C-GET", i, len(refs), exc)
+                log.warning(
+                    "%s sub-operations stopped after %d of %d: %s",
+                    "C-MOVE" if isinstance(request, C_MOVE) else "C-GET",
+                    i,
+                    len(refs),
+                    exc,
+                )
                 tally.fail_rest(refs[i:])
                 if channel.assoc is assoc:  # C-GET: our own association is broken; nothing more to say
                     if assoc.is_established:

@@ -64,8 +64,18 @@ STORAGE_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian] + [
 
 #: Command Field (0000,0100) of each request (PS3.7 E.1), for the log lines.
 COMMANDS = {
-    0x0001: "C-STORE", 0x0010: "C-GET", 0x0020: "C-FIND", 0x0021: "C-MOVE", 0x0030: "C-ECHO", 0x0FFF: "C-CANCEL",
-    0x0100: "N-EVENT-REPORT", 0x0110: "N-GET", 0x0120: "N-SET", 0x0130: "N-ACTION", 0x0140: "N-CREATE", 0x0150: "N-DELETE",
+    0x0001: "C-STORE",
+    0x0010: "C-GET",
+    0x0020: "C-FIND",
+    0x0021: "C-MOVE",
+    0x0030: "C-ECHO",
+    0x0FFF: "C-CANCEL",
+    0x0100: "N-EVENT-REPORT",
+    0x0110: "N-GET",
+    0x0120: "N-SET",
+    0x0130: "N-ACTION",
+    0x0140: "N-CREATE",
+    0x0150: "N-DELETE",
 }
 C_CANCEL_RQ = 0x0FFF
 RESPONSE_BIT = 0x8000  # set in the Command Field of every response (PS3.7 E.1)
@@ -132,9 +142,11 @@ class Journal:
         if request.detail:
             parts.append(f"({request.detail})")
         parts.append(f"-> {category(status)} 0x{status:04X}")
-        counts = [f"{name} {int(command_set.get(f'NumberOf{name.title()}Suboperations'))}"
-                  for name in ("completed", "failed", "warning")
-                  if command_set.get(f"NumberOf{name.title()}Suboperations") is not None]
+        counts = [
+            f"{name} {int(command_set.get(f'NumberOf{name.title()}Suboperations'))}"
+            for name in ("completed", "failed", "warning")
+            if command_set.get(f"NumberOf{name.title()}Suboperations") is not None
+        ]
         if request.command == "C-FIND" and status in (StatusValues.SUCCESS, StatusValues.CANCEL):
             counts.insert(0, f"{request.responses} matches")
         if counts:
@@ -153,17 +165,31 @@ class Journal:
             unanswered, self._open = self._open, {}
         for message_id, request in unanswered.items():
             detail = f" ({request.detail})" if request.detail else ""
-            log.info("[%d] %s #%d from %s%s -> no final response (%d pending sent): the association ended after %.1f ms",
-                     self.id, request.command, message_id, _calling(assoc), detail, request.responses,
-                     1000 * (time.monotonic() - request.started))
+            log.info(
+                "[%d] %s #%d from %s%s -> no final response (%d pending sent): the association ended after %.1f ms",
+                self.id,
+                request.command,
+                message_id,
+                _calling(assoc),
+                detail,
+                request.responses,
+                1000 * (time.monotonic() - request.started),
+            )
         if assoc.is_rejected:
             log.info("[%d] association from %s rejected: %s", self.id, who, server.rejection_reason(assoc))
         elif assoc.requestor.primitive is None:
             log.info("[%d] connection from %s closed without an association request (%.1f s)", self.id, who, elapsed)
         else:
             outcome = "released" if assoc.is_released else "aborted"
-            log.info("[%d] association from %s: %s after %.2f s, %d request%s", self.id, who, outcome, elapsed,
-                     self.requests, "" if self.requests == 1 else "s")
+            log.info(
+                "[%d] association from %s: %s after %.2f s, %d request%s",
+                self.id,
+                who,
+                outcome,
+                elapsed,
+                self.requests,
+                "" if self.requests == 1 else "s",
+            )
 
 
 def _calling(assoc: Association) -> str:
@@ -187,8 +213,7 @@ class ServerAssociation(compat.InterceptingAssociation):
     journal: Journal
 
     def claims(self, msg, context) -> bool:
-        return (isinstance(msg, (C_MOVE, C_GET)) and msg.is_valid_request
-                and str(context.abstract_syntax) in INFORMATION_MODELS)
+        return isinstance(msg, (C_MOVE, C_GET)) and msg.is_valid_request and str(context.abstract_syntax) in INFORMATION_MODELS
 
     def serve_claimed(self, msg, context) -> None:
         try:
@@ -251,8 +276,11 @@ class DIMSEServer:
             pynetdicom_log.setLevel(logging.WARNING)  # our own lines say what happened
         self.ae = self._make_ae()
         self.retrieve_context = RetrieveContext(
-            archive=self.archive, peers=MappingProxyType(dict(config.peers)), ae=self.ae,
-            dimse_timeout=config.dicom_dimse_timeout, max_pdu=config.dicom_max_pdu,
+            archive=self.archive,
+            peers=MappingProxyType(dict(config.peers)),
+            ae=self.ae,
+            dimse_timeout=config.dicom_dimse_timeout,
+            max_pdu=config.dicom_max_pdu,
         )
         handlers = [
             (evt.EVT_C_ECHO, handle_echo),
@@ -262,8 +290,13 @@ class DIMSEServer:
             (evt.EVT_DIMSE_SENT, _journal_sent),
         ]
         try:
-            self._listener = self.ae.make_server((host, port), evt_handlers=handlers, server_class=_AssociationServer,
-                                                 request_handler=_RequestHandler, dimse_server=self)
+            self._listener = self.ae.make_server(
+                (host, port),
+                evt_handlers=handlers,
+                server_class=_AssociationServer,
+                request_handler=_RequestHandler,
+                dimse_server=self,
+            )
         except OSError as exc:
             raise StartupError(f"cannot listen for DICOM on {host}:{port}: {exc.strerror or exc}") from None
         if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
@@ -304,12 +337,19 @@ class DIMSEServer:
 
     def start(self) -> None:
         compat.register_server(self.ae, self._listener)  # so that its shutdown() can remove it
-        self._thread = threading.Thread(target=self._listener.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"dimse@{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._listener.serve_forever, kwargs={"poll_interval": 0.1}, name=f"dimse@{self.port}", daemon=True
+        )
         self._thread.start()
-        log.info("DIMSE: %s listening on %s:%d (max %d associations, PDU %d, calling AE titles: %s)",
-                 self.config.ae_title, self.host, self.port, self.config.dicom_max_associations,
-                 self.config.dicom_max_pdu, ", ".join(self.config.dicom_allowed_aets) or "any")
+        log.info(
+            "DIMSE: %s listening on %s:%d (max %d associations, PDU %d, calling AE titles: %s)",
+            self.config.ae_title,
+            self.host,
+            self.port,
+            self.config.dicom_max_associations,
+            self.config.dicom_max_pdu,
+            ", ".join(self.config.dicom_allowed_aets) or "any",
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop listening, abort every association (served or opened for

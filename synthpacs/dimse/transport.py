@@ -167,6 +167,15 @@ def drain(assoc: Association, timeout: float = 10.0) -> None:
 
 
 __all__ = [
-    "HARDEN_HANDLERS", "STANDARD_LOG_HANDLERS", "ReactorCheckpoint", "associate", "drain", "harden",
-    "pause_reactor", "quick_ack", "quiet", "resume_reactor", "set_nodelay",
+    "HARDEN_HANDLERS",
+    "STANDARD_LOG_HANDLERS",
+    "ReactorCheckpoint",
+    "associate",
+    "drain",
+    "harden",
+    "pause_reactor",
+    "quick_ack",
+    "quiet",
+    "resume_reactor",
+    "set_nodelay",
 ]

@@ -196,8 +196,9 @@ class Evaluable(Protocol):
 
 @runtime_checkable
 class Interpolable(Protocol):
-    def interpolation_frames(self, generator: Generator, request: StudyRequest, seed_a: int, seed_b: int,
-                             frames: int, **options: Any) -> list[np.ndarray]: ...
+    def interpolation_frames(
+        self, generator: Generator, request: StudyRequest, seed_a: int, seed_b: int, frames: int, **options: Any
+    ) -> list[np.ndarray]: ...
 
 
 @runtime_checkable

@@ -64,4 +64,3 @@ def resolve_device(name: str = "auto", source: str = "the device setting") -> to
     if problem:
         raise ConfigError(f"device {text!r} in {source} {problem}")
     return torch.device("cuda", int(text.split(":")[1]) if ":" in text else 0)
-

@@ -80,12 +80,16 @@ class FilterBank:
         x = np.arange(-radius, radius + 1, dtype=np.float64)
         g = np.exp(-0.5 * (x / sigma) ** 2)
         g /= g.sum()
-        d1 = -x / sigma ** 2 * g
-        d2 = (x ** 2 / sigma ** 4 - 1 / sigma ** 2) * g
+        d1 = -x / sigma**2 * g
+        d2 = (x**2 / sigma**4 - 1 / sigma**2) * g
         d2 -= d2.mean()  # zero response to a constant
         kernels = {
-            "gx": np.outer(g, d1), "gy": np.outer(d1, g), "gxx": np.outer(g, d2), "gyy": np.outer(d2, g),
-            "gxy": np.outer(d1, d1), "blur": np.outer(g, g),
+            "gx": np.outer(g, d1),
+            "gy": np.outer(d1, g),
+            "gxx": np.outer(g, d2),
+            "gyy": np.outer(d2, g),
+            "gxy": np.outer(d1, d1),
+            "blur": np.outer(g, g),
         }
         self.names = list(kernels)
         self.weight = torch.tensor(np.stack(list(kernels.values()))[:, None], dtype=torch.float32)
@@ -109,7 +113,7 @@ class FilterBank:
                 flat = level.reshape(n * c, 1, *level.shape[-2:])
                 r = F.conv2d(F.pad(flat, (self.radius,) * 4, mode="reflect"), self.weight)
                 gx, gy, gxx, gyy, gxy, blurred = r.unbind(1)
-                responses = [torch.sqrt(gx ** 2 + gy ** 2), gxx, gyy, gxy, gxx + gyy]
+                responses = [torch.sqrt(gx**2 + gy**2), gxx, gyy, gxy, gxx + gyy]
                 for resp in responses:
                     flat_r = resp.reshape(n, c, -1)
                     feats.append(flat_r.abs().mean(dim=2))
@@ -159,12 +163,12 @@ def _ssim_parts(a, b):
     import torch.nn.functional as F
 
     w = _gaussian_window()
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a ** 2
-    var_b = F.conv2d(b * b, w) - mu_b ** 2
+    var_a = F.conv2d(a * a, w) - mu_a**2
+    var_b = F.conv2d(b * b, w) - mu_b**2
     cov = F.conv2d(a * b, w) - mu_a * mu_b
-    luminance = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1)
+    luminance = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
     cs = (2 * cov + c2) / (var_a + var_b + c2)
     return luminance, cs
 

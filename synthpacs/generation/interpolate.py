@@ -28,8 +28,17 @@ def parse_pair(text: str) -> tuple[int, int]:
     return a, b
 
 
-def write_interpolation(config, study_uid: str, out: Path, pair: str, frames: int, slice_choice: str = "lesion",
-                        plane: str = "axial", display_window: str = "lung", fps: float = 8.0) -> str:
+def write_interpolation(
+    config,
+    study_uid: str,
+    out: Path,
+    pair: str,
+    frames: int,
+    slice_choice: str = "lesion",
+    plane: str = "axial",
+    display_window: str = "lung",
+    fps: float = 8.0,
+) -> str:
     """Render and write the frames; returns a description of what was written.
 
     Raises
@@ -49,8 +58,9 @@ def write_interpolation(config, study_uid: str, out: Path, pair: str, frames: in
         raise ConfigError(f"--interpolate: {target.name} has no latent space to walk")
     generator = archive.generator(target.name)
     try:
-        hu_frames = target.interpolation.interpolation_frames(generator, request, seed_a, seed_b, frames,
-                                                              slice_choice=slice_choice, plane=plane)
+        hu_frames = target.interpolation.interpolation_frames(
+            generator, request, seed_a, seed_b, frames, slice_choice=slice_choice, plane=plane
+        )
     except ConfigError as exc:
         source = config.sources.get("renderer", "default")
         raise ConfigError(f"{exc} (renderer {config.renderer or 'default'!r} from {source})") from None

@@ -50,7 +50,7 @@ def smooth_along(values: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
     kernel /= kernel.sum()
-    return (smoothed / math.sqrt(float((kernel ** 2).sum()))).astype(np.float32, copy=False)
+    return (smoothed / math.sqrt(float((kernel**2).sum()))).astype(np.float32, copy=False)
 
 
 def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
@@ -94,16 +94,22 @@ class GANPipeline:
 
     network_class: ClassVar[type[nn.Module]]
 
-    def __init__(self, network: nn.Module, record: dict[str, Any] | None = None, device: str | torch.device = "cpu",
-                 source: str | None = None):
+    def __init__(
+        self,
+        network: nn.Module,
+        record: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        source: str | None = None,
+    ):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.network = network.to(self.device).eval()
         self.record = dict(record or {})
         self.source = source
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu",
-                        device_source: str = "the device setting"):
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", device_source: str = "the device setting"
+    ):
         """Load a pretrained folder (``generator.json`` + ``weights.safetensors``).
 
         Raises

@@ -41,8 +41,9 @@ def _import_target(folder: Path, module_name: str, where: str) -> ZooTarget:
         elif folder.is_relative_to(GENERATORS_ROOT):
             module = importlib.import_module(module_name)
         else:
-            spec = importlib.util.spec_from_file_location(module_name, folder / "__init__.py",
-                                                          submodule_search_locations=[str(folder)])
+            spec = importlib.util.spec_from_file_location(
+                module_name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+            )
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot load {folder}")
             module = importlib.util.module_from_spec(spec)
@@ -147,8 +148,10 @@ def check_renderer_setting(config: Any, targets: dict[str, ZooTarget]) -> None:
         for name, renderer in value.items():
             target = zoo_entry(name, targets)
             if renderer not in target.renderers:
-                raise ConfigError(f"renderer {renderer!r} for {target.name} (from {source}) is not offered "
-                                  f"(choose from {', '.join(target.renderers)})")
+                raise ConfigError(
+                    f"renderer {renderer!r} for {target.name} (from {source}) is not offered "
+                    f"(choose from {', '.join(target.renderers)})"
+                )
         return
     offered = sorted({r for t in targets.values() for r in t.renderers})
     if value not in offered:

@@ -63,8 +63,13 @@ def _atomic_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_pretrained(directory: str | os.PathLike, network: nn.Module, class_name: str, config: Mapping[str, Any],
-                    extra: Mapping[str, Any] | None = None) -> Path:
+def save_pretrained(
+    directory: str | os.PathLike,
+    network: nn.Module,
+    class_name: str,
+    config: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``generator.json`` and ``weights.safetensors`` into ``directory`` (atomically each).
 
     Parameters
@@ -107,7 +112,9 @@ def read_record(directory: str | os.PathLike, class_name: str | None = None) -> 
     if not directory.exists():
         raise WeightsError(f"weights folder {str(directory)!r} does not exist")
     if not directory.is_dir():
-        raise WeightsError(f"weights path {str(directory)!r} is not a folder (expected one holding {CONFIG_NAME} and {WEIGHTS_NAME})")
+        raise WeightsError(
+            f"weights path {str(directory)!r} is not a folder (expected one holding {CONFIG_NAME} and {WEIGHTS_NAME})"
+        )
     path = directory / CONFIG_NAME
     if not path.is_file():
         raise WeightsError(f"{path} is missing: a weights folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
@@ -124,8 +131,9 @@ def read_record(directory: str | os.PathLike, class_name: str | None = None) -> 
     return record
 
 
-def load_pretrained(directory: str | os.PathLike, class_name: str,
-                    build: Callable[[dict[str, Any]], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+def load_pretrained(
+    directory: str | os.PathLike, class_name: str, build: Callable[[dict[str, Any]], nn.Module]
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a network from a pretrained folder and load its weights strictly.
 
     Parameters
@@ -161,7 +169,9 @@ def load_pretrained(directory: str | os.PathLike, class_name: str,
     blob = weights_path.read_bytes()
     expected_size = record.get("weights_bytes")
     if expected_size is not None and len(blob) != expected_size:
-        raise WeightsError(f"{weights_path} is {len(blob)} bytes but {CONFIG_NAME} records {expected_size}: truncated or replaced")
+        raise WeightsError(
+            f"{weights_path} is {len(blob)} bytes but {CONFIG_NAME} records {expected_size}: truncated or replaced"
+        )
     expected_sha = record.get("weights_sha256")
     if expected_sha is not None and hashlib.sha256(blob).hexdigest() != expected_sha:
         raise WeightsError(f"{weights_path} does not match the SHA-256 recorded in {CONFIG_NAME}: corrupt or replaced")

@@ -183,9 +183,7 @@ def mark_synthetic(ds: Dataset) -> Dataset:
     return ds
 
 
-def file_meta(
-    sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str = ExplicitVRLittleEndian
-) -> FileMetaDataset:
+def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str = ExplicitVRLittleEndian) -> FileMetaDataset:
     """File Meta Information (PS3.10 7.1) for a Part 10 file of one instance."""
     for name, uid in (("sop_class_uid", sop_class_uid), ("sop_instance_uid", sop_instance_uid)):
         if not _valid_uid(str(uid)):

@@ -144,8 +144,10 @@ def _check_hu(hu: object, grid: CTGeometry, first_slice: int = 0) -> np.ndarray:
     if not (np.issubdtype(hu.dtype, np.integer) or np.issubdtype(hu.dtype, np.floating)):
         raise TypeError(f'Argument "hu" must have an integer or floating point dtype, not {hu.dtype}.')
     if hu.ndim != 3 or hu.shape[1:] != (grid.rows, grid.columns) or not 0 <= first_slice <= grid.n_slices - len(hu):
-        raise ValueError(f'Argument "hu" has shape {hu.shape} from slice {first_slice}; the grid has '
-                         f"(n_slices, rows, columns) = {(grid.n_slices, grid.rows, grid.columns)}.")
+        raise ValueError(
+            f'Argument "hu" has shape {hu.shape} from slice {first_slice}; the grid has '
+            f"(n_slices, rows, columns) = {(grid.n_slices, grid.rows, grid.columns)}."
+        )
     if np.issubdtype(hu.dtype, np.floating) and not np.all(np.isfinite(hu)):
         raise ValueError('Argument "hu" holds NaN or infinite values.')
     return hu

@@ -76,8 +76,14 @@ def builder_for(sop_class_uid: str) -> Builder:
 
 # SOP classes with no image to render among those the builders do not write (stored objects):
 # SR, SEG, KOS, presentation states, RT plans, encapsulated documents, waveforms.
-_NON_IMAGE_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.66", "1.2.840.10008.5.1.4.1.1.11.",
-                       "1.2.840.10008.5.1.4.1.1.481.", "1.2.840.10008.5.1.4.1.1.104.", "1.2.840.10008.5.1.4.1.1.9.")
+_NON_IMAGE_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.88.",
+    "1.2.840.10008.5.1.4.1.1.66",
+    "1.2.840.10008.5.1.4.1.1.11.",
+    "1.2.840.10008.5.1.4.1.1.481.",
+    "1.2.840.10008.5.1.4.1.1.104.",
+    "1.2.840.10008.5.1.4.1.1.9.",
+)
 
 
 def renders(sop_class_uid: str) -> bool:

@@ -160,9 +160,7 @@ def _card_lines(ds: Dataset) -> list[str]:
     title = _concept(ds)[1] if "ConceptNameCodeSequence" in ds else ""
     lines = [title or str(ds.get("SeriesDescription", "")) or "DICOM object without pixels"]
     name = ds.get("PatientName")
-    context = " ".join(
-        str(v) for v in (name, ds.get("PatientID"), ds.get("StudyDate"), ds.get("ClinicalTrialTimePointID")) if v
-    )
+    context = " ".join(str(v) for v in (name, ds.get("PatientID"), ds.get("StudyDate"), ds.get("ClinicalTrialTimePointID")) if v)
     if context:
         lines.append(context)
     if ds.get("SeriesDescription") and title:
@@ -184,8 +182,7 @@ def _card_lines(ds: Dataset) -> list[str]:
                 and child.get("MeasuredValueSequence")
             ):
                 measured = child.MeasuredValueSequence[0]
-                unit = measured.MeasurementUnitsCodeSequence[0].CodeValue if measured.get(
-                    "MeasurementUnitsCodeSequence") else ""
+                unit = measured.MeasurementUnitsCodeSequence[0].CodeValue if measured.get("MeasurementUnitsCodeSequence") else ""
                 numbers.append(f"{child_meaning} {float(measured.NumericValue):g} {unit}".strip())
         lines.append(f"{tracking or 'Measurement group'}: {', '.join(numbers) or 'no measurement'}")
     for item in _content_items(ds.get("ContentSequence")):
@@ -212,7 +209,7 @@ def _render_card(ds: Dataset) -> Image.Image:
         chosen = title_font if i == 0 else font
         for chunk in _wrap(draw, line, chosen, CARD_SIZE[0] - 32):
             draw.text((16, y), chunk, fill=255, font=chosen)
-            y += (30 if i == 0 else 22)
+            y += 30 if i == 0 else 22
         if y > CARD_SIZE[1] - 24:
             break
     return image

@@ -54,12 +54,12 @@ def check_source_datasets(ct_datasets: object, study_instance_uid: str) -> list[
         instances are not CT Image Storage with the attributes needed.
     """
     if not isinstance(ct_datasets, (list, tuple)):
-        raise TypeError(f'The source must be a list of Datasets, not {type(ct_datasets).__name__}.')
+        raise TypeError(f"The source must be a list of Datasets, not {type(ct_datasets).__name__}.")
     if len(ct_datasets) == 0:
         raise ValueError("The source series must hold at least one instance.")
     for i, ds in enumerate(ct_datasets):
         if not isinstance(ds, Dataset):
-            raise TypeError(f'Source instance {i} must be a pydicom Dataset, not {type(ds).__name__}.')
+            raise TypeError(f"Source instance {i} must be a pydicom Dataset, not {type(ds).__name__}.")
         for keyword in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Rows", "Columns"):
             if keyword not in ds:
                 raise ValueError(f"Source instance {i} lacks {keyword}.")
@@ -83,9 +83,7 @@ def _check_labels(labels: object, ct_datasets: list[Dataset]) -> np.ndarray:
             f'Argument "labels" has shape {labels.shape}; the source series needs (frames, rows, columns) = {expected}.'
         )
     if (expected[1] * expected[2]) % 8:
-        raise ValueError(
-            "Rows x Columns of the source images must be divisible by 8 so that BINARY SEG frames are byte-aligned."
-        )
+        raise ValueError("Rows x Columns of the source images must be divisible by 8 so that BINARY SEG frames are byte-aligned.")
     return labels
 
 

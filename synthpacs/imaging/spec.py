@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 
 def _valid_uid(uid: object) -> bool:
     text = str(uid)
-    return (0 < len(text) <= 64 and all(part.isdigit() and (part == "0" or not part.startswith("0"))
-                                        for part in text.split(".")))
+    return 0 < len(text) <= 64 and all(part.isdigit() and (part == "0" or not part.startswith("0")) for part in text.split("."))
 
 
 def _require_uid(name: str, uid: object) -> None:
@@ -141,8 +140,9 @@ class CTSeriesSpec(IODSpec):
         if not isinstance(self.hu, np.ndarray) or self.hu.ndim != 3:
             raise TypeError('"hu" must be a 3-D numpy array (slices, rows, columns).')
         if len(self.series.sop_instance_uids) != self.grid.n_slices:
-            raise ValueError(f'"series" plans {len(self.series.sop_instance_uids)} instances but "grid" has '
-                             f"{self.grid.n_slices} slices.")
+            raise ValueError(
+                f'"series" plans {len(self.series.sop_instance_uids)} instances but "grid" has {self.grid.n_slices} slices.'
+            )
 
 
 @dataclass(frozen=True)

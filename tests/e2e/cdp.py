@@ -20,13 +20,23 @@ import requests
 import websocket
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox",
+    "--headless",
+    "--no-sandbox",
     # Software WebGL: Cornerstone3D draws nothing without WebGL. Not --use-gl=swiftshader (that removes WebGL).
-    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
     # No traffic outside the machine: loopback is never proxied, every other name fails to resolve.
-    "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--disable-quic", "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
+    "--proxy-server=http://127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--mute-audio",
+    "--hide-scrollbars",
     "--remote-debugging-port=0",
 ]
 
@@ -42,12 +52,15 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="synthpacs-chromium-")
         self.process = subprocess.Popen(
             [executable, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             port = self._devtools_port()
             page = self._page_target(port)
-            self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], suppress_origin=True, timeout=None,
-                                                  enable_multithread=True)
+            self.ws = websocket.create_connection(
+                page["webSocketDebuggerUrl"], suppress_origin=True, timeout=None, enable_multithread=True
+            )
         except BaseException:
             self.close()
             raise
@@ -165,12 +178,25 @@ class Browser:
         out = []
         for event in list(self.events["Network.responseReceived"]):
             request = requests_by_id.get(event["requestId"], {})
-            out.append({"url": event["response"]["url"], "status": event["response"]["status"],
-                        "request_headers": request.get("headers", {}), "type": event.get("type")})
+            out.append(
+                {
+                    "url": event["response"]["url"],
+                    "status": event["response"]["status"],
+                    "request_headers": request.get("headers", {}),
+                    "type": event.get("type"),
+                }
+            )
         for event in list(self.events["Network.loadingFailed"]):
             request = requests_by_id.get(event["requestId"], {})
-            out.append({"url": request.get("url", ""), "status": None, "error": event.get("errorText"),
-                        "request_headers": request.get("headers", {}), "type": event.get("type")})
+            out.append(
+                {
+                    "url": request.get("url", ""),
+                    "status": None,
+                    "error": event.get("errorText"),
+                    "request_headers": request.get("headers", {}),
+                    "type": event.get("type"),
+                }
+            )
         return out
 
     def close(self) -> None:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import pydicom
 import requests
-
 from conftest import make_config
 
 
@@ -58,8 +57,16 @@ def find_synthetic_study(base: str, index: int = 0) -> SyntheticStudy:
         items = qido(base, f"/studies/{study}/series/{series_uid}/instances")
         return [value(i, "00080018") for i in sorted(items, key=lambda i: value(i, "00200013") or 0)]
 
-    return SyntheticStudy(study, series["CT"], sops(series["CT"]), series["SEG"], sops(series["SEG"])[0],
-                          series["SR"], sops(series["SR"])[0], value(study_item, "00100020"))
+    return SyntheticStudy(
+        study,
+        series["CT"],
+        sops(series["CT"]),
+        series["SEG"],
+        sops(series["SEG"])[0],
+        series["SR"],
+        sops(series["SR"])[0],
+        value(study_item, "00100020"),
+    )
 
 
 def split_multipart(response: requests.Response) -> list[tuple[dict, bytes]]:

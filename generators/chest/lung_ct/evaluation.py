@@ -51,9 +51,20 @@ log = logging.getLogger(__name__)
 
 #: Mean HU per label away from boundaries (foundation issue; tests/test_lung_ct_geometry.py).
 HU_RANGES = {
-    "AIR": (-1024, -950), "LUNG": (-900, -700), "AIRWAY": (-1024, -900), "FAT": (-120, -60),
-    "MUSCLE": (0, 80), "SOFT_TISSUE": (0, 80), "MEDIASTINUM": (0, 80), "HEART": (0, 80), "VESSEL": (0, 80),
-    "BONE": (300, 3071), "RIB": (300, 3071), "STERNUM": (300, 3071), "TUMOUR": (20, 60), "TABLE": (-200, 100),
+    "AIR": (-1024, -950),
+    "LUNG": (-900, -700),
+    "AIRWAY": (-1024, -900),
+    "FAT": (-120, -60),
+    "MUSCLE": (0, 80),
+    "SOFT_TISSUE": (0, 80),
+    "MEDIASTINUM": (0, 80),
+    "HEART": (0, 80),
+    "VESSEL": (0, 80),
+    "BONE": (300, 3071),
+    "RIB": (300, 3071),
+    "STERNUM": (300, 3071),
+    "TUMOUR": (20, 60),
+    "TABLE": (-200, 100),
 }
 FEATURE_WINDOWS = (LUNG_WINDOW, MEDIASTINUM_WINDOW, (400.0, 1800.0))
 CARD_START, CARD_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
@@ -91,8 +102,12 @@ def tumour_contrast(hu: np.ndarray, labels: np.ndarray) -> dict[str, float] | No
         return None
     inside, around = hu[tumour].astype(np.float64), hu[ring].astype(np.float64)
     noise = float(np.sqrt(0.5 * (inside.var() + around.var())))
-    return {"tumour_hu": float(inside.mean()), "lung_hu": float(around.mean()),
-            "contrast_hu": float(inside.mean() - around.mean()), "cnr": float((inside.mean() - around.mean()) / max(noise, 1e-3))}
+    return {
+        "tumour_hu": float(inside.mean()),
+        "lung_hu": float(around.mean()),
+        "contrast_hu": float(inside.mean() - around.mean()),
+        "cnr": float((inside.mean() - around.mean()) / max(noise, 1e-3)),
+    }
 
 
 def muscle_noise(hu: np.ndarray, labels: np.ndarray) -> float:
@@ -128,8 +143,10 @@ def coronal(volume: np.ndarray, every: int) -> list[np.ndarray]:
     from PIL import Image
 
     K, R, C = volume.shape
-    return [np.asarray(Image.fromarray(volume[:, r, :].astype(np.float32)).resize((C, C), Image.BILINEAR))
-            for r in range(R // 4, 3 * R // 4, every)]
+    return [
+        np.asarray(Image.fromarray(volume[:, r, :].astype(np.float32)).resize((C, C), Image.BILINEAR))
+        for r in range(R // 4, 3 * R // 4, every)
+    ]
 
 
 def _eval_volumes(request: EvaluationRequest, stream: int, count: int):
@@ -159,18 +176,37 @@ def evaluate(request: EvaluationRequest, pipeline=None) -> dict:
     gan_seconds = 0.0
     for i, v in enumerate(set_x):
         t = time.perf_counter()
-        gan.append(pipeline(v.labels, v.pixel_spacing_mm, v.slice_spacing_mm, rng=np.random.Generator(np.random.PCG64([request.seed, 1, i]))))
+        gan.append(
+            pipeline(
+                v.labels, v.pixel_spacing_mm, v.slice_spacing_mm, rng=np.random.Generator(np.random.PCG64([request.seed, 1, i]))
+            )
+        )
         gan_seconds += time.perf_counter() - t
-        gan2.append(pipeline(v.labels, v.pixel_spacing_mm, v.slice_spacing_mm, rng=np.random.Generator(np.random.PCG64([request.seed, 2, i]))))
-        grid = CTGrid(rows=v.labels.shape[1], columns=v.labels.shape[2], n_slices=v.labels.shape[0],
-                      pixel_spacing_mm=v.pixel_spacing_mm, slice_spacing_mm=v.slice_spacing_mm)
+        gan2.append(
+            pipeline(
+                v.labels, v.pixel_spacing_mm, v.slice_spacing_mm, rng=np.random.Generator(np.random.PCG64([request.seed, 2, i]))
+            )
+        )
+        grid = CTGrid(
+            rows=v.labels.shape[1],
+            columns=v.labels.shape[2],
+            n_slices=v.labels.shape[0],
+            pixel_spacing_mm=v.pixel_spacing_mm,
+            slice_spacing_mm=v.slice_spacing_mm,
+        )
         teacher2.append(render_hu(v.labels, grid, np.random.Generator(np.random.PCG64([request.seed, 3, i]))))
         bar.update(1)
     bar.close()
     slices = sum(v.labels.shape[0] for v in set_x)
-    report = {"request": request.as_json(), "weights": pipeline.source, "weights_sha256": pipeline.record.get("weights_sha256"),
-              "grid": f"{request.rows}x{request.rows}, {request.slice_spacing_mm:g} mm", "volumes_per_set": n,
-              "slices_per_set": slices, "psi": pipeline.psi}
+    report = {
+        "request": request.as_json(),
+        "weights": pipeline.source,
+        "weights_sha256": pipeline.record.get("weights_sha256"),
+        "grid": f"{request.rows}x{request.rows}, {request.slice_spacing_mm:g} mm",
+        "volumes_per_set": n,
+        "slices_per_set": slices,
+        "psi": pipeline.psi,
+    }
 
     # Fidelity: axial and coronal.
     bank = FilterBank()
@@ -183,7 +219,9 @@ def evaluate(request: EvaluationRequest, pipeline=None) -> dict:
     def cor(volumes):
         return np.stack([plane for v in volumes for plane in coronal(v, every)])
 
-    fc_ty, fc_tx, fc_gx = standardise(*(bank.features(windowed(cor(vols))) for vols in ([v.hu for v in set_y], [v.hu for v in set_x], gan)))
+    fc_ty, fc_tx, fc_gx = standardise(
+        *(bank.features(windowed(cor(vols))) for vols in ([v.hu for v in set_y], [v.hu for v in set_x], gan))
+    )
     report["fd_axial"] = {"gan_vs_teacher": frechet_distance(f_gx, f_ty), "teacher_floor": frechet_distance(f_tx, f_ty)}
     report["fd_coronal"] = {"gan_vs_teacher": frechet_distance(fc_gx, fc_ty), "teacher_floor": frechet_distance(fc_tx, fc_ty)}
 
@@ -206,9 +244,16 @@ def evaluate(request: EvaluationRequest, pipeline=None) -> dict:
     # Plausibility, mask agreement, coherence.
     labels_x = np.concatenate([v.labels for v in set_x])
     hu_gan, hu_teacher = hu_by_label(g_x, labels_x), hu_by_label(t_x, labels_x)
-    report["hu_by_label"] = {name: {"gan": round(hu_gan[name], 1), "teacher": round(hu_teacher.get(name, float("nan")), 1),
-                                     "range": list(rng_), "ok": bool(rng_[0] <= hu_gan[name] <= rng_[1])}
-                             for name, rng_ in HU_RANGES.items() if name in hu_gan}
+    report["hu_by_label"] = {
+        name: {
+            "gan": round(hu_gan[name], 1),
+            "teacher": round(hu_teacher.get(name, float("nan")), 1),
+            "range": list(rng_),
+            "ok": bool(rng_[0] <= hu_gan[name] <= rng_[1]),
+        }
+        for name, rng_ in HU_RANGES.items()
+        if name in hu_gan
+    }
     report["noise_sd_muscle"] = {"gan": muscle_noise(g_x, labels_x), "teacher": muscle_noise(t_x, labels_x)}
     contrasts = {"gan": [], "teacher": []}
     for v, g in zip(set_x, gan):
@@ -216,10 +261,15 @@ def evaluate(request: EvaluationRequest, pipeline=None) -> dict:
             c = tumour_contrast(hu, v.labels)
             if c:
                 contrasts[key].append(c)
-    report["tumour"] = {key: {k: float(np.mean([c[k] for c in rows])) for k in ("tumour_hu", "lung_hu", "contrast_hu", "cnr")}
-                        for key, rows in contrasts.items() if rows}
-    report["banding_hu"] = {"gan": float(np.nanmean([banding(g, v.labels) for g, v in zip(gan, set_x)])),
-                            "teacher": float(np.nanmean([banding(v.hu, v.labels) for v in set_x]))}
+    report["tumour"] = {
+        key: {k: float(np.mean([c[k] for c in rows])) for k in ("tumour_hu", "lung_hu", "contrast_hu", "cnr")}
+        for key, rows in contrasts.items()
+        if rows
+    }
+    report["banding_hu"] = {
+        "gan": float(np.nanmean([banding(g, v.labels) for g, v in zip(gan, set_x)])),
+        "teacher": float(np.nanmean([banding(v.hu, v.labels) for v in set_x])),
+    }
     report["gan_seconds_per_slice"] = gan_seconds / max(slices, 1)
     report["wall_s"] = time.time() - started
     if request.out:
@@ -235,18 +285,38 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
     """(quantity, GAN, teacher) rows for a table."""
     r = report
     rows = [
-        ("Fréchet distance, axial (filter bank)", f"{r['fd_axial']['gan_vs_teacher']:.3f}", f"{r['fd_axial']['teacher_floor']:.3f} (floor)"),
-        ("Fréchet distance, coronal MPR", f"{r['fd_coronal']['gan_vs_teacher']:.3f}", f"{r['fd_coronal']['teacher_floor']:.3f} (floor)"),
+        (
+            "Fréchet distance, axial (filter bank)",
+            f"{r['fd_axial']['gan_vs_teacher']:.3f}",
+            f"{r['fd_axial']['teacher_floor']:.3f} (floor)",
+        ),
+        (
+            "Fréchet distance, coronal MPR",
+            f"{r['fd_coronal']['gan_vs_teacher']:.3f}",
+            f"{r['fd_coronal']['teacher_floor']:.3f} (floor)",
+        ),
         ("intra-set MS-SSIM (lower: more diverse)", f"{r['intra_ms_ssim']['gan']:.3f}", f"{r['intra_ms_ssim']['teacher']:.3f}"),
-        ("conditional diversity, same labels (HU)", f"{r['conditional_diversity_hu']['gan']:.1f}", f"{r['conditional_diversity_hu']['teacher']:.1f}"),
+        (
+            "conditional diversity, same labels (HU)",
+            f"{r['conditional_diversity_hu']['gan']:.1f}",
+            f"{r['conditional_diversity_hu']['teacher']:.1f}",
+        ),
     ]
     for name, row in r["hu_by_label"].items():
         lo, hi = row["range"]
-        rows.append((f"HU {name.lower()} ({lo}..{hi})", f"{row['gan']:.0f}{'' if row['ok'] else ' (out of range)'}", f"{row['teacher']:.0f}"))
+        rows.append(
+            (
+                f"HU {name.lower()} ({lo}..{hi})",
+                f"{row['gan']:.0f}{'' if row['ok'] else ' (out of range)'}",
+                f"{row['teacher']:.0f}",
+            )
+        )
     rows.append(("noise SD in muscle (HU)", f"{r['noise_sd_muscle']['gan']:.1f}", f"{r['noise_sd_muscle']['teacher']:.1f}"))
     if "gan" in r["tumour"]:
         g, t = r["tumour"]["gan"], r["tumour"].get("teacher", {})
-        rows.append(("tumour - lung contrast in SEG (HU)", f"{g['contrast_hu']:.0f}", f"{t.get('contrast_hu', float('nan')):.0f}"))
+        rows.append(
+            ("tumour - lung contrast in SEG (HU)", f"{g['contrast_hu']:.0f}", f"{t.get('contrast_hu', float('nan')):.0f}")
+        )
         rows.append(("tumour CNR", f"{g['cnr']:.1f}", f"{t.get('cnr', float('nan')):.1f}"))
     rows.append(("banding: slice-to-slice lung HU change", f"{r['banding_hu']['gan']:.2f}", f"{r['banding_hu']['teacher']:.2f}"))
     return rows
@@ -257,9 +327,11 @@ def update_card(card: Path, report: dict) -> None:
     from tabulate import tabulate
 
     table = tabulate(summary_rows(report), headers=["quantity", "GAN", "teacher"], tablefmt="github")
-    block = (f"{CARD_START}\nMeasured by `synthpacs evaluate lung-ct` ({report['volumes_per_set']} volumes and "
-             f"{report['slices_per_set']} slices per set, {report['grid']}, psi {report['psi']:g}, weights "
-             f"`{str(report.get('weights_sha256'))[:16]}`):\n\n{table}\n{CARD_END}")
+    block = (
+        f"{CARD_START}\nMeasured by `synthpacs evaluate lung-ct` ({report['volumes_per_set']} volumes and "
+        f"{report['slices_per_set']} slices per set, {report['grid']}, psi {report['psi']:g}, weights "
+        f"`{str(report.get('weights_sha256'))[:16]}`):\n\n{table}\n{CARD_END}"
+    )
     text = card.read_text() if card.exists() else ""
     if CARD_START in text and CARD_END in text:
         text = re.sub(re.escape(CARD_START) + r".*?" + re.escape(CARD_END), lambda _: block, text, flags=re.S)
@@ -299,7 +371,7 @@ def comparison_montage(pipeline, out: Path, seed: int = 20250101, patient: int =
     measured = [f for f in geometry.lesions if f.slice is not None]
     lesion = max(measured, key=lambda f: f.diameter_mm) if measured else None
     k = lesion.slice if lesion else grid.n_slices // 2
-    r0, c0 = (np.mean(lesion.points, axis=0).astype(int) if lesion else (grid.rows // 2, grid.columns // 2))
+    r0, c0 = np.mean(lesion.points, axis=0).astype(int) if lesion else (grid.rows // 2, grid.columns // 2)
     half = grid.rows // 8
     r0, c0 = int(np.clip(r0, half, grid.rows - half)), int(np.clip(c0, half, grid.columns - half))
     size = grid.rows
@@ -313,15 +385,19 @@ def comparison_montage(pipeline, out: Path, seed: int = 20250101, patient: int =
     def cor(volume):
         return window(coronal_plane(volume, r0, grid.pixel_spacing_mm, grid.slice_spacing_mm), LUNG_WINDOW)
 
-    rows = [[window(t[k], LUNG_WINDOW), window(g[k], LUNG_WINDOW)],
-            [window(t[k], MEDIASTINUM_WINDOW), window(g[k], MEDIASTINUM_WINDOW)],
-            [zoom(t), zoom(g)],
-            [cor(t), cor(g)]]
+    rows = [
+        [window(t[k], LUNG_WINDOW), window(g[k], LUNG_WINDOW)],
+        [window(t[k], MEDIASTINUM_WINDOW), window(g[k], MEDIASTINUM_WINDOW)],
+        [zoom(t), zoom(g)],
+        [cor(t), cor(g)],
+    ]
     what = f"{grid.rows}x{grid.columns}, {grid.slice_spacing_mm:g} mm"
-    captions = [[f"teacher  axial {k}  lung window  ({what})", f"GAN  axial {k}  lung window"],
-                ["teacher  mediastinal window", "GAN  mediastinal window"],
-                ["teacher  4x zoom, mediastinal window", "GAN  4x zoom, mediastinal window"],
-                ["teacher  coronal reformat", "GAN  coronal reformat"]]
+    captions = [
+        [f"teacher  axial {k}  lung window  ({what})", f"GAN  axial {k}  lung window"],
+        ["teacher  mediastinal window", "GAN  mediastinal window"],
+        ["teacher  4x zoom, mediastinal window", "GAN  4x zoom, mediastinal window"],
+        ["teacher  coronal reformat", "GAN  coronal reformat"],
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     montage(rows, captions=captions).save(out, optimize=True)
     return out

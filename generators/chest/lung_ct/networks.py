@@ -29,8 +29,21 @@ import torch.nn.functional as F
 from torch import nn
 
 #: Label codes of the geometry stage, in order (``geometry.Label``); lesions are 100 + i.
-LABEL_NAMES = ("AIR", "FAT", "MUSCLE", "LUNG", "AIRWAY", "VESSEL", "HEART", "MEDIASTINUM", "BONE", "RIB",
-               "STERNUM", "SOFT_TISSUE", "TABLE")
+LABEL_NAMES = (
+    "AIR",
+    "FAT",
+    "MUSCLE",
+    "LUNG",
+    "AIRWAY",
+    "VESSEL",
+    "HEART",
+    "MEDIASTINUM",
+    "BONE",
+    "RIB",
+    "STERNUM",
+    "SOFT_TISSUE",
+    "TABLE",
+)
 LESION_CLASS = len(LABEL_NAMES)  # every lesion (label >= 100) is one class for the GAN
 N_CLASSES = LESION_CLASS + 1
 CLASS_NAMES = LABEL_NAMES + ("LESION",)
@@ -155,9 +168,18 @@ class LungCTGenerator(nn.Module):
         The residual's unit: the last layer outputs HU / hu_scale.
     """
 
-    def __init__(self, z_dim: int = 32, w_dim: int = 64, style_dims: int = 8,
-                 channels: tuple[int, ...] = (12, 24, 48, 64), embed_dim: int = 8, mapping_layers: int = 2,
-                 noise_levels: int = 3, class_hu: tuple[float, ...] = DEFAULT_CLASS_HU, hu_scale: float = 500.0):
+    def __init__(
+        self,
+        z_dim: int = 32,
+        w_dim: int = 64,
+        style_dims: int = 8,
+        channels: tuple[int, ...] = (12, 24, 48, 64),
+        embed_dim: int = 8,
+        mapping_layers: int = 2,
+        noise_levels: int = 3,
+        class_hu: tuple[float, ...] = DEFAULT_CLASS_HU,
+        hu_scale: float = 500.0,
+    ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) != 4:
@@ -177,8 +199,12 @@ class LungCTGenerator(nn.Module):
         self.embed_current = nn.Embedding(N_CLASSES, embed_dim)
         self.embed_neighbours = nn.Embedding(N_CLASSES, embed_dim)
         self.enc0 = nn.Conv2d(2 * embed_dim + 3, c0, 3, padding=1)
-        self.enc1 = nn.Sequential(nn.Conv2d(c0, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.2))
-        self.enc2 = nn.Sequential(nn.Conv2d(c1, c2, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.2))
+        self.enc1 = nn.Sequential(
+            nn.Conv2d(c0, c1, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c1, c1, 3, padding=1), nn.LeakyReLU(0.2)
+        )
+        self.enc2 = nn.Sequential(
+            nn.Conv2d(c1, c2, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.2)
+        )
         self.enc3a = nn.Conv2d(c2, c3, 3, padding=1)
         self.film3a = FiLM(w_dim, c3)
         self.field3 = NoiseInjection(c3)  # the smooth 3-D field: slow tissue-density variation
@@ -202,8 +228,14 @@ class LungCTGenerator(nn.Module):
         """The label-mean image of the middle slice: (B, 3, H, W) labels -> (B, 1, H, W) HU."""
         return self.class_hu[label_classes(labels[:, 1])][:, None]
 
-    def forward(self, labels: torch.Tensor, spacing: torch.Tensor, y_mm: torch.Tensor, w: torch.Tensor,
-                noise: list[torch.Tensor | None] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        labels: torch.Tensor,
+        spacing: torch.Tensor,
+        y_mm: torch.Tensor,
+        w: torch.Tensor,
+        noise: list[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
         """HU of each slice, (B, 1, H, W) float.
 
         ``labels``: (B, 3, H, W) geometry labels of slices z-1, z, z+1;

@@ -87,8 +87,15 @@ class LungCTPipeline(GANPipeline):
 
     network_class = LungCTGenerator
 
-    def __init__(self, network: LungCTGenerator, record: dict[str, Any] | None = None, device="cpu",
-                 source: str | None = None, psi: float = 1.0, batch_slices: int = 8):
+    def __init__(
+        self,
+        network: LungCTGenerator,
+        record: dict[str, Any] | None = None,
+        device="cpu",
+        source: str | None = None,
+        psi: float = 1.0,
+        batch_slices: int = 8,
+    ):
         super().__init__(network, record, device, source)
         self.settings = {**PIPELINE_DEFAULTS, **dict(self.record.get("pipeline", {}))}
         self.psi = float(psi)
@@ -98,8 +105,9 @@ class LungCTPipeline(GANPipeline):
 
     # -- randomness ----------------------------------------------------------------------
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, int, int], pixel_spacing_mm: float,
-               slice_spacing_mm: float) -> LatentSample:
+    def sample(
+        self, rng: np.random.Generator, shape: tuple[int, int, int], pixel_spacing_mm: float, slice_spacing_mm: float
+    ) -> LatentSample:
         """Draw the latent, drift and noise of one series of ``shape`` (slices, rows, columns).
 
         The draws happen in a fixed order on the CPU, so the same generator
@@ -117,8 +125,13 @@ class LungCTPipeline(GANPipeline):
             maps = standard_normal(rng, (n_slices, height >> level, width >> level))
             noise.append(smooth_along(maps, s["noise_z_sigma_slices"], axis=0))
         cell = pixel_spacing_mm * 8.0
-        noise.append(smooth_field(rng, (n_slices, height >> 3, width >> 3),
-                                  (s["field_mm"] / slice_spacing_mm, s["field_mm"] / cell, s["field_mm"] / cell)))
+        noise.append(
+            smooth_field(
+                rng,
+                (n_slices, height >> 3, width >> 3),
+                (s["field_mm"] / slice_spacing_mm, s["field_mm"] / cell, s["field_mm"] / cell),
+            )
+        )
         return LatentSample(z=z, drift=drift, noise=noise)
 
     def slice_latents(self, sample: LatentSample) -> np.ndarray:
@@ -126,15 +139,26 @@ class LungCTPipeline(GANPipeline):
         net: LungCTGenerator = self.network
         a = float(self.settings["drift_amplitude"])
         z = np.repeat(sample.z[None, :], sample.drift.shape[0], axis=0)
-        z[:, net.style_dims:] = (z[:, net.style_dims:] + a * sample.drift) / math.sqrt(1.0 + a * a)
+        z[:, net.style_dims :] = (z[:, net.style_dims :] + a * sample.drift) / math.sqrt(1.0 + a * a)
         return z
 
     # -- inference -----------------------------------------------------------------------
 
     @torch.inference_mode()
-    def __call__(self, labels: np.ndarray, pixel_spacing_mm: float, slice_spacing_mm: float, *,
-                 rng: np.random.Generator | None = None, sample: LatentSample | None = None, psi: float | None = None,
-                 noise_mode: str = "random", batch_slices: int | None = None, slices=None, progress=None) -> np.ndarray:
+    def __call__(
+        self,
+        labels: np.ndarray,
+        pixel_spacing_mm: float,
+        slice_spacing_mm: float,
+        *,
+        rng: np.random.Generator | None = None,
+        sample: LatentSample | None = None,
+        psi: float | None = None,
+        noise_mode: str = "random",
+        batch_slices: int | None = None,
+        slices=None,
+        progress=None,
+    ) -> np.ndarray:
         """Render a label volume as HU.
 
         Parameters

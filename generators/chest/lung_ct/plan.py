@@ -106,5 +106,10 @@ def study_grid(draws: PlanDraws) -> CTGrid:
     """The voxel grid of the one study row in ``draws``."""
     acq: LungCTAcquisition = draws.acquisition
     a = acquisition_arrays(draws)
-    return CTGrid(rows=acq.rows, columns=acq.columns, n_slices=int(a["n_slices"][0]),
-                  pixel_spacing_mm=float(a["fov"][0]) / acq.columns, slice_spacing_mm=float(a["slice_thickness"][0]))
+    return CTGrid(
+        rows=acq.rows,
+        columns=acq.columns,
+        n_slices=int(a["n_slices"][0]),
+        pixel_spacing_mm=float(a["fov"][0]) / acq.columns,
+        slice_spacing_mm=float(a["slice_thickness"][0]),
+    )

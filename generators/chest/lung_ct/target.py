@@ -137,15 +137,17 @@ class LungCTGenerator:
         lesions = []
         for i, site in enumerate(sites):
             measured = lesion_measurement(labels, grid, i)
-            lesions.append(LungLesion(
-                tracking_id=f"Lesion {i + 1}",
-                tracking_uid=draws.tracking_uid(i),
-                diameter_mm=round(measured.diameter_mm, 1) if measured else 0.0,
-                lung=site.lung,
-                lobe=site.lobe,
-                slice=measured.slice if measured else None,
-                points=tuple(tuple(map(float, pt)) for pt in measured.points) if measured else None,
-            ))
+            lesions.append(
+                LungLesion(
+                    tracking_id=f"Lesion {i + 1}",
+                    tracking_uid=draws.tracking_uid(i),
+                    diameter_mm=round(measured.diameter_mm, 1) if measured else 0.0,
+                    lung=site.lung,
+                    lobe=site.lobe,
+                    slice=measured.slice if measured else None,
+                    points=tuple(tuple(map(float, pt)) for pt in measured.points) if measured else None,
+                )
+            )
         return LungGeometry(labels=labels, grid=grid, lesions=lesions)
 
     # -- stage 2 ---------------------------------------------------------------------------
@@ -164,19 +166,32 @@ class LungCTGenerator:
             specs.append(CTSeriesSpec(study=request.study, series=ct.context, hu=hu, grid=geometry.grid))
         seg = request.by_role("segmentation")
         if seg is not None and ct is not None:
-            specs.append(SegmentationSpec(
-                study=request.study, series=seg.context, source_series_uid=ct.context.series_instance_uid,
-                labels=geometry.labels, segments=tuple(_segment(j, lesion) for j, lesion in enumerate(geometry.lesions)),
-                content_label="TARGET_LESIONS"))
+            specs.append(
+                SegmentationSpec(
+                    study=request.study,
+                    series=seg.context,
+                    source_series_uid=ct.context.series_instance_uid,
+                    labels=geometry.labels,
+                    segments=tuple(_segment(j, lesion) for j, lesion in enumerate(geometry.lesions)),
+                    content_label="TARGET_LESIONS",
+                )
+            )
         sr = request.by_role("measurements")
         if sr is not None and ct is not None:
-            specs.append(MeasurementReportSpec(
-                study=request.study, series=sr.context, source_series_uid=ct.context.series_instance_uid,
-                measurements=tuple(_measurement(lesion) for lesion in geometry.lesions),
-                measurement_name=codes.SCT.LongAxis, finding_type=codes.SCT.Neoplasm,
-                finding_category=codes.cid7150.MorphologicallyAbnormalStructure, method=codes.cid6147.RECIST1Point1,
-                summary=f"Sum of diameters of target lesions (RECIST 1.1): "
-                        f"{sum(float(lesion.diameter_mm) for lesion in geometry.lesions):.1f} mm"))
+            specs.append(
+                MeasurementReportSpec(
+                    study=request.study,
+                    series=sr.context,
+                    source_series_uid=ct.context.series_instance_uid,
+                    measurements=tuple(_measurement(lesion) for lesion in geometry.lesions),
+                    measurement_name=codes.SCT.LongAxis,
+                    finding_type=codes.SCT.Neoplasm,
+                    finding_category=codes.cid7150.MorphologicallyAbnormalStructure,
+                    method=codes.cid6147.RECIST1Point1,
+                    summary=f"Sum of diameters of target lesions (RECIST 1.1): "
+                    f"{sum(float(lesion.diameter_mm) for lesion in geometry.lesions):.1f} mm",
+                )
+            )
         if part is None:
             return specs
         return [_part_of(specs, request, part)]
@@ -193,8 +208,9 @@ def _part_of(specs: list[IODSpec], request: StudyRequest, part: Part) -> IODSpec
     assert isinstance(spec, CTSeriesSpec)
     if not 0 <= part.start < part.stop <= len(spec.hu):
         raise ValueError(f"slices {part.start}..{part.stop} lie outside the series of {len(spec.hu)}")
-    return CTSeriesSpec(study=spec.study, series=spec.series, hu=spec.hu[part.start:part.stop], grid=spec.grid,
-                        first_slice=part.start)
+    return CTSeriesSpec(
+        study=spec.study, series=spec.series, hu=spec.hu[part.start : part.stop], grid=spec.grid, first_slice=part.start
+    )
 
 
 def _segment(j: int, lesion: LungLesion) -> Segment:
@@ -232,8 +248,14 @@ def _teacher(geometry: LungGeometry, rng: np.random.Generator) -> np.ndarray:
     return render_hu(geometry.labels, geometry.grid, rng)
 
 
-def load_pipeline(weights: Path | None = None, device: str = "auto", psi: float = 1.0, batch_slices: int = 8,
-                  weights_source: str = "default", device_source: str = "default"):
+def load_pipeline(
+    weights: Path | None = None,
+    device: str = "auto",
+    psi: float = 1.0,
+    batch_slices: int = 8,
+    weights_source: str = "default",
+    device_source: str = "default",
+):
     """The GAN pipeline from a pretrained folder (default: the shipped weights beside this file).
 
     Raises
@@ -295,8 +317,9 @@ def load(options: GeneratorOptions) -> LungCTGenerator:
         return LungCTGenerator("teacher", _teacher, "render", fingerprint(options))
     if options.renderer != "gan":
         raise ConfigError(f"renderer {options.renderer!r} is not offered by {NAME} (gan or teacher)")
-    pipeline = load_pipeline(options.weights, options.device, options.psi, options.batch_slices,
-                             options.weights_source, options.device_source)
+    pipeline = load_pipeline(
+        options.weights, options.device, options.psi, options.batch_slices, options.weights_source, options.device_source
+    )
     return GANLungCT(pipeline, fingerprint(options))
 
 
@@ -324,8 +347,16 @@ def _pick_slice(geometry: LungGeometry, choice: str) -> int:
 class LatentWalk:
     """The Interpolable capability: HU frames walking the GAN's latent space between two seeds."""
 
-    def interpolation_frames(self, generator, request: StudyRequest, seed_a: int, seed_b: int, frames: int,
-                             slice_choice: str = "lesion", plane: str = "axial") -> list[np.ndarray]:
+    def interpolation_frames(
+        self,
+        generator,
+        request: StudyRequest,
+        seed_a: int,
+        seed_b: int,
+        frames: int,
+        slice_choice: str = "lesion",
+        plane: str = "axial",
+    ) -> list[np.ndarray]:
         """Frame 0 is exactly the series rendered from ``seed_a`` (the same slice), the last exactly ``seed_b``'s.
 
         Raises

@@ -149,9 +149,7 @@ def render_hu(labels: np.ndarray, grid: CTGrid, rng: np.random.Generator) -> np.
     """
     labels = np.asarray(labels)
     if labels.dtype != np.uint8 or labels.shape != grid.shape:
-        raise ValueError(
-            f"labels must be a uint8 array of shape {grid.shape}, got {labels.dtype} {labels.shape}."
-        )
+        raise ValueError(f"labels must be a uint8 array of shape {grid.shape}, got {labels.dtype} {labels.shape}.")
     tumour = int(Label.TUMOUR)
     n_lesions = int(labels.max()) - tumour + 1 if labels.max() >= tumour else 0
     mean, low, fine, noise_scale = _tissue_tables(rng, max(n_lesions, 0))

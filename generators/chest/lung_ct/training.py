@@ -67,16 +67,37 @@ log = logging.getLogger(__name__)
 #: Hyperparameters; ``TrainingRequest.extra`` overrides any of them.
 DEFAULTS = {
     # architecture
-    "z_dim": 32, "w_dim": 64, "style_dims": len(STYLE_STATISTICS), "channels": [12, 24, 48, 64], "embed_dim": 8,
-    "mapping_layers": 2, "noise_levels": 3, "hu_scale": 500.0,
+    "z_dim": 32,
+    "w_dim": 64,
+    "style_dims": len(STYLE_STATISTICS),
+    "channels": [12, 24, 48, 64],
+    "embed_dim": 8,
+    "mapping_layers": 2,
+    "noise_levels": 3,
+    "hu_scale": 500.0,
     # optimisation
-    "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.99, "ema_decay": 0.998,
-    "lambda_adv": 1.0, "lambda_lowpass": 1.0, "lambda_nps": 1.0, "lambda_texture": 1.0, "lowpass_sigma_px": 2.0,
-    "lambda_lowpass_fine": 0.0, "lowpass_fine_sigma_px": 1.0, "lambda_lowfreq": 0.0,
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "beta1": 0.5,
+    "beta2": 0.99,
+    "ema_decay": 0.998,
+    "lambda_adv": 1.0,
+    "lambda_lowpass": 1.0,
+    "lambda_nps": 1.0,
+    "lambda_texture": 1.0,
+    "lowpass_sigma_px": 2.0,
+    "lambda_lowpass_fine": 0.0,
+    "lowpass_fine_sigma_px": 1.0,
+    "lambda_lowfreq": 0.0,
     # data
-    "pool": 36, "refresh_every": 40, "resolutions": {"128": 0.25, "256": 0.35, "512": 0.40},
-    "thicknesses": [2.5, 5.0, 10.0], "max_slices": {"128": 96, "256": 80, "512": 48}, "fov_mm": [340.0, 420.0],
-    "lesion_crop_share": 0.35, "lung_crop_share": 0.35,
+    "pool": 36,
+    "refresh_every": 40,
+    "resolutions": {"128": 0.25, "256": 0.35, "512": 0.40},
+    "thicknesses": [2.5, 5.0, 10.0],
+    "max_slices": {"128": 96, "256": 80, "512": 48},
+    "fov_mm": [340.0, 420.0],
+    "lesion_crop_share": 0.35,
+    "lung_crop_share": 0.35,
     # held-out teacher volumes for samples and quick metrics: [rows, slice spacing mm, slices]
     "validation": [[256, 5.0, 24], [512, 5.0, 12]],
 }
@@ -171,8 +192,9 @@ def teacher_volume(rng: np.random.Generator, hp: dict, name: str) -> Volume:
     diameters = rng.uniform(8.0, 50.0, size=len(sites))
     labels = label_volume(anatomy, grid, list(zip(sites, diameters)))
     hu = render_hu(labels, grid, rng)
-    return Volume(labels, hu, grid.pixel_spacing_mm, grid.slice_spacing_mm,
-                  measure_style(hu, labels, grid.pixel_spacing_mm), name)
+    return Volume(
+        labels, hu, grid.pixel_spacing_mm, grid.slice_spacing_mm, measure_style(hu, labels, grid.pixel_spacing_mm), name
+    )
 
 
 def folder_volumes(folder: Path) -> list[Volume]:
@@ -271,8 +293,13 @@ class Pool:
         if rng.random() < 0.5:  # left-right mirror: texture is symmetric, gravity (y) is not
             labels3, hu = labels3[:, :, ::-1], hu[:, ::-1]
         y_mm = ((top + np.arange(size)) - (R - 1) / 2.0) * v.pixel_spacing_mm
-        return (np.ascontiguousarray(labels3), np.ascontiguousarray(hu), (v.pixel_spacing_mm, v.slice_spacing_mm),
-                y_mm.astype(np.float32), self.style_z(v))
+        return (
+            np.ascontiguousarray(labels3),
+            np.ascontiguousarray(hu),
+            (v.pixel_spacing_mm, v.slice_spacing_mm),
+            y_mm.astype(np.float32),
+            self.style_z(v),
+        )
 
 
 # -- losses -------------------------------------------------------------------------------
@@ -299,11 +326,11 @@ class SpectrumLoss:
     def __init__(self, size: int, bins: int = 16, sigma: float = 2.0):
         fy = torch.fft.fftfreq(size)[:, None]
         fx = torch.fft.rfftfreq(size)[None, :]
-        radius = torch.sqrt(fx ** 2 + fy ** 2) / 0.5  # 1 at Nyquist
+        radius = torch.sqrt(fx**2 + fy**2) / 0.5  # 1 at Nyquist
         self.index = torch.clamp((radius * bins).long(), max=bins - 1).flatten()
         self.counts = torch.bincount(self.index, minlength=bins).clamp(min=1).float()
         hann = torch.hann_window(size, periodic=False)
-        self.window = (hann[:, None] * hann[None, :])
+        self.window = hann[:, None] * hann[None, :]
         self.bins, self.sigma = bins, sigma
 
     def log_spectrum(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,8 +343,9 @@ class SpectrumLoss:
         return (self.log_spectrum(fake) - self.log_spectrum(real)).abs().mean()
 
 
-def texture_loss(fake: torch.Tensor, real: torch.Tensor, classes: torch.Tensor, sigma: float = 1.0,
-                 coarse: float | None = None) -> torch.Tensor:
+def texture_loss(
+    fake: torch.Tensor, real: torch.Tensor, classes: torch.Tensor, sigma: float = 1.0, coarse: float | None = None
+) -> torch.Tensor:
     """Paired L1 between log high-pass (or band-pass) standard deviations inside each (eroded) tissue class.
 
     With ``coarse`` the band between ``sigma`` and ``coarse`` blurs is used:
@@ -336,7 +364,7 @@ def texture_loss(fake: torch.Tensor, real: torch.Tensor, classes: torch.Tensor, 
 
     def std(h):
         mean = (masks * h).sum(dim=(2, 3)) / count.clamp(min=1)
-        var = (masks * h * h).sum(dim=(2, 3)) / count.clamp(min=1) - mean ** 2
+        var = (masks * h * h).sum(dim=(2, 3)) / count.clamp(min=1) - mean**2
         return torch.sqrt(var.clamp(min=0) + 1.0)
 
     return (torch.log(std(hf)) - torch.log(std(hr)))[valid].abs().mean()
@@ -397,9 +425,11 @@ def render_samples(pipeline: LungCTPipeline, volumes: list[Volume], path: Path, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         err = np.nanmean(np.stack(errors), axis=0)
-    return {**{f"abs_err_{name}": round(float(e), 2) for name, e in zip(STYLE_STATISTICS[:5], err)},
-            "noise_sd_gan": round(float(np.mean([n[0] for n in noise])), 2),
-            "noise_sd_teacher": round(float(np.mean([n[1] for n in noise])), 2)}
+    return {
+        **{f"abs_err_{name}": round(float(e), 2) for name, e in zip(STYLE_STATISTICS[:5], err)},
+        "noise_sd_gan": round(float(np.mean([n[0] for n in noise])), 2),
+        "noise_sd_teacher": round(float(np.mean([n[1] for n in noise])), 2),
+    }
 
 
 def _w_avg(net: LungCTGenerator, seed: int, n: int = 4096) -> torch.Tensor:
@@ -412,13 +442,22 @@ def _w_avg(net: LungCTGenerator, seed: int, n: int = 4096) -> torch.Tensor:
 def _save(out: Path, net: LungCTGenerator, arch: dict, pool: Pool, extra: dict, seed: int) -> None:
     snapshot = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format)
     snapshot.w_avg.copy_(_w_avg(snapshot, seed))
-    save_pretrained(out, snapshot, "LungCTGenerator", arch, extra={
-        "pipeline": dict(PIPELINE_DEFAULTS),
-        "style_statistics": {"names": list(STYLE_STATISTICS), "mean": [round(float(x), 4) for x in pool.style_mean],
-                             "std": [round(float(x), 4) for x in pool.style_std]},
-        "classes": list(CLASS_NAMES),
-        **extra,
-    })
+    save_pretrained(
+        out,
+        snapshot,
+        "LungCTGenerator",
+        arch,
+        extra={
+            "pipeline": dict(PIPELINE_DEFAULTS),
+            "style_statistics": {
+                "names": list(STYLE_STATISTICS),
+                "mean": [round(float(x), 4) for x in pool.style_mean],
+                "std": [round(float(x), 4) for x in pool.style_std],
+            },
+            "classes": list(CLASS_NAMES),
+            **extra,
+        },
+    )
 
 
 def _built(network_class, generator: torch.Generator, **config) -> torch.nn.Module:
@@ -487,7 +526,9 @@ def train(request: TrainingRequest) -> Path:
     started = time.time()
     pool = _build_pool(request, hp, rng, say)
     crop = int(request.crop)
-    arch = {k: hp[k] for k in ("z_dim", "w_dim", "style_dims", "channels", "embed_dim", "mapping_layers", "noise_levels", "hu_scale")}
+    arch = {
+        k: hp[k] for k in ("z_dim", "w_dim", "style_dims", "channels", "embed_dim", "mapping_layers", "noise_levels", "hu_scale")
+    }
     arch["channels"] = list(arch["channels"])
     init_record: dict = {}
     if request.init is not None:
@@ -508,11 +549,19 @@ def train(request: TrainingRequest) -> Path:
     sampler = LungCTPipeline(G_ema, {"pipeline": PIPELINE_DEFAULTS}, device)
     spectrum = SpectrumLoss(crop)
     validation = validation_volumes(seed, hp["validation"])
-    options = {"request": request.as_json(), "hyperparameters": hp,
-               "init_weights_sha256": init_record.get("weights_sha256") if request.init is not None else None, "architecture": arch, "device": str(device),
-               "machine": machine(), "data": str(request.data) if request.data else "teacher (generated on the fly)",
-               "pool_volumes": [v.name for v in pool.volumes], "pool_build_s": round(time.time() - started, 1),
-               "style_mean": pool.style_mean, "style_std": pool.style_std}
+    options = {
+        "request": request.as_json(),
+        "hyperparameters": hp,
+        "init_weights_sha256": init_record.get("weights_sha256") if request.init is not None else None,
+        "architecture": arch,
+        "device": str(device),
+        "machine": machine(),
+        "data": str(request.data) if request.data else "teacher (generated on the fly)",
+        "pool_volumes": [v.name for v in pool.volumes],
+        "pool_build_s": round(time.time() - started, 1),
+        "style_mean": pool.style_mean,
+        "style_std": pool.style_std,
+    }
     record.options(options)
     say(f"pool of {len(pool.volumes)} volume(s) ready in {time.time() - started:.0f} s; training on {device}")
 
@@ -532,8 +581,10 @@ def train(request: TrainingRequest) -> Path:
         free = rng.standard_normal((request.batch, G.z_dim - G.style_dims), dtype=np.float32)
         z = torch.from_numpy(np.concatenate([np.stack([c[4] for c in crops]), free], axis=1)).to(device)
         samples = [sampler.sample(rng, (1, crop, crop), c[2][0], c[2][1]) for c in crops]
-        noise = [torch.from_numpy(np.concatenate([s.noise[i] for s in samples]))[:, None].to(device)
-                 for i in range(len(samples[0].noise))]
+        noise = [
+            torch.from_numpy(np.concatenate([s.noise[i] for s in samples]))[:, None].to(device)
+            for i in range(len(samples[0].noise))
+        ]
         if device.type == "cpu":
             real = real.contiguous(memory_format=torch.channels_last)
             noise = [n.contiguous(memory_format=torch.channels_last) for n in noise]
@@ -567,13 +618,24 @@ def train(request: TrainingRequest) -> Path:
 
         step += 1
         images += request.batch
-        for name, value in (("loss_d", loss_d), ("loss_g", loss_g), ("adv", adv), ("lowpass", lowpass), ("nps", nps), ("texture", texture)):
+        for name, value in (
+            ("loss_d", loss_d),
+            ("loss_g", loss_g),
+            ("adv", adv),
+            ("lowpass", lowpass),
+            ("nps", nps),
+            ("texture", texture),
+        ):
             window_losses.setdefault(name, []).append(float(value.detach()))
         bar.update(1)
         if step % request.log_every == 0 or step == request.steps:
             now = time.time()
-            row = {"step": step, "images": images, **{k: round(float(np.mean(v)), 4) for k, v in window_losses.items()},
-                   "steps_per_s": round(len(window_losses["loss_d"]) / max(now - tick, 1e-6), 3)}
+            row = {
+                "step": step,
+                "images": images,
+                **{k: round(float(np.mean(v)), 4) for k, v in window_losses.items()},
+                "steps_per_s": round(len(window_losses["loss_d"]) / max(now - tick, 1e-6), 3),
+            }
             record.stats(row)
             bar.set_postfix(d=row["loss_d"], lp=row["lowpass"], nps=row["nps"], tex=row["texture"])
             window_losses, tick = {}, now
@@ -584,8 +646,9 @@ def train(request: TrainingRequest) -> Path:
         if step % request.sample_every == 0 or step == request.steps or out_of_time:
             snapshot = copy.deepcopy(G_ema)
             snapshot.w_avg.copy_(_w_avg(snapshot, seed))
-            metrics = render_samples(LungCTPipeline(snapshot, {"pipeline": PIPELINE_DEFAULTS}, device),
-                                     validation, record.sample_path(step), seed)
+            metrics = render_samples(
+                LungCTPipeline(snapshot, {"pipeline": PIPELINE_DEFAULTS}, device), validation, record.sample_path(step), seed
+            )
             record.metrics({"step": step, "images": images, **metrics})
         if step % request.checkpoint_every == 0 and step < request.steps and not out_of_time:
             _save(record.checkpoint_dir(step), G_ema, arch, pool, {"training": {"step": step}}, seed)
@@ -594,10 +657,19 @@ def train(request: TrainingRequest) -> Path:
             break
     bar.close()
     wall = time.time() - started
-    training = {"steps": step, "images": images, "seed": seed, "batch": request.batch, "crop": crop,
-                "init": init_record.get("training") if request.init is not None else None,
-                "wall_time_s": round(wall, 1), "device": str(device), "threads": torch.get_num_threads(),
-                "data": options["data"], "torch": torch.__version__}
+    training = {
+        "steps": step,
+        "images": images,
+        "seed": seed,
+        "batch": request.batch,
+        "crop": crop,
+        "init": init_record.get("training") if request.init is not None else None,
+        "wall_time_s": round(wall, 1),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "data": options["data"],
+        "torch": torch.__version__,
+    }
     _save(request.out, G_ema, arch, pool, {"training": training}, seed)
     record.metrics({"step": step, "final": True, "wall_time_s": round(wall, 1)})
     say(f"trained {step} steps in {wall / 60:.1f} min; weights in {request.out}")

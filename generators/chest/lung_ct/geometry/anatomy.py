@@ -179,9 +179,7 @@ def draw_anatomy(rng: np.random.Generator, grid: VolumeGrid, sex: str) -> ChestA
     harmonics = tuple(float(v) for v in rng.normal(0.0, [0.012, 0.015, 0.02, 0.012, 0.008, 0.008, 0.01, 0.006]))
     harmonics_slope = tuple(float(v) for v in rng.normal(0.0, [0.01, 0.012, 0.015, 0.01, 0.006, 0.006, 0.006, 0.004]))
     fat = float(np.clip(rng.lognormal(np.log(13.0 if female else 10.0), 0.4), 3.0, 38.0)) * scale_xy
-    fat_harmonics = (
-        float(uniform(-0.1, 0.1)), float(uniform(0.05, 0.3)), float(uniform(0.0, 0.25)), float(uniform(-0.08, 0.08))
-    )
+    fat_harmonics = (float(uniform(-0.1, 0.1)), float(uniform(0.05, 0.3)), float(uniform(0.0, 0.25)), float(uniform(-0.08, 0.08)))
 
     # Heights: centre the chest on the grid when the grid is shorter than a chest.
     extent = grid.n_slices * grid.slice_spacing_mm
@@ -258,11 +256,13 @@ def draw_anatomy(rng: np.random.Generator, grid: VolumeGrid, sex: str) -> ChestA
     cavity_front_y = body_centre_y - float(layers.r_cav)
     heart_scale = scale_xy * (0.95 if female else 1.0) * uniform(0.92, 1.08)
     # Left ventricle round in section, right ventricle a flattened shell in front of it.
-    lv_centre = np.array([
-        uniform(24.0, 34.0) * scale_xy,
-        cavity_front_y + uniform(52.0, 60.0) * heart_scale,
-        z_dome_right + uniform(0.08, 0.12) * lung_height,
-    ])
+    lv_centre = np.array(
+        [
+            uniform(24.0, 34.0) * scale_xy,
+            cavity_front_y + uniform(52.0, 60.0) * heart_scale,
+            z_dome_right + uniform(0.08, 0.12) * lung_height,
+        ]
+    )
     long_axis = unit_vector((uniform(0.55, 0.7), -uniform(0.45, 0.6), -uniform(0.3, 0.45)))
     left_ventricle = _ellipsoid(
         lv_centre,
@@ -293,6 +293,4 @@ def draw_anatomy(rng: np.random.Generator, grid: VolumeGrid, sex: str) -> ChestA
         (uniform(40.0, 55.0) * scale_xy, uniform(18.0, 26.0) * scale_xy, uniform(16.0, 24.0) * scale_z),
         (1.0, 0.0, 0.0),
     )
-    return dataclasses.replace(
-        anatomy, heart=(left_ventricle, left_atrium, right_atrium, right_ventricle), fat_pad=fat_pad
-    )
+    return dataclasses.replace(anatomy, heart=(left_ventricle, left_atrium, right_atrium, right_ventricle), fat_pad=fat_pad)

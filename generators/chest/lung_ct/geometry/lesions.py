@@ -75,9 +75,7 @@ def _shape_extent(shape: LesionShape) -> float:
     return max(shape.semi_axes) * (1.0 + sum(shape.bump_heights))
 
 
-def draw_lesion(
-    labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float, value: int
-) -> None:
+def draw_lesion(labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float, value: int) -> None:
     """Draw one lesion, scaled so that its longest axial diameter is ``diam``."""
     ps, ss = grid.pixel_spacing_mm, grid.slice_spacing_mm
     target = diam / ps  # in pixels

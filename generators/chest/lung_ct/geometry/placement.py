@@ -70,9 +70,7 @@ _PLACEMENT_STEPS = (
 )
 
 
-def place_lesions(
-    anatomy: ChestAnatomy, grid: VolumeGrid, count: int, rng: np.random.Generator
-) -> list[LesionSite]:
+def place_lesions(anatomy: ChestAnatomy, grid: VolumeGrid, count: int, rng: np.random.Generator) -> list[LesionSite]:
     """Choose sites for ``count`` lung lesions.
 
     Sites lie well inside the lung parenchyma (with room for a 50 mm lesion

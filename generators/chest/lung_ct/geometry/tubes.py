@@ -42,9 +42,7 @@ def _catmull_rom(ctrl: np.ndarray, radii: np.ndarray, step: float = 1.0):
         if i < len(ctrl) - 2:
             t = t[:-1]
         t2, t3 = t * t, t * t * t
-        seg = 0.5 * (
-            2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3
-        )
+        seg = 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
         out_p.append(seg)
         out_r.append(radii[i] + (radii[i + 1] - radii[i]) * t[:, 0])
     return np.vstack(out_p), np.concatenate(out_r)
@@ -72,9 +70,7 @@ def polyline_tubes(curves, value: int, allowed, extra_radius: float = 0.0) -> Tu
         p1.append(p[1:])
         r0.append(r[:-1] + extra_radius)
         r1.append(r[1:] + extra_radius)
-    return TubeSet(
-        np.vstack(p0), np.vstack(p1), np.concatenate(r0), np.concatenate(r1), int(value), tuple(allowed)
-    )
+    return TubeSet(np.vstack(p0), np.vstack(p1), np.concatenate(r0), np.concatenate(r1), int(value), tuple(allowed))
 
 
 def sample_tubes(ts: TubeSet, grid: VolumeGrid):
@@ -123,9 +119,7 @@ def splat(labels: np.ndarray, grid: VolumeGrid, pts: np.ndarray, rad: np.ndarray
     for kv, s0, s1 in zip(keys, starts, ends):
         sel = order[s0:s1]
         h, w = int(kv // 4096), int(kv % 4096)
-        ok, orr, oc = np.meshgrid(
-            np.arange(-w, w + 1), np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij"
-        )
+        ok, orr, oc = np.meshgrid(np.arange(-w, w + 1), np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij")
         ok, orr, oc = ok.ravel(), orr.ravel(), oc.ravel()
         ok32, or32, oc32 = ok.astype(np.float32), orr.astype(np.float32), oc.astype(np.float32)
         m = ok.size

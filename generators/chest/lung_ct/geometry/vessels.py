@@ -272,16 +272,22 @@ class _PatientTable:
             "above_scan_z": max(anatomy.scan_top_mm, anatomy.z_apex_mm) + 40.0,
             "below_scan_z": min(anatomy.scan_bottom_mm, anatomy.z_dome_left_mm - 120.0) - 40.0,
         }
-        for name, level in (("carina_vertebra", "carina_z"), ("dome_vertebra", "dome_left_z"),
-                            ("bottom_vertebra", "below_scan_z")):
+        for name, level in (
+            ("carina_vertebra", "carina_z"),
+            ("dome_vertebra", "dome_left_z"),
+            ("bottom_vertebra", "below_scan_z"),
+        ):
             y, half_width, half_depth = _vertebral_body(anatomy, references[level])
             references.update({f"{name}.y": y, f"{name}.half_width": half_width, f"{name}.half_depth": half_depth})
         for name, chamber in zip(("left_ventricle", "left_atrium", "right_atrium", "right_ventricle"), anatomy.heart):
             references.update({f"{name}.x": chamber[0], f"{name}.y": chamber[1], f"{name}.z": chamber[2]})
         # The carina: a trachea's radius and 4 mm in front of the oesophagus, which lies on the vertebral body.
         references["carina_y"] = (
-            references["carina_vertebra.y"] - references["carina_vertebra.half_depth"] - 14.0 * scale_xy
-            - anatomy.trachea_radius_mm - 4.0
+            references["carina_vertebra.y"]
+            - references["carina_vertebra.half_depth"]
+            - 14.0 * scale_xy
+            - anatomy.trachea_radius_mm
+            - 4.0
         )
         notch = point_layers(anatomy, 0.0, anatomy.body_centre_y_mm - 1.0, anatomy.z_sternal_notch_mm)
         references["chest_wall_front_y"] = anatomy.body_centre_y_mm - float(notch.r_wall)
@@ -318,11 +324,13 @@ def _descending_aorta(anatomy: ChestAnatomy, table: _PatientTable):
     for z in np.linspace(anatomy.z_arch_mm - 18.0 * anatomy.scale_z, table.references["below_scan_z"], 8):
         y, half_width, half_depth = _vertebral_body(anatomy, z)
         forward = np.clip((anatomy.z_dome_left_mm - z) / 80.0, 0.0, 1.0)
-        points.append((
-            half_width + 8.0 * scale_xy - 12.0 * scale_xy * forward,
-            y - 0.45 * half_depth - (half_depth + 8.0) * forward,
-            z,
-        ))
+        points.append(
+            (
+                half_width + 8.0 * scale_xy - 12.0 * scale_xy * forward,
+                y - 0.45 * half_depth - (half_depth + 8.0) * forward,
+                z,
+            )
+        )
     aortic_radius = table.references["aortic_radius"]
     return points, list(np.linspace(aortic_radius * 0.82, aortic_radius * 0.7, len(points)))
 
@@ -377,8 +385,13 @@ def network(anatomy: ChestAnatomy) -> Network:
     descending_points, descending_radii = _descending_aorta(anatomy, table)
     vessels["aorta"] = (aorta_points + descending_points, aorta_radii + descending_radii)
     lobar = [
-        _LobarBronchus(table.landmarks[bronchus["from"]], table.point(bronchus["to"]), table.value(bronchus["radius"]),
-                       np.asarray(bronchus["tree_direction"], float), _LUNG_CODES[bronchus["lung"]])
+        _LobarBronchus(
+            table.landmarks[bronchus["from"]],
+            table.point(bronchus["to"]),
+            table.value(bronchus["radius"]),
+            np.asarray(bronchus["tree_direction"], float),
+            _LUNG_CODES[bronchus["lung"]],
+        )
         for bronchus in _structures(_TABLE["lobar_bronchi"]).values()
     ]
     airways = [table.curve(structure) for structure in _structures(_TABLE["central_airways"]).values()]
@@ -401,8 +414,9 @@ def _mediastinum(table: _PatientTable, vessels, airways, rng: np.random.Generato
     ]
     groups = [
         polyline_tubes(vessels, Label.VESSEL, _MED_ALLOWED),
-        polyline_tubes([table.curve(_TABLE["oesophagus"])], Label.MEDIASTINUM,
-                       (Label.FAT, Label.LUNG, Label.MUSCLE, Label.SOFT_TISSUE)),
+        polyline_tubes(
+            [table.curve(_TABLE["oesophagus"])], Label.MEDIASTINUM, (Label.FAT, Label.LUNG, Label.MUSCLE, Label.SOFT_TISSUE)
+        ),
     ]
     nodes = _TABLE["lymph_nodes"]
     centres = np.array([table.point(p) for p in nodes["centres"]])
@@ -421,8 +435,7 @@ def _bronchial_trees(rng: np.random.Generator, domain: LungDomain, lobar: list[_
     """A tree from the end of each lobar bronchus, joined to it by a straight piece: wall, then lumen."""
     links, roots = [], []
     for bronchus in lobar:
-        start = _snap_into_lung(domain, bronchus.end, bronchus.tree_direction, bronchus.lung,
-                                _airway_wall(bronchus.lumen_radius))
+        start = _snap_into_lung(domain, bronchus.end, bronchus.tree_direction, bronchus.lung, _airway_wall(bronchus.lumen_radius))
         if start is not None:
             links.append((np.asarray(bronchus.end, float), start, bronchus.lumen_radius))
             roots.append((start, bronchus.tree_direction, bronchus.lumen_radius, bronchus.lung))

@@ -43,9 +43,7 @@ def anatomy_volume(anat: ChestAnatomy, grid: VolumeGrid) -> np.ndarray:
     return labels
 
 
-def label_volume(
-    anatomy: ChestAnatomy, grid: VolumeGrid, lesions: Sequence[tuple[LesionSite, float]]
-) -> np.ndarray:
+def label_volume(anatomy: ChestAnatomy, grid: VolumeGrid, lesions: Sequence[tuple[LesionSite, float]]) -> np.ndarray:
     """Label map of one visit: the patient's anatomy plus lesions at their sizes.
 
     Parameters

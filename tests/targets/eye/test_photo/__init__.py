@@ -31,9 +31,13 @@ def plan(draws: PlanDraws) -> StudyPlan:
     descriptions[:, 0] = "Colour photographs, both eyes"
     descriptions[:, 1] = "Lesion (ground truth)"
     # One SEG per photograph: a photograph has no Frame of Reference to stack frames in.
-    return StudyPlan(n_instances=np.stack([2 * ones, 2 * ones], axis=1), frames=np.stack([ones * 0, ones * 0], axis=1),
-                     rows=np.stack([ones * size, ones * size], axis=1),
-                     columns=np.stack([ones * size, ones * size], axis=1), descriptions=descriptions)
+    return StudyPlan(
+        n_instances=np.stack([2 * ones, 2 * ones], axis=1),
+        frames=np.stack([ones * 0, ones * 0], axis=1),
+        rows=np.stack([ones * size, ones * size], axis=1),
+        columns=np.stack([ones * size, ones * size], axis=1),
+        descriptions=descriptions,
+    )
 
 
 class PhotoGenerator:
@@ -55,17 +59,31 @@ class PhotoGenerator:
             images.append(image)
         photo, seg = request.by_role("image"), request.by_role("segmentation")
         assert photo is not None and seg is not None
-        segment = Segment(label_value=LESION, label="Lesion", tracking_id="Lesion 1",
-                          tracking_uid=request.draws.tracking_uid(0),
-                          category=codes.cid7150.MorphologicallyAbnormalStructure,
-                          property_type=codes.cid7159.Lesion, anatomic_region=codes.SCT.Eye)
+        segment = Segment(
+            label_value=LESION,
+            label="Lesion",
+            tracking_id="Lesion 1",
+            tracking_uid=request.draws.tracking_uid(0),
+            category=codes.cid7150.MorphologicallyAbnormalStructure,
+            property_type=codes.cid7159.Lesion,
+            anatomic_region=codes.SCT.Eye,
+        )
         specs: list[IODSpec] = [
-            ColorImageSpec(study=request.study, series=photo.context, pixels=tuple(images), laterality="B",
-                           anatomic_region=codes.SCT.Eye),
-            *(SegmentationSpec(study=request.study, series=seg.context,
-                               source_series_uid=photo.context.series_instance_uid, labels=labels[eye:eye + 1],
-                               segments=(segment,), source_instances=(eye,), instance_index=eye)
-              for eye in range(2)),
+            ColorImageSpec(
+                study=request.study, series=photo.context, pixels=tuple(images), laterality="B", anatomic_region=codes.SCT.Eye
+            ),
+            *(
+                SegmentationSpec(
+                    study=request.study,
+                    series=seg.context,
+                    source_series_uid=photo.context.series_instance_uid,
+                    labels=labels[eye : eye + 1],
+                    segments=(segment,),
+                    source_instances=(eye,),
+                    instance_index=eye,
+                )
+                for eye in range(2)
+            ),
         ]
         if part is None:
             return specs

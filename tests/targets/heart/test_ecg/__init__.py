@@ -12,11 +12,24 @@ from synthpacs.imaging.spec import IODSpec, WaveformSpec
 TWELVE_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
 SLOTS = (SeriesSlot("ecg", 1, "ECG", TWELVE_LEAD),)
 # CID 3001 leads (SCPECG).
-LEADS = tuple(Code(f"5.6.3-9-{n}", "SCPECG", name, scheme_version="1.3") for n, name in (
-    (1, "Lead I"), (2, "Lead II"), (61, "Lead III"), (62, "Lead aVR"), (63, "Lead aVL"), (64, "Lead aVF"),
-    (3, "Lead V1"), (4, "Lead V2"), (5, "Lead V3"), (6, "Lead V4"), (7, "Lead V5"), (8, "Lead V6")))
-INTERVALS = (Code("8625-6", "LN", "P-R interval"), Code("8633-0", "LN", "QRS duration"),
-             Code("8634-8", "LN", "Q-T interval"))
+LEADS = tuple(
+    Code(f"5.6.3-9-{n}", "SCPECG", name, scheme_version="1.3")
+    for n, name in (
+        (1, "Lead I"),
+        (2, "Lead II"),
+        (61, "Lead III"),
+        (62, "Lead aVR"),
+        (63, "Lead aVL"),
+        (64, "Lead aVF"),
+        (3, "Lead V1"),
+        (4, "Lead V2"),
+        (5, "Lead V3"),
+        (6, "Lead V4"),
+        (7, "Lead V5"),
+        (8, "Lead V6"),
+    )
+)
+INTERVALS = (Code("8625-6", "LN", "P-R interval"), Code("8633-0", "LN", "QRS duration"), Code("8634-8", "LN", "Q-T interval"))
 
 
 class Acquisition(BaseModel):
@@ -42,15 +55,24 @@ class ECGGenerator:
         rate = rng.uniform(55, 90)  # beats per minute
         t = np.arange(int(acq.seconds * acq.sampling_frequency_hz)) / acq.sampling_frequency_hz
         phase = (t * rate / 60.0) % 1.0
-        beat = 1000 * np.exp(-((phase - 0.3) / 0.012) ** 2) + 150 * np.exp(-((phase - 0.55) / 0.05) ** 2)
+        beat = 1000 * np.exp(-(((phase - 0.3) / 0.012) ** 2)) + 150 * np.exp(-(((phase - 0.55) / 0.05) ** 2))
         gains = rng.uniform(0.3, 1.2, len(LEADS))
         samples = gains[:, None] * beat[None, :]
         series = request.by_role("ecg")
         assert series is not None
-        intervals = tuple(zip(INTERVALS, (round(rng.uniform(140, 180)), round(rng.uniform(80, 100)),
-                                          round(rng.uniform(360, 420)))))
-        return [WaveformSpec(study=request.study, series=series.context, samples=samples, leads=LEADS,
-                             sampling_frequency_hz=acq.sampling_frequency_hz, intervals_ms=intervals)]
+        intervals = tuple(
+            zip(INTERVALS, (round(rng.uniform(140, 180)), round(rng.uniform(80, 100)), round(rng.uniform(360, 420))))
+        )
+        return [
+            WaveformSpec(
+                study=request.study,
+                series=series.context,
+                samples=samples,
+                leads=LEADS,
+                sampling_frequency_hz=acq.sampling_frequency_hz,
+                intervals_ms=intervals,
+            )
+        ]
 
 
 TARGET = ZooTarget(
