@@ -71,10 +71,10 @@ class _Schedule(_Strict):
 
 
 class _Response(_Strict):
-    CR: float = Field(0.0, ge=0)
-    PR: float = Field(0.0, ge=0)
-    SD: float = Field(0.0, ge=0)
-    PD: float = Field(0.0, ge=0)
+    CR: float = Field(default=0.0, ge=0)
+    PR: float = Field(default=0.0, ge=0)
+    SD: float = Field(default=0.0, ge=0)
+    PD: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _sum(self) -> _Response:

@@ -11,6 +11,7 @@ identifier is never modified.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidQuery
@@ -101,8 +102,8 @@ def sql_single_value(expr: str, value: str, *, case_insensitive: bool = False) -
     return Condition(f"{expr} = ?", (value,))
 
 
-def sql_list_of_uids(expr: str, uids: list[str]) -> Condition:
-    """C.2.2.2.2: any of a list of UIDs."""
+def sql_list_of_uids(expr: str, uids: Sequence[str | int]) -> Condition:
+    """C.2.2.2.2: any of a list of UIDs (or of the integer keys they decode to)."""
     if not uids:
         return FALSE
     return Condition(f"{expr} IN ({','.join('?' * len(uids))})", tuple(uids))

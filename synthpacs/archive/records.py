@@ -8,6 +8,8 @@ whole columns at once, and plain ints where a single record needs one.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 EPOCH = np.datetime64("1970-01-01", "D")
@@ -15,6 +17,12 @@ EPOCH = np.datetime64("1970-01-01", "D")
 MAX_VISITS = 64
 
 
+@overload
+def study_key(patient: int, visit: int) -> int: ...
+@overload
+def study_key(patient: np.ndarray, visit: np.ndarray | int) -> np.ndarray: ...
+@overload
+def study_key(patient: np.ndarray | int, visit: np.ndarray) -> np.ndarray: ...
 def study_key(patient: np.ndarray | int, visit: np.ndarray | int) -> np.ndarray | int:
     """The catalog's primary key of a (patient, visit) study, also the key of per-visit draws."""
     return patient * MAX_VISITS + visit

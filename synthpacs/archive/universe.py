@@ -27,6 +27,7 @@ import numpy as np
 from .. import keyed
 from ..generation.contract import PlanDraws, SeriesSlot, StudyPlan, ZooTarget
 from . import records
+from .catalog.schema import LAYOUT_VERSION
 from .cohorts import RESPONSES, Cohort
 from .uids import UIDFactory
 
@@ -207,7 +208,7 @@ class Universe:
         import hashlib
 
         slots = {name: target.slots for name, target in sorted(self.targets.items())}
-        text = repr((self.seed, self.n_patients, self.cohorts, slots, CATALOG_LAYOUT_VERSION))
+        text = repr((self.seed, self.n_patients, self.cohorts, slots, LAYOUT_VERSION))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     # -- vectorised: arrays of patients -------------------------------------------------
@@ -434,7 +435,3 @@ class Universe:
             lesion_diameters_mm=tuple(float(d) for d in diameters[: patient.n_lesions]),
             series=tuple(series),
         )
-
-
-# Bump when the catalog's tables or the universe's rules change shape.
-CATALOG_LAYOUT_VERSION = 2

@@ -1,0 +1,180 @@
+"""Building the synthetic tables from the universe, in vectorised chunks.
+
+Patients and studies come from the universe's array functions a chunk of
+patients at a time; each cohort's study plan is reduced to its distinct
+*plan variants* (series layouts), stored once, and every study points at one.
+Nothing here knows a modality: the plan says which series a study holds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import records
+from ..cohorts import Cohort
+from .fields import Variant
+from .schema import CHUNK, SYNTHETIC_INDEXES, SYNTHETIC_SCHEMA
+
+if TYPE_CHECKING:  # the universe imports this package's schema: no import at run time
+    from ..universe import Universe
+
+Arrays = dict[str, np.ndarray]
+#: A plan variant's identity across chunks: (cohort, counts/frames/rows/columns, descriptions).
+VariantKey = tuple[int, tuple[int, ...], tuple[str, ...]]
+
+
+def build(db: sqlite3.Connection, universe: Universe) -> None:
+    """(Re)build every synthetic table of ``db`` for ``universe``; the fingerprint is written last."""
+    u = universe
+    db.execute("PRAGMA journal_mode=OFF")  # a failed build is simply redone: the fingerprint is written last
+    db.execute("DELETE FROM meta WHERE key = 'fingerprint'")
+    db.commit()
+    db.executescript(SYNTHETIC_SCHEMA)
+    db.executemany("INSERT INTO cohort VALUES (?,?,?)", [(c.index, c.name, c.target) for c in u.cohorts])
+    variants: dict[VariantKey, int] = {}
+    for start in range(0, u.n_patients, CHUNK):
+        p = np.arange(start, min(start + CHUNK, u.n_patients))
+        pa = u.patient_arrays(p)
+        sa = u.study_arrays(pa)
+        variant = _plan_variants(db, u, pa, sa, variants)
+        db.executemany("INSERT INTO study VALUES (?,?,?,?,?,?,?,?,?,?)", _study_rows(u, pa, sa, variant))
+        db.executemany("INSERT INTO patient VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _patient_rows(db, u, pa))
+    db.executescript(SYNTHETIC_INDEXES)
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (u.fingerprint,))
+    db.commit()
+    db.execute("PRAGMA journal_mode=WAL")
+
+
+def _plan_variants(db: sqlite3.Connection, u: Universe, pa: Arrays, sa: Arrays, variants: dict[VariantKey, int]) -> np.ndarray:
+    """The plan variant of every study row; new variants are inserted (deduplicated across chunks)."""
+    out = np.zeros(len(sa["visit"]), dtype=np.int64)
+    for cohort, rows, plan in u.plans(pa, sa):
+        slots = u.target_of(cohort).slots
+        # Distinct layouts within the chunk first (vectorised), then a dictionary across chunks.
+        descriptions, codes = np.unique(plan.descriptions.astype(str), return_inverse=True)
+        codes = codes.reshape(plan.descriptions.shape)
+        layout = np.concatenate([plan.n_instances, plan.frames, plan.rows, plan.columns, codes], axis=1)
+        distinct, inverse = np.unique(layout, axis=0, return_inverse=True)
+        local = np.empty(len(distinct), dtype=np.int64)
+        n = len(slots)
+        for j, row in enumerate(distinct):
+            counts, frames, n_rows, n_columns, text = (row[i * n : (i + 1) * n] for i in range(5))
+            key = (cohort.index, tuple(int(x) for x in row[: 4 * n]), tuple(str(descriptions[t]) for t in text))
+            if key not in variants:
+                index = variants[key] = len(variants)
+                present = [i for i in range(n) if counts[i] > 0]
+                db.execute(
+                    "INSERT INTO plan_variant VALUES (?,?,?,?,?,?)",
+                    (
+                        index,
+                        cohort.index,
+                        len(present),
+                        int(sum(counts[i] for i in present)),
+                        "\\".join(sorted({slots[i].modality for i in present})),
+                        "\\".join(sorted({slots[i].sop_class_uid for i in present})),
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO plan_series VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            index,
+                            i,
+                            slots[i].number,
+                            slots[i].modality,
+                            slots[i].sop_class_uid,
+                            str(descriptions[text[i]]),
+                            int(counts[i]),
+                            int(frames[i]),
+                            int(n_rows[i]),
+                            int(n_columns[i]),
+                        )
+                        for i in present
+                    ],
+                )
+            local[j] = variants[key]
+        out[rows] = local[inverse.reshape(-1)]
+    return out
+
+
+def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays) -> Iterator[tuple]:
+    from ..universe import FAMILY_NAMES, GIVEN_NAMES_F, GIVEN_NAMES_M
+
+    cohorts = u.cohorts
+    birth = records.date_strings(pa["birth_day"])
+    first, last = int(pa["index"][0]), int(pa["index"][-1])
+    totals = {
+        r["patient_pk"]: (r["n_series"], r["n_instances"])
+        for r in db.execute(
+            "SELECT s.patient_pk, sum(v.n_series) AS n_series, sum(v.n_instances) AS n_instances FROM study s "
+            "JOIN plan_variant v ON v.variant = s.variant WHERE s.patient_pk BETWEEN ? AND ? GROUP BY s.patient_pk",
+            (first, last),
+        )
+    }
+    for i in range(len(pa["index"])):
+        c = cohorts[int(pa["cohort"][i])]
+        site = c.sites[int(pa["site"][i])]
+        given = (GIVEN_NAMES_F if pa["female"][i] else GIVEN_NAMES_M)[int(pa["given"][i])]
+        index = int(pa["index"][i])
+        n_series, n_instances = totals[index]
+        yield (
+            index,
+            records.patient_id(index),
+            f"{FAMILY_NAMES[int(pa['family'][i])]}^{given}",
+            "F" if pa["female"][i] else "M",
+            birth[i],
+            c.index,
+            site.id,
+            site.name,
+            records.subject_id(c.protocol_id, site.id, index),
+            int(pa["n_visits"][i]),
+            n_series,
+            n_instances,
+        )
+
+
+def _study_rows(u: Universe, pa: Arrays, sa: Arrays, variant: np.ndarray) -> list[tuple]:
+    cohorts = u.cohorts
+    dates = records.date_strings(sa["day"])
+    rows, visits, minutes, seconds, ages = sa["patient_row"], sa["visit"], sa["minute"], sa["second"], sa["age"]
+    out = []
+    for i in range(len(visits)):
+        r = int(rows[i])
+        index, visit = int(pa["index"][r]), int(visits[i])
+        c = cohorts[int(pa["cohort"][r])]
+        time_point_id, time_point_description = records.time_point(visit, c.interval_days)
+        m = int(minutes[i])
+        out.append(
+            (
+                records.study_key(index, visit),
+                index,
+                visit,
+                int(variant[i]),
+                dates[i],
+                f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}",
+                records.accession_number(index, visit),
+                time_point_id,
+                time_point_description,
+                records.age_string(int(ages[i])),
+            )
+        )
+    return out
+
+
+def load_variants(db: sqlite3.Connection, cohorts: tuple[Cohort, ...]) -> dict[int, Variant]:
+    """Every plan variant of a built catalog, by index."""
+    return {
+        r["variant"]: Variant(
+            r["variant"],
+            cohorts[r["cohort"]],
+            r["n_series"],
+            r["n_instances"],
+            tuple(r["modalities"].split("\\")),
+            tuple(r["sop_classes"].split("\\")),
+        )
+        for r in db.execute("SELECT * FROM plan_variant")
+    }
