@@ -189,3 +189,17 @@ def test_unknown_series_and_instance(archive):
         archive.instances(study, "1.2.3")
     with pytest.raises(NotFound, match="no such instance 1.2.3"):
         archive.instance_ref("1.2.3")
+
+
+def test_a_catalog_open_elsewhere_is_rebuilt_for_another_universe(config):
+    from synthpacs.archive import Archive
+
+    first = Archive(config)  # stays open, as a server's archive would
+    stored = first.store(open(get_testdata_file("CT_small.dcm"), "rb").read())
+    reseeded = Archive(config.replace(seed=8))
+    assert reseeded.catalog_build_seconds > 0
+    assert reseeded.figures()["studies"] > 0
+    # Stored objects survive the rebuild.
+    assert [str(ds.SOPInstanceUID) for ds in reseeded.find("IMAGE", {"SOPInstanceUID": stored.sop_instance_uid})] == [
+        stored.sop_instance_uid
+    ]

@@ -8,6 +8,7 @@ Nothing here knows a modality: the plan says which series a study holds.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from .schema import CHUNK, SYNTHETIC_INDEXES, SYNTHETIC_SCHEMA
 if TYPE_CHECKING:  # the universe imports this package's schema: no import at run time
     from ..universe import Universe
 
+log = logging.getLogger(__name__)
+
 Arrays = dict[str, np.ndarray]
 #: A plan variant's identity across chunks: (cohort, counts/frames/rows/columns, descriptions).
 VariantKey = tuple[int, tuple[int, ...], tuple[str, ...]]
@@ -30,7 +33,12 @@ VariantKey = tuple[int, tuple[int, ...], tuple[str, ...]]
 def build(db: sqlite3.Connection, universe: Universe) -> None:
     """(Re)build every synthetic table of ``db`` for ``universe``; the fingerprint is written last."""
     u = universe
-    db.execute("PRAGMA journal_mode=OFF")  # a failed build is simply redone: the fingerprint is written last
+    try:
+        db.execute("PRAGMA journal_mode=OFF")  # fastest; a failed build is simply redone: the fingerprint is written last
+    except sqlite3.OperationalError:
+        # Another connection holds the file open (an earlier archive on this data folder, e.g. one
+        # anchored on another day): leaving WAL mode needs it alone, so build in WAL mode instead.
+        log.info("the catalog file is open elsewhere: building in WAL mode")
     db.execute("DELETE FROM meta WHERE key = 'fingerprint'")
     db.commit()
     db.executescript(SYNTHETIC_SCHEMA)
