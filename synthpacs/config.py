@@ -8,6 +8,7 @@ load; an error names the key, the source that set it and the problem.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -188,6 +189,28 @@ def _device(value: Any) -> str:
     return text
 
 
+_DAY_PATTERN = re.compile(r"^(\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
+def _day(value: Any) -> dt.date | None:
+    """A calendar date as YYYYMMDD (or YYYY-MM-DD, or a YAML date); 0 or empty: None, the real date at start-up."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a date as YYYYMMDD (0: the real date), got {value!r}")
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = "" if value is None else str(value).strip()
+    if text in ("", "0"):
+        return None
+    if _DAY_PATTERN.match(text):
+        try:
+            return dt.date.fromisoformat(text if "-" in text else f"{text[:4]}-{text[4:6]}-{text[6:]}")
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date as YYYYMMDD (0: the real date), got {value!r}")
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -203,6 +226,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", 20250101, _int_in(0, 2**63 - 1), "Seed of the synthetic universe; everything derives from it."),
     Setting("patients", 1000, _int_in(1, 5_000_000), "Number of patients in the universe."),
     Setting("cohorts_dir", str(DEFAULT_COHORTS_DIR), _string, "Folder of cohort definitions (*.yaml)."),
+    Setting(
+        "today",
+        0,
+        _day,
+        "The archive's today, YYYYMMDD (0: the real date at start-up): visits on or before it are studies, "
+        "later ones scheduled procedure steps; relative cohort schedules count from it.",
+    ),
     # Storage
     Setting("data_dir", "data", _string, "Folder for the catalog (SQLite), the instance cache and stored objects."),
     Setting("cache_memory_mb", 512, _int_in(0, 1_000_000), "Size cap of the in-memory instance cache, in MiB."),
@@ -237,12 +267,7 @@ SETTINGS: tuple[Setting, ...] = (
         "dicom_connection_timeout", 10.0, _float_in(0.1, 3600), "Seconds to wait for the TCP connection to a C-MOVE destination."
     ),
     Setting("dicom_max_pdu", 131072, _int_in(0, 2**32 - 1), "Largest PDU the server accepts, in bytes (0: no limit)."),
-    Setting(
-        "worklist_today",
-        0,
-        _int_in(0, 99991231),
-        "The modality worklist's 'today' as YYYYMMDD (0: the real date); later studies are scheduled.",
-    ),
+    Setting("worklist_today", 0, _day, "Deprecated alias of today (YYYYMMDD), used only when today is 0."),
     Setting(
         "public_base_url",
         "",

@@ -13,6 +13,9 @@ from synthpacs.config import load_config
 TESTS = Path(__file__).parent
 SMALL_COHORTS = TESTS / "data" / "cohorts"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+#: The day test archives are anchored on (the ``today`` setting), so that no test depends on the real date.
+#: The test cohorts' calendars are absolute and end before it: every visit is a performed study.
+PINNED_TODAY = "20261231"
 
 
 def require_tool(name: str) -> str:
@@ -27,7 +30,8 @@ def require_tool(name: str) -> str:
 
 
 def make_config(data_dir: Path, **overrides):
-    """A configuration isolated from the environment and config/default.yaml."""
+    """A configuration isolated from the environment and config/default.yaml, anchored on PINNED_TODAY
+    unless ``today`` (or the deprecated ``worklist_today``) is given."""
     settings = {
         "data_dir": str(data_dir),
         "seed": 7,
@@ -37,6 +41,8 @@ def make_config(data_dir: Path, **overrides):
         "dicom_port": 0,
         "cache_memory_mb": 64,
     }
+    if "today" not in overrides and "worklist_today" not in overrides:
+        settings["today"] = PINNED_TODAY
     settings.update(overrides)
     return load_config(TESTS / "data" / "empty.yaml", settings, environ={})
 

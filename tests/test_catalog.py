@@ -38,7 +38,8 @@ def test_dates_follow_the_visit_schedule(shared_archive):
         studies = u.studies_of(p)
         cohort = studies[0].patient.cohort
         baseline = dt.datetime.strptime(studies[0].study_date, "%Y%m%d").date()
-        assert cohort.first_baseline <= baseline <= cohort.last_baseline
+        first, last = u.baseline_windows[cohort.index]
+        assert first <= baseline <= last
         for s in studies[1:]:
             date = dt.datetime.strptime(s.study_date, "%Y%m%d").date()
             planned = baseline + dt.timedelta(days=s.visit * cohort.interval_days)
@@ -201,5 +202,22 @@ def test_a_catalog_open_elsewhere_is_rebuilt_for_another_universe(config):
     assert reseeded.figures()["studies"] > 0
     # Stored objects survive the rebuild.
     assert [str(ds.SOPInstanceUID) for ds in reseeded.find("IMAGE", {"SOPInstanceUID": stored.sop_instance_uid})] == [
+        stored.sop_instance_uid
+    ]
+
+
+def test_another_today_rebuilds_a_catalog_that_is_open_elsewhere(config):
+    from synthpacs.archive import Archive
+
+    first = Archive(config)  # stays open, as a server's archive would
+    stored = first.store(open(get_testdata_file("CT_small.dcm"), "rb").read())
+    assert all(str(ds.StudyDate) <= "20261231" for ds in first.find("STUDY", {}))
+    earlier = Archive(config.replace(today="20250601"))
+    assert earlier.catalog_build_seconds > 0
+    dates = [str(ds.StudyDate) for ds in earlier.find("STUDY", {}) if earlier.is_synthetic_uid(str(ds.StudyInstanceUID))]
+    assert dates and max(dates) <= "20250601"
+    assert earlier.figures()["scheduled_visits"] > 0
+    # Stored objects survive the rebuild.
+    assert [str(ds.SOPInstanceUID) for ds in earlier.find("IMAGE", {"SOPInstanceUID": stored.sop_instance_uid})] == [
         stored.sop_instance_uid
     ]

@@ -76,3 +76,76 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
     assert not missing, f"settings missing from README: {missing}"
+
+
+# -- today and the cohorts' calendar -----------------------------------------------------------
+
+
+def test_today_is_a_date_or_0_for_the_real_date(tmp_path):
+    import datetime as dt
+
+    path = tmp_path / "c.yaml"
+    path.write_text("today: 2026-06-01\n")
+    assert load_config(path, environ={}).today == dt.date(2026, 6, 1)
+    assert load_config(None, environ={"SYNTHPACS_TODAY": "20250601"}).today == dt.date(2025, 6, 1)
+    assert load_config(None, {"today": 20250601}, environ={}).today == dt.date(2025, 6, 1)
+    assert load_config(None, {"today": "0"}, environ={}).today is None
+    assert load_config(None, environ={}).today is None  # the default: the real date at start-up
+
+
+@pytest.mark.parametrize("value", ["20251399", "2025061", "tomorrow", "true", "2025-6-1"])
+def test_a_bad_today_names_the_setting_and_its_source(tmp_path, value):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"today: '{value}'\n")
+    with pytest.raises(ConfigError, match=f"invalid today in {re.escape(str(path))}: expected a date as YYYYMMDD"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match="invalid today in environment variable SYNTHPACS_TODAY"):
+        load_config(None, environ={"SYNTHPACS_TODAY": value})
+
+
+def _cohorts(tmp_path: Path, first: str, last: str) -> Path:
+    folder = tmp_path / "cohorts"
+    folder.mkdir(exist_ok=True)
+    text = (ROOT / "config" / "cohorts" / "lung_cancer.yaml").read_text()
+    text = text.replace("first_baseline: -900", f"first_baseline: {first}").replace(
+        "last_baseline: -30", f"last_baseline: {last}"
+    )
+    (folder / "lung_cancer.yaml").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "first, last, message",
+    [
+        ("soon", "-30", "schedule: first_baseline: expected days relative to today (an integer such as -900) or a date"),
+        ("-900", "1.5", "schedule: last_baseline: expected days relative to today"),
+        ("-900", "99999", "schedule: last_baseline: a relative day must lie within 36500 days of today"),
+        ("-30", "-900", "schedule: first_baseline is after last_baseline"),
+        ("2025-12-15", "2024-01-08", "schedule: first_baseline is after last_baseline"),
+    ],
+)
+def test_a_bad_schedule_names_the_cohort_file_and_key(tmp_path, first, last, message):
+    from synthpacs.archive.cohorts import load_cohorts
+    from synthpacs.generation.registry import discover
+
+    folder = _cohorts(tmp_path, first, last)
+    with pytest.raises(ConfigError, match=re.escape(f"{folder / 'lung_cancer.yaml'}: {message}")):
+        load_cohorts(folder, discover())
+
+
+def test_relative_and_absolute_schedule_ends_are_checked_on_today(tmp_path):
+    import datetime as dt
+
+    from synthpacs.archive.cohorts import load_cohorts
+    from synthpacs.archive.universe import Universe
+    from synthpacs.generation.registry import discover
+
+    targets = discover()
+    folder = _cohorts(tmp_path, "2025-01-01", "-30")
+    cohorts = load_cohorts(folder, targets)
+    universe = Universe(1, 10, cohorts, targets, dt.date(2026, 6, 1))
+    assert universe.baseline_windows == ((dt.date(2025, 1, 1), dt.date(2026, 5, 2)),)
+    with pytest.raises(
+        ConfigError, match=re.escape(f"{folder / 'lung_cancer.yaml'}: schedule: first_baseline: 2025-01-01 is after")
+    ):
+        Universe(1, 10, cohorts, targets, dt.date(2024, 6, 1))

@@ -23,7 +23,7 @@ from pydicom.sr.coding import Code
 
 from .. import keyed
 from ..config import Config
-from ..errors import ConfigError, InvalidQuery, NotFound, StoreRefusalValues, StoreRefused
+from ..errors import NotFound, StoreRefusalValues, StoreRefused
 from ..generation import registry
 from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, ZooTarget
 from ..imaging.spec import SeriesContext, StudyContext, TrialContext
@@ -32,7 +32,7 @@ from .cohorts import Cohort, load_cohorts
 from .intake import Received, receive
 from .store import InstanceCache, atomic_write
 from .uids import UIDFactory, UIDKind, is_valid_uid
-from .universe import SeriesRecord, StudyRecord, Universe
+from .universe import SeriesRecord, StudyRecord, Universe, resolve_today
 from .worklist import Worklist
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,12 @@ class Archive:
         targets = registry.discover(config.generator_paths)
         registry.check_renderer_setting(config, targets)
         cohorts = load_cohorts(config.cohorts_dir, targets)
-        self._universe = Universe(config.seed, config.patients, cohorts, targets)
+        today = resolve_today(config.today, config.worklist_today)
+        self._universe = Universe(config.seed, config.patients, cohorts, targets, today)
         data = config.data_path
         self._catalog = Catalog(data / "catalog.sqlite", self._universe)
         self._cache = InstanceCache(data / "cache" / self._universe.fingerprint[:16], config.cache_memory_mb * 2**20)
-        try:
-            self._worklist = Worklist(self._catalog, config.worklist_today or None)
-        except InvalidQuery as exc:
-            raise ConfigError(f"invalid worklist_today ({config.sources.get('worklist_today')}): {exc}") from None
+        self._worklist = Worklist(self._catalog)  # today is the universe's (the today setting)
         self.stored_root = data / "stored"
         self._generators: dict[str, Generator] = {}
         self._cache_keys: dict[str, str] = {}

@@ -6,18 +6,25 @@ how its subjects respond (RECIST 1.1 shares, when it has target lesions) and
 the target's own ``acquisition:`` settings, validated by the schema the
 target declares. Files are validated by typed models (pydantic) on load; an
 error names the file, the key path and the problem.
+
+The enrolment window (``schedule.first_baseline``, ``schedule.last_baseline``)
+is either relative to the archive's *today* (an integer number of days,
+negative in the past: ``first_baseline: -900``) or an absolute date
+(``2024-01-08``); the universe resolves it with :meth:`Cohort.baseline_window`.
+Relative windows make the trial roll with the calendar: on any day, the
+archive holds the studies performed so far and the worklist the visits to come.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 
 from ..errors import ConfigError
 from ..generation.contract import ZooTarget
@@ -56,16 +63,57 @@ class _Trial(_Strict):
     sites: tuple[Site, ...] = Field(min_length=1)
 
 
+#: Most days a relative schedule date may lie from today (a century either way).
+MAX_RELATIVE_DAYS = 36_500
+
+
+def _schedule_day(value: Any) -> int | dt.date:
+    """Days relative to today (an integer, negative in the past) or an absolute date (YYYY-MM-DD)."""
+    problem = f"expected days relative to today (an integer such as -900) or a date (YYYY-MM-DD), got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                return dt.date.fromisoformat(text)
+            except ValueError:
+                raise ValueError(problem) from None
+    if isinstance(value, int):
+        if not -MAX_RELATIVE_DAYS <= value <= MAX_RELATIVE_DAYS:
+            raise ValueError(f"a relative day must lie within {MAX_RELATIVE_DAYS} days of today, got {value}")
+        return value
+    raise ValueError(problem)
+
+
+#: A schedule date: days relative to the archive's today, or an absolute date.
+ScheduleDay = Annotated[int | dt.date, PlainValidator(_schedule_day)]
+
+
+def resolve_day(day: int | dt.date, today: dt.date) -> dt.date:
+    """A schedule date on the calendar of ``today``."""
+    return day if isinstance(day, dt.date) else today + dt.timedelta(days=day)
+
+
 class _Schedule(_Strict):
-    first_baseline: dt.date
-    last_baseline: dt.date
+    first_baseline: ScheduleDay
+    last_baseline: ScheduleDay
     interval_days: int = Field(ge=1, le=3650)
     window_days: int = Field(ge=0, le=365)
     max_followups: int = Field(ge=2, le=40)
 
     @model_validator(mode="after")
     def _ordered(self) -> _Schedule:
-        if self.first_baseline > self.last_baseline:
+        first, last = self.first_baseline, self.last_baseline
+        days = isinstance(first, int) and isinstance(last, int) and first > last
+        dates = isinstance(first, dt.date) and isinstance(last, dt.date) and first > last
+        if days or dates:  # a relative end and an absolute one are checked once today is known
             raise ValueError("first_baseline is after last_baseline")
         return self
 
@@ -149,8 +197,8 @@ class Cohort:
     protocol_name: str
     coordinating_center: str
     sites: tuple[Site, ...]
-    first_baseline: dt.date
-    last_baseline: dt.date
+    first_baseline: int | dt.date  # days relative to today, or an absolute date
+    last_baseline: int | dt.date
     interval_days: int
     window_days: int
     max_followups: int
@@ -162,6 +210,24 @@ class Cohort:
     study_description: str
     procedure_code: tuple[str, str, str]  # value, scheme, meaning
     acquisition: BaseModel
+    source: str = field(default="", compare=False, repr=False)  # the cohort file (not part of the universe)
+
+    def baseline_window(self, today: dt.date) -> tuple[dt.date, dt.date]:
+        """The first and last baseline dates on the calendar of ``today``.
+
+        Raises
+        ------
+        ConfigError
+            When the window is empty (a relative end and an absolute one that
+            cross on this ``today``); names the file and the key path.
+        """
+        first, last = resolve_day(self.first_baseline, today), resolve_day(self.last_baseline, today)
+        if first > last:
+            raise ConfigError(
+                f"{self.source or self.name}: schedule: first_baseline: {first.isoformat()} is after "
+                f"last_baseline {last.isoformat()} when today is {today.isoformat()}"
+            )
+        return first, last
 
 
 def _problem(where: str, error: ValidationError, prefix: tuple[Any, ...] = ()) -> ConfigError:
@@ -228,6 +294,7 @@ def parse_cohort(data: Any, where: str, index: int, targets: Mapping[str, ZooTar
         study_description=file.study_description,
         procedure_code=(file.procedure_code.value, file.procedure_code.scheme, file.procedure_code.meaning),
         acquisition=acquisition,
+        source=where,
     )
 
 

@@ -13,11 +13,21 @@ metadata only (DESIGN §2.2). The same code answers two callers:
 A patient's identity is its index in the universe. Its visits follow the
 cohort's schedule (baseline, then every ``interval_days``), and its target
 lesions follow a RECIST 1.1 response course drawn per subject.
+
+The calendar is anchored on *today* (the ``today`` setting, resolved once at
+start-up by :func:`resolve_today`): a cohort's enrolment window may be given
+relative to it, and every planned visit dated on or before it is a performed
+study, every later one a scheduled procedure step (see :mod:`.worklist`).
+The universe holds the whole plan; :meth:`Universe.performed` tells the two
+apart. ``today`` is part of :attr:`Universe.fingerprint`, so a catalog or an
+instance cache made on another day is never served.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,6 +40,8 @@ from . import records
 from .catalog.schema import LAYOUT_VERSION
 from .cohorts import RESPONSES, Cohort
 from .uids import UIDFactory
+
+log = logging.getLogger(__name__)
 
 _EPOCH = dt.date(1970, 1, 1)
 MAX_LESIONS = 4
@@ -118,6 +130,18 @@ def _days(date: dt.date) -> int:
     return (date - _EPOCH).days
 
 
+def resolve_today(today: dt.date | None, deprecated: dt.date | None = None) -> dt.date:
+    """The universe's today: the ``today`` setting, else the deprecated
+    ``worklist_today``, else the real date (read once, at start-up)."""
+    if deprecated is not None:
+        if today is None:
+            log.warning("the worklist_today setting is deprecated: it sets today (use today)")
+            return deprecated
+        if deprecated != today:
+            log.warning("the deprecated worklist_today setting is ignored: today is set")
+    return today if today is not None else dt.date.today()
+
+
 @dataclass(frozen=True)
 class PatientRecord:
     """One patient (and trial subject). PS3.3 C.7.1.1 / C.7.1.3."""
@@ -188,11 +212,35 @@ class StudyRecord:
 
 
 class Universe:
-    """The deterministic synthetic universe of one seed."""
+    """The deterministic synthetic universe of one seed, seen on one day.
 
-    def __init__(self, seed: int, n_patients: int, cohorts: tuple[Cohort, ...], targets: Mapping[str, ZooTarget]):
+    Parameters
+    ----------
+    today
+        The day the universe is anchored on (None: the real date, read now).
+        Relative cohort schedules count from it; visits after it are scheduled.
+
+    Raises
+    ------
+    ConfigError
+        When a cohort's enrolment window is empty on this ``today``.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        n_patients: int,
+        cohorts: tuple[Cohort, ...],
+        targets: Mapping[str, ZooTarget],
+        today: dt.date | None = None,
+    ):
         if not cohorts:
             raise ValueError("a universe needs at least one cohort")
+        self.today = today if today is not None else dt.date.today()
+        #: Today as days since 1970-01-01 and as a DA value (YYYYMMDD).
+        self.today_day = _days(self.today)
+        self.today_text = self.today.strftime("%Y%m%d")
+        self.baseline_windows = tuple(c.baseline_window(self.today) for c in cohorts)
         self.seed = seed
         self.n_patients = n_patients
         self.cohorts = cohorts
@@ -204,12 +252,19 @@ class Universe:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Changes whenever anything that shapes the catalog changes."""
-        import hashlib
-
+        """Changes whenever anything that shapes the catalog changes, today included
+        (it moves relative schedules and the line between studies and scheduled steps)."""
         slots = {name: target.slots for name, target in sorted(self.targets.items())}
-        text = repr((self.seed, self.n_patients, self.cohorts, slots, LAYOUT_VERSION))
+        text = repr((self.seed, self.n_patients, self.cohorts, slots, self.today.isoformat(), LAYOUT_VERSION))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def performed(self, day: np.ndarray) -> np.ndarray:
+        """Which visit days (days since 1970-01-01) are performed studies: on or before today."""
+        return np.asarray(day) <= self.today_day
+
+    def is_performed(self, study: StudyRecord) -> bool:
+        """Whether a planned visit is a performed study (dated on or before today)."""
+        return study.study_date <= self.today_text
 
     # -- vectorised: arrays of patients -------------------------------------------------
 
@@ -233,8 +288,8 @@ class Universe:
 
         female = keyed.uniform(k, "sex", p) < per("female_share")
         out["female"] = female
-        first = np.array([_days(c.first_baseline) for c in self.cohorts])[cohort]
-        span = np.array([_days(c.last_baseline) - _days(c.first_baseline) + 1 for c in self.cohorts])[cohort]
+        first = np.array([_days(low) for low, _ in self.baseline_windows])[cohort]
+        span = np.array([_days(high) - _days(low) + 1 for low, high in self.baseline_windows])[cohort]
         out["baseline_day"] = first + np.floor(keyed.uniform(k, "baseline", p) * span).astype(np.int64)
         age = per("age_mean") + per("age_sd") * keyed.normal(k, "age", p)
         age = np.clip(np.round(age), per("age_min"), per("age_max")).astype(np.int64)
@@ -374,7 +429,8 @@ class Universe:
         )
 
     def studies_of(self, index: int) -> tuple[StudyRecord, ...]:
-        """All studies of one patient, in visit order."""
+        """Every planned visit of one patient, in visit order: the performed studies,
+        then (when the course runs past today) the visits still to come."""
         self._check_patient(index)
         pa = self.patient_arrays(np.array([index]))
         patient = self._patient_record({k: v[0] for k, v in pa.items()})

@@ -1,48 +1,63 @@
 """The Modality Worklist: scheduled procedure steps derived from the universe
 (PS3.4 K.6, Basic Worklist Management; the attributes of Table K.6-1).
 
-The universe has no orders, so what is "scheduled" is a rule over the
-catalog and a date, *today* (the ``worklist_today`` setting; the real date by
-default). The rule is deterministic:
+**Today.** The whole universe is anchored on one day, *today*: the ``today``
+setting (YYYYMMDD), or the real date when the archive starts (``0``, the
+default; ``worklist_today`` is a deprecated alias). It is resolved once at
+start-up (a server running past midnight keeps its day until it restarts) and
+is part of the universe fingerprint, so the catalog is rebuilt, and the
+instance cache starts a fresh folder, on another day; the same seed,
+configuration and today always give the same archive, catalog and bytes.
 
-1. **Visits not yet performed.** Every synthetic study dated *today* or later
-   is a scheduled procedure step at its StudyDate and StudyTime, with its own
-   Study Instance UID and Accession Number (today's studies are the day's
-   work).
-2. **The next visit.** Every trial subject is also scheduled for the visit
-   after its last study, at the protocol's interval (last StudyDate plus the
-   cohort's ``interval_days``), when that date is *today* or later. It gets
-   the next Accession Number of the subject's series and a Study Instance UID
-   drawn by keyed hash, which is *not* a synthetic UID: objects a modality
-   stores under it are indexed as a stored study and are found at once.
+**The rolling trial calendar.** A cohort's enrolment window
+(``schedule.first_baseline`` / ``last_baseline``) is given in days relative to
+today (``-900``, ``-30``; the shipped cohorts do) or as absolute dates. Each
+subject's visits follow from its baseline at the protocol interval, so with a
+relative window the trial rolls with the calendar: on any day some subjects
+are mid-course, and today's and future work always exists.
+
+**Performed and scheduled.** The universe has no orders; the rule is
+deterministic:
+
+1. A visit dated *on or before today* is a performed study: in the catalog,
+   found by C-FIND and QIDO-RS, retrievable.
+2. A visit dated *after today* is not a study yet (no query finds it, no
+   retrieve serves it): it is a scheduled procedure step, at its planned
+   date and time, with its planned Study Instance UID and Accession Number
+   (those it will have once performed).
+3. The worklist lists every visit dated *today or later*: today's visits are
+   the day's work (already in the catalog, as the archive holds the day as it
+   will end) and later visits the work to come. What a modality stores under
+   a step's Study Instance UID joins today's study, or for a later visit is
+   indexed as a stored study and found at once.
 
 Each step's station is its trial site's scanner: Scheduled Station AE Title
 ``<site>_<modality>`` (``S01_CT``), so a modality pulls its own day's work by
-asking for its AE title and today's date. Matching follows PS3.4 C.2.2.2
-through :mod:`matching` (single value, wildcard, date and time ranges, UID
-lists, and sequence matching inside Scheduled Procedure Step Sequence).
+asking for its AE title and today's date (``findscu -W -k
+"ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=<today>"``).
+Matching follows PS3.4 C.2.2.2 through :mod:`matching` (single value,
+wildcard, date and time ranges, UID lists, and sequence matching inside
+Scheduled Procedure Step Sequence).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom import Dataset
 
-from .. import keyed
 from ..errors import InvalidQuery
 from . import matching
 from .catalog import REFERRING_PHYSICIAN, STUDY_COLUMNS, Catalog, element_text, vr_of
 from .cohorts import Cohort
-from .records import accession_number, time_point
+from .records import time_point
 
 SCHEDULED = "SCHEDULED"
 SEQUENCE = "ScheduledProcedureStepSequence"
 REQUESTING_PHYSICIAN = "SYNTHETIC^INVESTIGATOR"
-#: Start times of "next visit" steps: 30-minute slots from 08:00 to 16:30.
-FIRST_SLOT_MINUTE, SLOT_MINUTES, SLOTS = 8 * 60, 30, 18
 
 
 def station_ae_title(site_id: str, modality: str) -> str:
@@ -68,23 +83,6 @@ def shift_date(date: str, days: int) -> str:
     return (parse_date(date) + dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
-def next_visit_time(key: bytes, patient: int, visit: int) -> str:
-    """The start time of a "next visit" step: a keyed 30-minute slot of the working day."""
-    slot = keyed.path_seed(key, "worklist-slot", patient, visit) % SLOTS
-    minute = FIRST_SLOT_MINUTE + SLOT_MINUTES * slot
-    return f"{minute // 60:02d}{minute % 60:02d}00"
-
-
-def scheduled_study_uid(key: bytes, patient: int, visit: int) -> str:
-    """Study Instance UID of a "next visit" step: ``2.25.`` and a keyed 128-bit hash.
-
-    It is not minted by :class:`~synthpacs.archive.uids.UIDFactory` (whose
-    UIDs carry a MAC), so the archive treats objects stored under it as a
-    stored study, never as part of a synthetic one.
-    """
-    return f"2.25.{keyed.path_seed(key, 'worklist-study', patient, visit)}"
-
-
 @dataclass(frozen=True)
 class ScheduledStep:
     """One scheduled procedure step (and its requested procedure)."""
@@ -103,7 +101,6 @@ class ScheduledStep:
     accession_number: str
     start_date: str
     start_time: str
-    next_visit: bool  # rule 2 (the visit after the last study) rather than rule 1
     modality: str  # of the study's first series (what the scheduled station acquires)
 
     @property
@@ -245,72 +242,51 @@ class Worklist:
     Parameters
     ----------
     catalog
-        The archive's catalog; rows are read from its SQLite index.
-    today
-        The worklist's "today" (a ``date`` or ``YYYYMMDD``); None means the
-        real date, read at each query so that a long-running server rolls over.
+        The archive's catalog; steps are read from its SQLite index (today's
+        studies from ``study``, later visits from ``scheduled``). Its
+        universe's ``today`` is the worklist's.
     """
 
-    def __init__(self, catalog: Catalog, today: dt.date | str | int | None = None):
+    def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.universe = catalog.universe
-        if today in (None, 0, "", "0"):
-            self._today = None
-        elif isinstance(today, dt.date):
-            self._today = today
-        else:
-            self._today = parse_date(str(today))
 
     @property
     def today(self) -> str:
-        return (self._today or dt.date.today()).strftime("%Y%m%d")
+        """Today as a DA value (YYYYMMDD): the day the universe is anchored on."""
+        return self.universe.today_text
 
     # -- derivation ---------------------------------------------------------------------
 
     def steps(self, low: str | None = None, high: str | None = None, patient_id: str | None = None) -> list[ScheduledStep]:
         """Every scheduled step whose start date lies in [low, high] (either
-        end open), in order of start date, time and patient."""
+        end open; nothing before today), in order of start date, time and patient."""
         today = self.today
         low = max(low or today, today)
         if high is not None and high < low:
             return []
         db = self.catalog.db
+        patient_sql = "" if patient_id is None else " AND p.patient_id = ?"
+        patient_params: tuple[str, ...] = () if patient_id is None else (patient_id,)
         found: list[ScheduledStep] = []
-        patient_sql, patient_params = ("", ()) if patient_id is None else (" AND p.patient_id = ?", (patient_id,))
-        # Rule 1: studies dated today or later.
-        sql = (
-            f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date >= ?"
-            + (" AND s.study_date <= ?" if high else "")
-            + patient_sql
-        )
-        params = (low,) + ((high,) if high else ()) + patient_params
-        for row in db.execute(sql, params):
-            found.append(self._step(row, next_visit=False))
-        # Rule 2: the visit after each subject's last study, per cohort (its interval).
-        for c in self.universe.cohorts:
-            sql = (
-                f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk "
-                "WHERE p.cohort = ? AND s.visit = p.n_studies - 1 AND s.study_date >= ?"
-                + (" AND s.study_date <= ?" if high else "")
-                + patient_sql
-            )
-            params = (c.index, shift_date(low, -c.interval_days))
-            params += ((shift_date(high, -c.interval_days),) if high else ()) + patient_params
-            for row in db.execute(sql, params):
-                found.append(self._step(row, next_visit=True))
+        # Today's visits: performed studies, the day's work.
+        if low == today:
+            sql = f"SELECT {STUDY_COLUMNS} FROM study s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date = ?"
+            found.extend(self._step(row) for row in db.execute(sql + patient_sql, (today, *patient_params)))
+        # Later visits: not studies yet.
+        first = max(low, shift_date(today, 1))
+        if high is None or first <= high:
+            sql = f"SELECT {STUDY_COLUMNS} FROM scheduled s JOIN patient p ON p.pk = s.patient_pk WHERE s.study_date >= ?"
+            params: tuple[str, ...] = (first,)
+            if high is not None:
+                sql, params = sql + " AND s.study_date <= ?", (*params, high)
+            found.extend(self._step(row) for row in db.execute(sql + patient_sql, (*params, *patient_params)))
         found.sort(key=lambda s: (s.start_date, s.start_time, s.patient_index, s.visit))
         return found
 
-    def _step(self, row, next_visit: bool) -> ScheduledStep:
-        index, cohort = row["patient_pk"], self.universe.cohorts[row["cohort"]]
-        visit, date, time, accession = row["visit"], row["study_date"], row["study_time"], row["accession"]
-        uid = self.universe.uids.study_instance_uid(index, visit)
-        if next_visit:
-            visit += 1
-            date = shift_date(date, cohort.interval_days)
-            time = next_visit_time(self.universe.key, index, visit)
-            accession = accession_number(index, visit)
-            uid = scheduled_study_uid(self.universe.key, index, visit)
+    def _step(self, row: sqlite3.Row) -> ScheduledStep:
+        index, visit = row["patient_pk"], row["visit"]
+        cohort = self.universe.cohorts[row["cohort"]]
         return ScheduledStep(
             patient_index=index,
             visit=visit,
@@ -322,11 +298,10 @@ class Worklist:
             site_id=row["site_id"],
             site_name=row["site_name"],
             cohort=cohort,
-            study_instance_uid=uid,
-            accession_number=accession,
-            start_date=date,
-            start_time=time,
-            next_visit=next_visit,
+            study_instance_uid=self.universe.uids.study_instance_uid(index, visit),
+            accession_number=row["accession"],
+            start_date=row["study_date"],
+            start_time=row["study_time"],
             modality=self.universe.target_of(cohort).slots[0].modality,
         )
 

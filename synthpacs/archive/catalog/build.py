@@ -4,6 +4,8 @@ Patients and studies come from the universe's array functions a chunk of
 patients at a time; each cohort's study plan is reduced to its distinct
 *plan variants* (series layouts), stored once, and every study points at one.
 Nothing here knows a modality: the plan says which series a study holds.
+Visits on or before the universe's today go to ``study``, later ones to
+``scheduled`` (one vectorised mask per chunk).
 """
 
 from __future__ import annotations
@@ -49,8 +51,12 @@ def build(db: sqlite3.Connection, universe: Universe) -> None:
         pa = u.patient_arrays(p)
         sa = u.study_arrays(pa)
         variant = _plan_variants(db, u, pa, sa, variants)
-        db.executemany("INSERT INTO study VALUES (?,?,?,?,?,?,?,?,?,?)", _study_rows(u, pa, sa, variant))
-        db.executemany("INSERT INTO patient VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _patient_rows(db, u, pa))
+        performed = u.performed(sa["day"])
+        rows = _study_rows(u, pa, sa, variant)
+        db.executemany("INSERT INTO study VALUES (?,?,?,?,?,?,?,?,?,?)", (rows[i] for i in np.flatnonzero(performed)))
+        db.executemany("INSERT INTO scheduled VALUES (?,?,?,?,?,?,?,?,?,?)", (rows[i] for i in np.flatnonzero(~performed)))
+        n_studies = np.bincount(sa["patient_row"][performed], minlength=len(p))
+        db.executemany("INSERT INTO patient VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _patient_rows(db, u, pa, n_studies))
     db.executescript(SYNTHETIC_INDEXES)
     db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (u.fingerprint,))
     db.commit()
@@ -109,7 +115,9 @@ def _plan_variants(db: sqlite3.Connection, u: Universe, pa: Arrays, sa: Arrays, 
     return out
 
 
-def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays) -> Iterator[tuple]:
+def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays, n_studies: np.ndarray) -> Iterator[tuple]:
+    """Patient rows; ``n_studies`` (performed studies per patient) and the series and
+    instance totals count performed studies only (those already in ``study``)."""
     from ..universe import FAMILY_NAMES, GIVEN_NAMES_F, GIVEN_NAMES_M
 
     cohorts = u.cohorts
@@ -128,7 +136,7 @@ def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays) -> Iterator[t
         site = c.sites[int(pa["site"][i])]
         given = (GIVEN_NAMES_F if pa["female"][i] else GIVEN_NAMES_M)[int(pa["given"][i])]
         index = int(pa["index"][i])
-        n_series, n_instances = totals[index]
+        n_series, n_instances = totals.get(index, (0, 0))  # none before the baseline
         yield (
             index,
             records.patient_id(index),
@@ -139,7 +147,7 @@ def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays) -> Iterator[t
             site.id,
             site.name,
             records.subject_id(c.protocol_id, site.id, index),
-            int(pa["n_visits"][i]),
+            int(n_studies[i]),
             n_series,
             n_instances,
         )

@@ -89,11 +89,13 @@ class Catalog:
     # -- figures ----------------------------------------------------------------------
 
     def figures(self) -> dict[str, int]:
-        """The universe in numbers (synthetic and stored)."""
+        """The archive in numbers: performed synthetic studies, visits still to come, stored objects."""
         db = self.db
         row = db.execute(
-            "SELECT count(*), coalesce(sum(n_studies), 0), coalesce(sum(n_series), 0), coalesce(sum(n_instances), 0) FROM patient"
+            "SELECT count(*), coalesce(sum(n_studies), 0), coalesce(sum(n_series), 0), coalesce(sum(n_instances), 0) "
+            "FROM patient WHERE n_studies > 0"
         ).fetchone()
+        (scheduled,) = db.execute("SELECT count(*) FROM scheduled").fetchone()
         stored = db.execute(
             "SELECT (SELECT count(*) FROM stored_study), (SELECT count(*) FROM stored_series), "
             "(SELECT count(*) FROM stored_instance)"
@@ -103,6 +105,7 @@ class Catalog:
             "studies": row[1],
             "series": row[2],
             "instances": row[3],
+            "scheduled_visits": scheduled,
             "stored_studies": stored[0],
             "stored_series": stored[1],
             "stored_instances": stored[2],

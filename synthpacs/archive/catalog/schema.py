@@ -3,13 +3,20 @@ name, and the layout version that is part of the universe fingerprint.
 
 Stored objects (``stored_*``) and ``meta`` survive a rebuild; the synthetic
 tables are dropped and rebuilt whenever the universe fingerprint changes.
+
+``study`` holds the performed studies (visits dated on or before the
+universe's today); ``scheduled`` has the same columns for the visits after
+it, which are procedure steps on the worklist and not yet studies. A
+patient's ``n_studies``, ``n_series`` and ``n_instances`` count performed
+studies only; a patient with none yet (enrolled, baseline still to come) is
+found by no query but the worklist.
 """
 
 from __future__ import annotations
 
 #: Bump when the catalog's tables or the universe's rules change shape: it is part
 #: of :attr:`Universe.fingerprint`, so an older catalog file is rebuilt.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 #: Patients built (and inserted) per vectorised chunk.
 CHUNK = 100_000
@@ -34,7 +41,7 @@ CREATE INDEX IF NOT EXISTS stored_instance_study ON stored_instance(study_instan
 
 SYNTHETIC_SCHEMA = """
 DROP TABLE IF EXISTS cohort; DROP TABLE IF EXISTS plan_variant; DROP TABLE IF EXISTS plan_series;
-DROP TABLE IF EXISTS patient; DROP TABLE IF EXISTS study;
+DROP TABLE IF EXISTS patient; DROP TABLE IF EXISTS study; DROP TABLE IF EXISTS scheduled;
 CREATE TABLE cohort(idx INTEGER PRIMARY KEY, name TEXT, target TEXT);
 CREATE TABLE plan_variant(variant INTEGER PRIMARY KEY, cohort INTEGER, n_series INTEGER, n_instances INTEGER,
     modalities TEXT, sop_classes TEXT);
@@ -45,6 +52,8 @@ CREATE TABLE patient(pk INTEGER PRIMARY KEY, patient_id TEXT, patient_name TEXT,
     n_instances INTEGER);
 CREATE TABLE study(pk INTEGER PRIMARY KEY, patient_pk INTEGER, visit INTEGER, variant INTEGER, study_date TEXT,
     study_time TEXT, accession TEXT, time_point_id TEXT, time_point_description TEXT, patient_age TEXT);
+CREATE TABLE scheduled(pk INTEGER PRIMARY KEY, patient_pk INTEGER, visit INTEGER, variant INTEGER, study_date TEXT,
+    study_time TEXT, accession TEXT, time_point_id TEXT, time_point_description TEXT, patient_age TEXT);
 """
 
 SYNTHETIC_INDEXES = """
@@ -53,6 +62,8 @@ CREATE INDEX patient_name_index ON patient(patient_name);
 CREATE INDEX study_patient_index ON study(patient_pk);
 CREATE INDEX study_date_index ON study(study_date);
 CREATE INDEX study_accession_index ON study(accession);
+CREATE INDEX scheduled_date_index ON scheduled(study_date);
+CREATE INDEX scheduled_patient_index ON scheduled(patient_pk);
 """
 
 # The columns of a joined synthetic row, by level (read by name, never by position).

@@ -81,7 +81,15 @@ class StoredIndex:
     def index(self, ds: Dataset, path: str, size: int, transfer_syntax_uid: str) -> None:
         """Index one stored object (already written to ``path``). Replaces an earlier copy."""
         study_uid, series_uid = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
-        synthetic_parent = self.universe.uids.decode(study_uid) is not None
+        # Into a performed synthetic study it joins that study; under the planned UID of a visit
+        # still to come (a worklist step) it is a stored study of its own, found at once.
+        parent = self.universe.uids.decode(study_uid)
+        synthetic_parent = (
+            parent is not None
+            and parent.kind == UIDKind.STUDY
+            and self.db.execute("SELECT 1 FROM study WHERE pk = ?", (records.study_key(parent.patient, parent.study),)).fetchone()
+            is not None
+        )
 
         def text(keyword: str) -> str:
             value = ds.get(keyword)
@@ -245,7 +253,7 @@ class StoredIndex:
                     yield ids
 
     def _synthetic_patient(self, pid: str) -> bool:
-        return self.db.execute("SELECT 1 FROM patient WHERE patient_id = ?", (pid,)).fetchone() is not None
+        return self.db.execute("SELECT 1 FROM patient WHERE patient_id = ? AND n_studies > 0", (pid,)).fetchone() is not None
 
     def _parent_study_dataset(self, study_uid: str, studies: dict[str, Row]) -> Dataset | None:
         if study_uid in studies:

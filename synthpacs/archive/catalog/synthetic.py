@@ -140,7 +140,8 @@ class SyntheticIndex:
 
         build: Callable[[sqlite3.Row, Extras], Dataset]
         if level is QueryLevel.PATIENT:
-            sql = f"SELECT {PATIENT_COLUMNS} FROM patient p WHERE {where} ORDER BY p.pk"
+            # A patient whose baseline is still to come is on the worklist only.
+            sql = f"SELECT {PATIENT_COLUMNS} FROM patient p WHERE p.n_studies > 0 AND {where} ORDER BY p.pk"
             build = self.build.patient
         elif level is QueryLevel.STUDY:
             # A date-range query pages in date order, which the date index yields without sorting every
