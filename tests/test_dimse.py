@@ -42,7 +42,7 @@ from synthpacs.server import RunningServer
 pytestmark = pytest.mark.timeout(120)
 
 HOST = "127.0.0.1"
-TODAY = "20250601"
+TODAY = "20260301"
 STORE_AET = "STORESCP"
 
 
@@ -98,7 +98,7 @@ def serve(data_dir: Path, **overrides):
         "dicom_acse_timeout": 5,
         "dicom_dimse_timeout": 15,
         "dicom_connection_timeout": 2,
-        "worklist_today": int(TODAY),
+        "today": int(TODAY),
         "renderer": "teacher",
     }
     settings.update(overrides)
@@ -766,7 +766,7 @@ def test_store_refuses_malformed_and_synthetic_uid_objects_and_harms_nothing_els
 
 def test_worklist_query_with_findscu(env, tmp_path):
     worklist = env["server"].dimse.worklist
-    late = "20250801"
+    late = "20260501"
     keys = {
         "ScheduledProcedureStepSequence[0].ScheduledStationAETitle": "S01_CT",
         "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate": f"{TODAY}-{late}",
