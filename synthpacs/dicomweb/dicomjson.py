@@ -102,6 +102,7 @@ def element_json(element: DataElement, path: tuple, bulk_uri: BulkURI | None, th
     values = _values(element)
     if not values:
         return out
+    encoded: list[object]
     if vr == "PN":
         encoded = [_person_name(v) for v in values]
     elif vr == "IS":

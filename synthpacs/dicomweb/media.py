@@ -14,12 +14,16 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 from werkzeug.http import parse_list_header, parse_options_header
 
 from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 # Transfer syntaxes (PS3.5 A): the ones this server can produce.
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -386,18 +390,16 @@ class MultipartReader:
         self._value = bytearray()
         self.parts = 0
         self._ended = False
-        self._parser = MultipartParser(
-            boundary,
-            callbacks={
-                "on_part_begin": self._part_begin,
-                "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
-                "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
-                "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished,
-                "on_part_data": lambda data, start, end: self._sink(bytes(data[start:end])),
-                "on_end": self._end,
-            },
-        )
+        callbacks: MultipartCallbacks = {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_end": self._end,
+        }
+        self._parser = MultipartParser(boundary, callbacks=callbacks)
 
     def _part_begin(self) -> None:
         self._headers, self._sink = {}, None
@@ -412,6 +414,12 @@ class MultipartReader:
     def _headers_finished(self) -> None:
         self.parts += 1
         self._sink = self._open_part(self._headers)
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        sink = self._sink
+        if sink is None:  # the parser reports a part's data only after its headers
+            raise BadRequest("the multipart body is malformed: part data before its headers")
+        sink(bytes(data[start:end]))
 
     def _end(self) -> None:
         self._ended = True

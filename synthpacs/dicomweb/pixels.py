@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Any
 
 import numpy as np
 from pydicom import Dataset, dcmread
@@ -118,7 +119,8 @@ def decode_frame(ds: Dataset, index: int) -> np.ndarray:
     except NotImplementedError:
         raise NotAcceptable(f"pixel data in transfer syntax {ts} cannot be decoded by this server") from None
     try:
-        array, _ = decoder.as_array(ds, index=index, as_rgb=True)
+        # pydicom annotates **kwargs as DecodeOptions (the TypedDict) rather than Unpack[DecodeOptions]
+        array, _ = decoder.as_array(ds, index=index, as_rgb=True)  # type: ignore[arg-type]
     except Exception as exc:  # a missing plugin or broken data: a clear 406, not a 500
         raise NotAcceptable(f"cannot decode frame {index + 1} of transfer syntax {ts}: {exc}") from None
     return array
@@ -138,7 +140,7 @@ def encode_frame(ds: Dataset, index: int, transfer_syntax: str) -> bytes:
     if bits == 1 or "PixelData" not in ds:
         raise NotAcceptable(f"{bits}-bit pixel data cannot be sent as {transfer_syntax}; ask for application/octet-stream")
     photometric = decoded_photometric(ds) or "MONOCHROME2"
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         rows=rows,
         columns=columns,
         samples_per_pixel=samples,
@@ -177,7 +179,9 @@ def transcode(blob: bytes, current: str, wanted: str) -> bytes | None:
         if wanted in (EXPLICIT_VR_LE, IMPLICIT_VR_LE):
             ds.file_meta.TransferSyntaxUID = UID(wanted)
         else:
-            kwargs = {"use_mct": False} if wanted == JPEG2000_LOSSLESS and int(ds.get("SamplesPerPixel", 1)) == 3 else {}
+            kwargs: dict[str, Any] = (
+                {"use_mct": False} if wanted == JPEG2000_LOSSLESS and int(ds.get("SamplesPerPixel", 1)) == 3 else {}
+            )
             ds.compress(wanted, **kwargs)
         buffer = io.BytesIO()
         dcmwrite(buffer, ds, enforce_file_format=True)

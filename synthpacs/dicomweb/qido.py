@@ -44,8 +44,16 @@ def attribute_keyword(name: str) -> str | None:
     return name if tag_for_keyword(name) is not None else None
 
 
+def _tag(keyword: str) -> int:
+    """The tag of a dictionary keyword (every keyword here has passed :func:`attribute_keyword`)."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(f"{keyword!r} is not a DICOM keyword")
+    return tag
+
+
 def _vr(keyword: str) -> str:
-    return dictionary_VR(tag_for_keyword(keyword))
+    return dictionary_VR(_tag(keyword))
 
 
 def parse_query(args) -> tuple[dict, set[str] | None, bool, int | None, int]:
@@ -92,7 +100,7 @@ def parse_query(args) -> tuple[dict, set[str] | None, bool, int | None, int]:
         vr = _vr(keyword)
         if vr == "SQ":
             continue  # a bare sequence key carries nothing to match
-        pieces = []
+        pieces: list[str] = []
         for value in values:
             if vr in LIST_VRS:
                 pieces.extend(p.strip() for p in value.replace("\\", ",").split(","))
@@ -128,7 +136,7 @@ def _non_negative(args, name: str) -> int | None:
 
 @functools.lru_cache(maxsize=4096)
 def _tag_and_vr(keyword: str) -> tuple[int, str]:
-    tag = tag_for_keyword(keyword)
+    tag = _tag(keyword)
     return tag, dictionary_VR(tag).split(" ")[0]
 
 
