@@ -122,7 +122,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler
 if TYPE_CHECKING:  # pragma: no cover
     from pynetdicom import AE
     from pynetdicom.presentation import PresentationContext
-    from pynetdicom.transport import AssociationServer
+    from pynetdicom.transport import ThreadedAssociationServer
 
 #: The private pynetdicom attribute and method names this module touches.
 #: No other module in synthpacs/ may use them (tests/test_dimse_compat.py).
@@ -230,7 +230,8 @@ def install_reactor_checkpoint(assoc: Association) -> None:
     checkpoint = ReactorCheckpoint(assoc)
     if not current.is_set():
         checkpoint.clear()
-    assoc._reactor_checkpoint = checkpoint
+    # a duck-typed stand-in for the threading.Event pynetdicom declares the attribute as
+    assoc._reactor_checkpoint = checkpoint  # type: ignore[assignment]
 
 
 def pause_reactor(assoc: Association, timeout: float = 5.0) -> None:
@@ -328,14 +329,14 @@ class AcceptorRequestHandler(RequestHandler):
         for event, bound in server._handlers.items():
             if event.is_intervention and bound:
                 assoc.bind(event, *bound)
-            elif isinstance(event, evt.NotificationEvent):
+            elif isinstance(event, evt.NotificationEvent) and isinstance(bound, list):  # a list of (handler, args)
                 for handler, args in bound:
                     assoc.bind(event, handler, args)
         self.prepare(assoc)
         return assoc
 
 
-def register_server(ae: AE, server: AssociationServer) -> None:
+def register_server(ae: AE, server: ThreadedAssociationServer) -> None:
     """Record a server made with ``ae.make_server`` on the AE, as
     ``ae.start_server`` does, so that ``server.shutdown()`` can remove it."""
     ae._servers.append(server)

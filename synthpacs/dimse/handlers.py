@@ -18,7 +18,7 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
     ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,

@@ -38,7 +38,10 @@ from pynetdicom import (
 )
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_GET, C_MOVE
-from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import time
+    ModalityWorklistInformationFind,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .. import __version__
@@ -234,8 +237,10 @@ class _RequestHandler(compat.AcceptorRequestHandler):
 
     association_class = ServerAssociation
 
-    def prepare(self, assoc: ServerAssociation) -> None:
-        assoc.dimse_server = self.server.dimse_server
+    def prepare(self, assoc: Association) -> None:
+        server = self.server
+        assert isinstance(assoc, ServerAssociation) and isinstance(server, _AssociationServer)
+        assoc.dimse_server = server.dimse_server
         assoc.journal = Journal()
         assoc.name = f"AcceptorThread@{dt.datetime.now():%Y%m%d%H%M%S}-{assoc.journal.id}"
         transport.harden(assoc)
@@ -282,7 +287,7 @@ class DIMSEServer:
             dimse_timeout=config.dicom_dimse_timeout,
             max_pdu=config.dicom_max_pdu,
         )
-        handlers = [
+        handlers: list[evt.EventHandlerType] = [
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_C_FIND, handle_find, [self.archive, self.worklist, config.ae_title]),
             (evt.EVT_C_STORE, handle_store, [self.archive]),
@@ -320,6 +325,7 @@ class DIMSEServer:
         for sop_class in (*INFORMATION_MODELS, ModalityWorklistInformationFind):
             ae.add_supported_context(sop_class, QUERY_SYNTAXES)
         for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None  # each names its Storage SOP Class
             # scu_role and scp_role: the requestor may store to us (C-STORE) and,
             # with role selection, receive from us (C-GET sub-operations).
             ae.add_supported_context(context.abstract_syntax, STORAGE_SYNTAXES, scu_role=True, scp_role=True)
