@@ -16,6 +16,7 @@ import logging
 import threading
 
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from . import __version__, errors
@@ -30,6 +31,7 @@ ERROR_STATUS = {
     errors.InvalidQuery: (400, "Bad Request"),
     errors.NotFound: (404, "Not Found"),
     errors.StoreRefused: (409, "Conflict"),
+    errors.GenerationFailed: (503, "Service Unavailable"),
 }
 
 
@@ -42,7 +44,9 @@ def create_app(pacs) -> Flask:
 
     app = Flask("synthpacs", static_folder=None)
     app.config["pacs"] = pacs
-    app.json.sort_keys = False
+    json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False
+    app.json = json_provider
 
     @app.get("/healthz")
     def healthz():

@@ -26,7 +26,7 @@ def resize_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
     if image.shape == (height, width):
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def montage(rows: Sequence[Sequence[np.ndarray]], gap: int = 4, captions: Sequence[Sequence[str]] | None = None):

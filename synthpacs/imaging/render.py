@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -73,7 +73,7 @@ def _frame_item(ds: Dataset, index: int, sequence: str) -> Dataset | None:
     return None
 
 
-def _first(value: object) -> float:
+def _first(value: float | str | MultiValue | list | tuple) -> float:
     """The first value of a possibly multi-valued DS (Window Center/Width)."""
     if isinstance(value, (MultiValue, list, tuple)):
         return float(value[0])
@@ -142,7 +142,7 @@ def _render_pixels(ds: Dataset, frame: int, window: tuple[float, float] | None) 
     return Image.fromarray(np.ascontiguousarray(grey), mode="L")
 
 
-def _content_items(items: object) -> Iterator[Dataset]:
+def _content_items(items: Iterable[Dataset] | None) -> Iterator[Dataset]:
     for item in items or []:
         yield item
         yield from _content_items(item.get("ContentSequence"))
