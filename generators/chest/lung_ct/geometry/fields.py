@@ -46,6 +46,10 @@ class Plane:
     can be drawn over a window of it (:func:`grid_window`).
     """
 
+    # Set only on grid planes (declared, not assigned: ``hasattr`` tells the two apart).
+    x1d: np.ndarray
+    y1d: np.ndarray
+
     def __init__(self, anat: ChestAnatomy, x, y):
         self.x = x
         self.y = y
@@ -69,7 +73,7 @@ class Plane:
         s3 = s * c2 + c * s2
         c4 = c2 * c2 - s2 * s2
         s4 = 2.0 * s2 * c2
-        self.harm = (c, s, c2, s2, c3, s3, c4, s4)
+        self.harm: tuple[np.ndarray, ...] = (c, s, c2, s2, c3, s3, c4, s4)
         h = anat.fat_harmonics
         self.fat_mod = np.clip(1.0 + h[0] * c + h[1] * s + h[2] * c2 + h[3] * s2, 0.35, 2.5)
         self.paraspinal = _vm(c, s, math.pi / 2, 9.0)

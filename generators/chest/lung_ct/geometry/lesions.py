@@ -188,9 +188,9 @@ def draw_shape(rng: np.random.Generator) -> LesionShape:
     heights = np.concatenate([rng.uniform(0.08, 0.28, n_big), rng.uniform(0.03, 0.07, n_small)])
     sharp = np.concatenate([rng.uniform(2.0, 6.0, n_big), rng.uniform(12.0, 30.0, n_small)])
     return LesionShape(
-        semi_axes=tuple(float(v) for v in axes),
+        semi_axes=(float(axes[0]), float(axes[1]), float(axes[2])),
         rotation=tuple(float(v) for v in _random_rotation(rng).ravel()),
-        bump_directions=tuple(tuple(float(c) for c in d) for d in dirs),
+        bump_directions=tuple((float(d[0]), float(d[1]), float(d[2])) for d in dirs),
         bump_heights=tuple(float(v) for v in heights),
         bump_sharpness=tuple(float(v) for v in sharp),
     )

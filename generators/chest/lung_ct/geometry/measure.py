@@ -33,7 +33,10 @@ class LesionMeasurement:
     diameter_mm: float
 
 
-def max_diameter_2d(mask: np.ndarray):
+Pixel = tuple[int, int]
+
+
+def max_diameter_2d(mask: np.ndarray) -> tuple[float, Pixel | None, Pixel | None]:
     """Longest distance (pixels) between centres of two pixels of a 2-D mask, with the pair."""
     if not mask.any():
         return -1.0, None, None
@@ -94,10 +97,14 @@ def lesion_measurement(labels: np.ndarray, grid: VolumeGrid, index: int) -> Lesi
     present = np.nonzero((labels == value).any(axis=(1, 2)))[0]
     if present.size == 0:
         return None
-    best = None
+    best: tuple[float, int, Pixel, Pixel] | None = None
     for k in present:
         d, p0, p1 = max_diameter_2d(labels[k] == value)
+        if p0 is None or p1 is None:
+            continue  # not reached: the lesion is present on slice k
         if best is None or d > best[0]:
             best = (d, int(k), p0, p1)
-    d, k, p0, p1 = best
-    return LesionMeasurement(slice=k, points=(p0, p1), diameter_mm=float(d * grid.pixel_spacing_mm))
+    if best is None:
+        return None
+    d, slice_index, p0, p1 = best
+    return LesionMeasurement(slice=slice_index, points=(p0, p1), diameter_mm=float(d * grid.pixel_spacing_mm))

@@ -126,7 +126,7 @@ def place_lesions(anatomy: ChestAnatomy, grid: VolumeGrid, count: int, rng: np.r
     margin_z = min(15.0, 0.25 * extent_z)
     z_ok = (Z <= grid.z_top_mm - margin_z) & (Z >= grid.z_top_mm - extent_z + margin_z)
     scale_xy = anatomy.scale_xy
-    chosen = []
+    chosen: list[tuple[np.ndarray, int]] = []
     for need, sep, gap in _PLACEMENT_STEPS:
         idx = np.flatnonzero(lung & (room >= need) & (hilum >= gap * scale_xy) & z_ok)
         if idx.size < count:

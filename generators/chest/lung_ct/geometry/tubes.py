@@ -29,7 +29,7 @@ class TubeSet:
     allowed: tuple[int, ...]
 
 
-def _catmull_rom(ctrl: np.ndarray, radii: np.ndarray, step: float = 1.0):
+def _catmull_rom(ctrl: np.ndarray, radii: np.ndarray, step: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Dense points along a smooth curve through control points, with interpolated radii."""
     ctrl = np.asarray(ctrl, float)
     radii = np.asarray(radii, float)
@@ -48,7 +48,7 @@ def _catmull_rom(ctrl: np.ndarray, radii: np.ndarray, step: float = 1.0):
     return np.vstack(out_p), np.concatenate(out_r)
 
 
-def _resample(p: np.ndarray, r: np.ndarray, extra: float):
+def _resample(p: np.ndarray, r: np.ndarray, extra: float) -> tuple[np.ndarray, np.ndarray]:
     """Keep points about a third of a radius apart along a dense curve."""
     keep = [0]
     acc = 0.0
@@ -119,8 +119,8 @@ def splat(labels: np.ndarray, grid: VolumeGrid, pts: np.ndarray, rad: np.ndarray
     for kv, s0, s1 in zip(keys, starts, ends):
         sel = order[s0:s1]
         h, w = int(kv // 4096), int(kv % 4096)
-        ok, orr, oc = np.meshgrid(np.arange(-w, w + 1), np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij")
-        ok, orr, oc = ok.ravel(), orr.ravel(), oc.ravel()
+        gk, gr, gc = np.meshgrid(np.arange(-w, w + 1), np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij")
+        ok, orr, oc = gk.ravel(), gr.ravel(), gc.ravel()
         ok32, or32, oc32 = ok.astype(np.float32), orr.astype(np.float32), oc.astype(np.float32)
         m = ok.size
         chunk = max(1, 2_000_000 // m)

@@ -301,6 +301,8 @@ class _PatientTable:
                 raise KeyError(f"airways_vessels.json: unknown reference {name!r} in {expression!r}.")
             term = coefficient if name is None else coefficient * self.references[name]
             total = term if total is None else total + term
+        if total is None:
+            raise ValueError(f"airways_vessels.json: the expression {expression!r} has no terms.")
         return total
 
     def point(self, point: str | list[str]) -> np.ndarray:
@@ -364,7 +366,7 @@ def _airway_wall(lumen_radius: float) -> float:
     return lumen_radius + max(1.0, 0.25 * lumen_radius)
 
 
-def _links(links: list[tuple[np.ndarray, np.ndarray, float]]):
+def _links(links: list[tuple[np.ndarray, np.ndarray, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Straight pieces ``(start, end, radius)`` as the arrays ``p0, p1, r0, r1`` of a TubeSet."""
     radii = np.array([radius for _, _, radius in links])
     return np.array([start for start, _, _ in links]), np.array([end for _, end, _ in links]), radii, radii.copy()
@@ -421,7 +423,8 @@ def _mediastinum(table: _PatientTable, vessels, airways, rng: np.random.Generato
     nodes = _TABLE["lymph_nodes"]
     centres = np.array([table.point(p) for p in nodes["centres"]])
     centres = centres + rng.normal(0.0, nodes["jitter_mm"], centres.shape)
-    radii = rng.uniform(*nodes["radius_mm"], len(centres))
+    low, high = nodes["radius_mm"]
+    radii = rng.uniform(low, high, len(centres))
     ends = centres + rng.normal(0.0, 1.0, centres.shape) * radii[:, None]
     groups.append(TubeSet(centres, ends, radii, radii * 0.9, int(Label.MEDIASTINUM), (Label.FAT,)))
     groups.append(polyline_tubes(airway_walls, Label.MEDIASTINUM, (*_MED_ALLOWED, Label.VESSEL)))
