@@ -108,9 +108,15 @@ class GANPipeline:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", device_source: str = "the device setting"
+        cls,
+        directory: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        device_source: str = "the device setting",
+        **options: Any,
     ):
         """Load a pretrained folder (``generator.json`` + ``weights.safetensors``).
+
+        ``options`` go to the subclass's constructor (e.g. ``psi``).
 
         Raises
         ------
@@ -121,7 +127,7 @@ class GANPipeline:
         """
         resolved = device if isinstance(device, torch.device) else resolve_device(device, device_source)
         network, record = load_pretrained(directory, cls.network_class.__name__, lambda cfg: cls.network_class(**cfg))
-        return cls(network, record, resolved, source=str(Path(directory)))
+        return cls(network, record, resolved, source=str(Path(directory)), **options)
 
     @property
     def fingerprint(self) -> str:

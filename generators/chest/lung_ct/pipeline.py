@@ -32,7 +32,7 @@ import torch
 
 from synthpacs.generation.pipeline import GANPipeline, mix, smooth_along, standard_normal, truncate
 
-from .networks import LungCTGenerator
+from .networks import LESION_CLASS, N_CLASSES, LungCTGenerator, SliceRenderer
 
 #: The calibration a study's latent carries, measured on teacher (or user) volumes in training.
 STYLE_STATISTICS = ("lung_hu", "fat_hu", "muscle_hu", "bone_hu", "tumour_hu", "noise_sd", "noise_grain", "lung_gradient")
@@ -44,7 +44,10 @@ PIPELINE_DEFAULTS = {
     "field_mm": 40.0,  # correlation length of the smooth density field
     "noise_z_sigma_slices": 0.35,  # z-correlation of the fine noise (the teacher's slice profile)
     "style_clip": 2.5,  # |z| limit on the calibration entries at inference (the training range)
+    "precision": "auto",  # convolutions in float32, bfloat16, or auto: bfloat16 on a CPU with AMX, else float32
 }
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 MIN_HU, MAX_HU = -1024, 3071
 MULTIPLE = 8  # height and width are padded to a multiple of this
@@ -68,6 +71,34 @@ class LatentSample:
         if a.z.shape != b.z.shape or a.drift.shape != b.drift.shape or len(a.noise) != len(b.noise):
             raise ValueError("the two samples were drawn for different series shapes")
         return LatentSample(mix(a.z, b.z, t), mix(a.drift, b.drift, t), [mix(x, y, t) for x, y in zip(a.noise, b.noise)])
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The convolutions' dtype: ``float32``, ``bfloat16``, or ``auto``.
+
+    ``auto`` is bfloat16 on a CPU with AMX (its tile unit runs bfloat16
+    convolutions several times faster than float32, see the model card) and
+    float32 everywhere else.
+    """
+    if precision == "auto":
+        amx = device.type == "cpu" and bool(torch.cpu.get_capabilities().get("amx_bf16", False))
+        return torch.bfloat16 if amx else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+    return PRECISIONS[precision]
+
+
+#: Geometry label code -> GAN class for label codes 0..255 (``networks.label_classes`` as a table).
+_CLASS_TABLE = np.array([c if c < N_CLASSES else (LESION_CLASS if c >= 100 else 11) for c in range(256)], np.uint8)
+
+
+def gan_classes(labels: np.ndarray) -> np.ndarray:
+    """Geometry labels -> GAN classes (uint8), as :func:`networks.label_classes` maps them."""
+    if labels.dtype == np.uint8:
+        return _CLASS_TABLE[labels]
+    codes = labels.astype(np.int64)
+    classes = np.where(codes >= 100, LESION_CLASS, codes)
+    return np.where((classes < 0) | (classes >= N_CLASSES), 11, classes).astype(np.uint8)
 
 
 def _padded(size: int) -> int:
@@ -95,13 +126,20 @@ class LungCTPipeline(GANPipeline):
         source: str | None = None,
         psi: float = 1.0,
         batch_slices: int = 8,
+        precision: str | None = None,
     ):
         super().__init__(network, record, device, source)
         self.settings = {**PIPELINE_DEFAULTS, **dict(self.record.get("pipeline", {}))}
+        if precision is not None:
+            self.settings["precision"] = precision
         self.psi = float(psi)
         self.batch_slices = int(batch_slices)
-        if self.device.type == "cpu":
-            self.network.to(memory_format=torch.channels_last)
+        self.dtype = resolve_precision(str(self.settings["precision"]), self.device)
+
+    def to(self, device: str | torch.device):
+        super().to(device)
+        self.dtype = resolve_precision(str(self.settings["precision"]), self.device)
+        return self
 
     # -- randomness ----------------------------------------------------------------------
 
@@ -213,29 +251,30 @@ class LungCTPipeline(GANPipeline):
         height, width = _padded(rows), _padded(columns)
         padded = np.pad(labels, ((1, 1), (0, height - rows), (0, width - columns)), mode="edge")
         y_mm = torch.from_numpy(((np.arange(height) - (rows - 1) / 2.0) * pixel_spacing_mm).astype(np.float32)).to(device)
-        z_all = torch.from_numpy(self.slice_latents(sample)).to(device)
         spacing = torch.tensor([pixel_spacing_mm, slice_spacing_mm], dtype=torch.float32, device=device)
         order = np.arange(n_slices) if slices is None else np.asarray(slices, dtype=np.int64).reshape(-1)
         if order.size and (order.min() < 0 or order.max() >= n_slices):
             raise ValueError(f"slice indices must be in 0..{n_slices - 1}")
+        # Styles of every slice of the series at once, whatever is rendered: a slice's
+        # style (and so its pixels) never depends on which other slices are asked for.
+        w = truncate(net.mapping(torch.from_numpy(self.slice_latents(sample)).to(device)), net.w_avg, psi)
+        renderer = SliceRenderer(net, height, width, spacing, y_mm, self.dtype)
+        styles = renderer.styles(w)
         out = np.empty((len(order), rows, columns), np.int16)
         for start in range(0, len(order), batch):
             ks = order[start : start + batch]
-            b = len(ks)
-            # Slices k-1, k, k+1 for each k in the batch (the ends repeat themselves).
-            window = np.stack([padded[ks], padded[ks + 1], padded[ks + 2]], axis=1)
-            lab = torch.from_numpy(window.astype(np.int64)).to(device)
-            index = torch.from_numpy(ks).to(device)
-            w = truncate(net.mapping(z_all[index]), net.w_avg, psi)
-            maps = None
-            if noise_mode != "none":
-                maps = [torch.from_numpy(np.ascontiguousarray(n[ks][:, None])).to(device) for n in noise]
-                if device.type == "cpu":
-                    maps = [m.contiguous(memory_format=torch.channels_last) for m in maps]
-            hu = net(lab, spacing.expand(b, 2), y_mm.expand(b, height), w, maps)[:, 0, :rows, :columns]
-            out[start : start + b] = torch.round(hu).clamp_(MIN_HU, MAX_HU).to(torch.int16).cpu().numpy()
+            # GAN classes of slices k-1, k, k+1 for each k in the batch (the ends repeat themselves).
+            classes = torch.from_numpy(gan_classes(np.stack([padded[ks], padded[ks + 1], padded[ks + 2]], axis=1))).to(device)
+            codes = SliceRenderer.codes(classes)
+            base = net.class_hu[classes[:, 1].long()][:, None]
+            for i, k in enumerate(ks.tolist()):
+                maps = None
+                if noise_mode != "none":
+                    maps = [torch.from_numpy(n[k])[None, None].to(device) for n in noise]
+                hu = renderer(codes[i : i + 1], base[i : i + 1], styles, k, maps)[0, 0, :rows, :columns]
+                out[start + i] = torch.round(hu).clamp_(MIN_HU, MAX_HU).to(torch.int16).cpu().numpy()
             if progress is not None:
-                progress(start + b)
+                progress(start + len(ks))
         return out
 
     def mean_volume(self, labels: np.ndarray, pixel_spacing_mm: float, slice_spacing_mm: float) -> np.ndarray:
