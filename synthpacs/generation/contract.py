@@ -158,12 +158,77 @@ class StudyRequest:
 
 @runtime_checkable
 class Generator(Protocol):
-    """A loaded target: study request -> typed IOD specs."""
+    """A loaded target: study request -> typed IOD specs.
+
+    A generator may also offer ``open(request) -> StudyWork`` to make a study
+    part by part (slabs of a CT, one view, a range of frames), reusing what
+    the parts share; :func:`open_study` falls back to one part per series.
+    """
 
     fingerprint: str
 
     def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
-        """Specs of the whole study, or only those of ``part`` (then exactly one spec)."""
+        """Specs of the whole study, or only those of the series of ``part`` (its slices only, where the generator can)."""
+
+
+class StudyWork(Protocol):
+    """One study being made part by part; the parts together give exactly the whole study's bytes.
+
+    ``parts`` lists them in making order (a series before the objects that
+    reference it). :meth:`make` may be called in any order, but one call at a
+    time; :meth:`close` releases what the parts shared (geometry, latents).
+    """
+
+    parts: Sequence[Part]
+
+    def make(self, part: Part) -> list[IODSpec]:
+        """The specs of one part: the same instances, byte for byte, as in the whole study."""
+
+    def headers(self, series_index: int) -> list[IODSpec]:
+        """The specs of a whole series with every attribute but the pixel values (which may be placeholders).
+
+        Answers metadata of a series before its pixels exist, and is the source
+        series of a SEG or SR made before the series itself. Cheap: no photorealism.
+        """
+
+    def close(self) -> None:
+        """Release what the parts shared."""
+
+
+class _SeriesByPart:
+    """The fallback :class:`StudyWork` of a generator without ``open``: one part per series.
+
+    A generator that answers a part with specs of other series too (the whole
+    study) is asked once; the other series come from that answer.
+    """
+
+    def __init__(self, generator: Generator, request: StudyRequest):
+        self._generator, self._request = generator, request
+        self.parts = tuple(Part(s.index, 0, len(s.context.sop_instance_uids)) for s in request.series)
+        self._uids = {s.index: s.context.series_instance_uid for s in request.series}
+        self._whole: list[IODSpec] | None = None
+
+    def make(self, part: Part) -> list[IODSpec]:
+        uid = self._uids[part.series_index]
+        specs = self._whole if self._whole is not None else self._generator.generate(self._request, part)
+        if any(spec.series.series_instance_uid != uid for spec in specs):
+            self._whole = specs
+        found = [spec for spec in specs if spec.series.series_instance_uid == uid]
+        if not found:
+            raise ValueError(f"the generator answered part {part} with no spec of series {uid}")
+        return found
+
+    def headers(self, series_index: int) -> list[IODSpec]:
+        return self.make(next(p for p in self.parts if p.series_index == series_index))
+
+    def close(self) -> None:
+        self._whole = None
+
+
+def open_study(generator: Generator, request: StudyRequest) -> StudyWork:
+    """The generator's work on one study: its own ``open`` or one part per series."""
+    opener = getattr(generator, "open", None)
+    return opener(request) if callable(opener) else _SeriesByPart(generator, request)
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,6 @@ def build_ct_series(spec: CTSeriesSpec) -> list[Dataset]:
     _check_hu(hu, grid, spec.first_slice)
 
     base = _series_template(study, series, grid)
-    stored = hu_to_stored(hu)
     datasets = []
     for offset in range(len(hu)):
         k = spec.first_slice + offset
@@ -220,10 +219,9 @@ def build_ct_series(spec: CTSeriesSpec) -> list[Dataset]:
         ds.ImagePositionPatient = [_ds_number(x), _ds_number(y), _ds_number(z)]
         ds.SliceLocation = _ds_number(z)
         # Image Pixel (C.7.6.3)
-        frame = np.ascontiguousarray(stored[offset])
-        ds.PixelData = frame.astype("<u2", copy=False).tobytes()
-        ds.SmallestImagePixelValue = int(frame.min())
-        ds.LargestImagePixelValue = int(frame.max())
+        # Slice by slice, so a series costs one slice of working memory. No Smallest/Largest
+        # Image Pixel Value: every attribute but Pixel Data is known before the pixels are.
+        ds.PixelData = hu_to_stored(hu[offset]).astype("<u2", copy=False).tobytes()
         datasets.append(ds)
     return datasets
 

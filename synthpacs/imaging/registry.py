@@ -57,7 +57,7 @@ def _ecg(spec, built):
 
 
 BUILDERS: tuple[Builder, ...] = (
-    Builder((CTImageStorage,), 1, _ct),
+    Builder((CTImageStorage,), 2, _ct),  # 2: no pixel-derived attributes
     Builder(("1.2.840.10008.5.1.4.1.1.66.4",), 1, _seg, renders=False),
     Builder(("1.2.840.10008.5.1.4.1.1.88.33",), 1, _sr, renders=False),
     Builder(("1.2.840.10008.5.1.4.1.1.77.1.4",), 1, _photo),  # VL Photographic Image Storage

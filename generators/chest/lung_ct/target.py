@@ -155,46 +155,134 @@ class LungCTGenerator:
     def hu(self, geometry: LungGeometry, request: StudyRequest) -> np.ndarray:
         return self._photorealism(geometry, request.draws.study_rng(self.stream))
 
+    def render_slab(self, geometry: LungGeometry, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
+        """HU of slices ``start..stop-1``: exactly those slices of :meth:`hu` (the teacher renders the
+        whole volume once per study, kept in ``state``; the GAN renders only the slab)."""
+        if "hu" not in state:
+            state["hu"] = self.hu(geometry, request)
+        return state["hu"][start:stop]
+
+    @property
+    def slab_slices(self) -> int:
+        """Slices per part of a streamed CT series."""
+        return 16
+
     # -- specs -----------------------------------------------------------------------------
 
     def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
         geometry = self.geometry(request)
         hu = self.hu(geometry, request)
+        specs = self._specs(request, geometry, hu)
+        if part is None:
+            return specs
+        return [_part_of(specs, request, part)]
+
+    def _specs(self, request: StudyRequest, geometry: LungGeometry, hu: np.ndarray) -> list[IODSpec]:
         ct = request.by_role("image")
         specs: list[IODSpec] = []
         if ct is not None:
             specs.append(CTSeriesSpec(study=request.study, series=ct.context, hu=hu, grid=geometry.grid))
-        seg = request.by_role("segmentation")
-        if seg is not None and ct is not None:
-            specs.append(
-                SegmentationSpec(
-                    study=request.study,
-                    series=seg.context,
-                    source_series_uid=ct.context.series_instance_uid,
-                    labels=geometry.labels,
-                    segments=tuple(_segment(j, lesion) for j, lesion in enumerate(geometry.lesions)),
-                    content_label="TARGET_LESIONS",
-                )
-            )
-        sr = request.by_role("measurements")
-        if sr is not None and ct is not None:
-            specs.append(
-                MeasurementReportSpec(
-                    study=request.study,
-                    series=sr.context,
-                    source_series_uid=ct.context.series_instance_uid,
-                    measurements=tuple(_measurement(lesion) for lesion in geometry.lesions),
-                    measurement_name=codes.SCT.LongAxis,
-                    finding_type=codes.SCT.Neoplasm,
-                    finding_category=codes.cid7150.MorphologicallyAbnormalStructure,
-                    method=codes.cid6147.RECIST1Point1,
-                    summary=f"Sum of diameters of target lesions (RECIST 1.1): "
-                    f"{sum(float(lesion.diameter_mm) for lesion in geometry.lesions):.1f} mm",
-                )
-            )
-        if part is None:
-            return specs
-        return [_part_of(specs, request, part)]
+        specs += [spec for spec in (_segmentation(request, geometry), _report(request, geometry)) if spec is not None]
+        return specs
+
+    def open(self, request: StudyRequest) -> LungCTWork:
+        """Make the study part by part: CT slabs in order, then the SEG and the SR."""
+        return LungCTWork(self, request)
+
+
+class LungCTWork:
+    """One lung-CT study in parts (contract.StudyWork): the geometry is drawn once, on first need.
+
+    A CT slab renders only its slices (the GAN draws the series' randomness
+    once and renders the slab's batches, which are the whole series' batches
+    at those positions, so the bytes are the same); the CT headers need
+    only the plan's grid; the SEG and SR need the geometry, never the pixels.
+    """
+
+    def __init__(self, generator: LungCTGenerator, request: StudyRequest):
+        self._generator, self._request = generator, request
+        self._geometry: LungGeometry | None = None
+        self._state: dict = {}
+        ct = request.by_role("image")
+        parts: list[Part] = []
+        if ct is not None:
+            n, slab = len(ct.context.sop_instance_uids), generator.slab_slices
+            parts += [Part(ct.index, a, min(a + slab, n)) for a in range(0, n, slab)]
+        parts += [Part(s.index, 0, 1) for s in request.series if s.slot.role != "image"]
+        self.parts = tuple(parts)
+
+    @property
+    def geometry(self) -> LungGeometry:
+        if self._geometry is None:
+            self._geometry = self._generator.geometry(self._request)
+        return self._geometry
+
+    def make(self, part: Part) -> list[IODSpec]:
+        request = self._request
+        series = next((s for s in request.series if s.index == part.series_index), None)
+        if series is None:
+            raise ValueError(f"the study has no series {part.series_index}")
+        if series.slot.role == "image":
+            n = len(series.context.sop_instance_uids)
+            if not 0 <= part.start < part.stop <= n:
+                raise ValueError(f"slices {part.start}..{part.stop} lie outside the series of {n}")
+            geometry = self.geometry
+            hu = self._generator.render_slab(geometry, request, self._state, part.start, part.stop)
+            return [CTSeriesSpec(study=request.study, series=series.context, hu=hu, grid=geometry.grid, first_slice=part.start)]
+        spec = _segmentation(request, self.geometry) if series.slot.role == "segmentation" else _report(request, self.geometry)
+        if spec is None:
+            raise ValueError(f"series {part.series_index} has no source CT series")
+        return [spec]
+
+    def headers(self, series_index: int) -> list[IODSpec]:
+        request = self._request
+        series = next((s for s in request.series if s.index == series_index), None)
+        if series is None:
+            raise ValueError(f"the study has no series {series_index}")
+        if series.slot.role != "image":
+            return self.make(Part(series_index, 0, 1))
+        grid = study_grid(request.draws.plan_draws())
+        placeholder = np.broadcast_to(np.int16(MIN_HU_PLACEHOLDER), (grid.n_slices, grid.rows, grid.columns))
+        return [CTSeriesSpec(study=request.study, series=series.context, hu=placeholder, grid=grid)]
+
+    def close(self) -> None:
+        self._geometry, self._state = None, {}
+
+
+#: The pixel value of header-only CT specs (air); no attribute depends on it.
+MIN_HU_PLACEHOLDER = -1000
+
+
+def _segmentation(request: StudyRequest, geometry: LungGeometry) -> SegmentationSpec | None:
+    ct, seg = request.by_role("image"), request.by_role("segmentation")
+    if seg is None or ct is None:
+        return None
+    return SegmentationSpec(
+        study=request.study,
+        series=seg.context,
+        source_series_uid=ct.context.series_instance_uid,
+        labels=geometry.labels,
+        segments=tuple(_segment(j, lesion) for j, lesion in enumerate(geometry.lesions)),
+        content_label="TARGET_LESIONS",
+    )
+
+
+def _report(request: StudyRequest, geometry: LungGeometry) -> MeasurementReportSpec | None:
+    ct, sr = request.by_role("image"), request.by_role("measurements")
+    if sr is None or ct is None:
+        return None
+    return MeasurementReportSpec(
+        study=request.study,
+        series=sr.context,
+        source_series_uid=ct.context.series_instance_uid,
+        measurements=tuple(_measurement(lesion) for lesion in geometry.lesions),
+        measurement_name=codes.SCT.LongAxis,
+        finding_type=codes.SCT.Neoplasm,
+        finding_category=codes.cid7150.MorphologicallyAbnormalStructure,
+        method=codes.cid6147.RECIST1Point1,
+        summary=f"Sum of diameters of target lesions (RECIST 1.1): "
+        f"{sum(float(lesion.diameter_mm) for lesion in geometry.lesions):.1f} mm",
+    )
 
 
 def _part_of(specs: list[IODSpec], request: StudyRequest, part: Part) -> IODSpec:
@@ -291,6 +379,20 @@ class GANLungCT(LungCTGenerator):
             return pipeline(geometry.labels, grid.pixel_spacing_mm, grid.slice_spacing_mm, rng=rng)
 
         super().__init__("gan", render, "gan", fingerprint)
+
+    @property
+    def slab_slices(self) -> int:
+        """A whole number of the pipeline's batches (at least 8 slices), so a slab's forward passes
+        are the whole series' passes at those slices and give the same bytes."""
+        batch = max(1, int(self.pipeline.batch_slices))
+        return batch * max(1, -(-8 // batch))
+
+    def render_slab(self, geometry: LungGeometry, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
+        grid, pipeline = geometry.grid, self.pipeline
+        spacing = (grid.pixel_spacing_mm, grid.slice_spacing_mm)
+        if "sample" not in state:  # the series' randomness, drawn as the whole-series render draws it
+            state["sample"] = pipeline.sample(request.draws.study_rng(self.stream), geometry.labels.shape, *spacing)
+        return pipeline(geometry.labels, *spacing, sample=state["sample"], slices=range(start, stop))
 
 
 def fingerprint(options: GeneratorOptions) -> str:
