@@ -236,6 +236,24 @@ SETTINGS: tuple[Setting, ...] = (
     # Storage
     Setting("data_dir", "data", _string, "Folder for the catalog (SQLite), the instance cache and stored objects."),
     Setting("cache_memory_mb", 512, _int_in(0, 1_000_000), "Size cap of the in-memory instance cache, in MiB."),
+    Setting(
+        "cache_disk_mb",
+        20480,
+        _int_in(0, 100_000_000),
+        "Size cap of the disk cache of generated instances, in MiB (0: no cap); least recently used studies go first.",
+    ),
+    # On-demand generation
+    Setting("generation_workers", 2, _int_in(1, 64), "Threads making study parts (slabs, views) at once."),
+    Setting(
+        "generating_studies", 2, _int_in(1, 64), "Studies whose shared generation state (geometry, latents) is held at once."
+    ),
+    Setting(
+        "prefetch",
+        True,
+        _bool,
+        "Start generating a study in the background when a client opens it (its metadata, or a QIDO naming it).",
+    ),
+    Setting("prefetch_queue", 4, _int_in(0, 1000), "Most studies waiting to be prefetched; more are not queued."),
     # Network
     Setting("host", "127.0.0.1", _string, "Address both servers bind to; 0.0.0.0 exposes them to the network."),
     Setting("http_port", 8080, _int_in(0, 65535), "DICOMweb / HTTP port (0 picks a free port)."),

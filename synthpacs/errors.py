@@ -24,6 +24,17 @@ class NotFound(SynthPACSError):
     """No such patient, study, series or instance."""
 
 
+class GenerationFailed(SynthPACSError):
+    """A study could not be generated (a target error, unreadable weights); the next request tries again.
+
+    ``reason`` is the cause alone, short enough for a DIMSE Error Comment.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
 class StoreRefusalValues(enum.Enum):
     """Why an object offered for storage (STOW-RS, C-STORE) was refused.
 

@@ -54,6 +54,7 @@ class RunningServer:
         self.pacs.ready = False
         self.dimse.stop()
         self.http.stop()
+        self.pacs.archive.close()
 
     def __enter__(self) -> RunningServer:
         return self

@@ -31,6 +31,7 @@ ERROR_STATUS = {
     errors.InvalidQuery: (400, "Bad Request"),
     errors.NotFound: (404, "Not Found"),
     errors.StoreRefused: (409, "Conflict"),
+    errors.GenerationFailed: (503, "Service Unavailable"),
 }
 
 

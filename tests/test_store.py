@@ -1,6 +1,5 @@
-"""The instance cache: atomic writes, a size-capped LRU, one generation per study."""
+"""The instance cache: atomic writes, a size-capped memory LRU, a size-capped disk cache."""
 
-import threading
 import time
 
 from synthpacs.archive.store import InstanceCache, MemoryLRU, atomic_write
@@ -24,27 +23,31 @@ def test_lru_respects_its_size_cap():
     assert lru.get("big") is None and len(lru) == 3
 
 
-def test_concurrent_requests_generate_a_study_once(tmp_path):
+def test_the_cache_reads_what_it_put_and_a_restart_reads_it_from_disk(tmp_path):
     cache = InstanceCache(tmp_path, max_memory_bytes=10_000)
-    calls = []
+    assert cache.read("u/k/study/series/sop0.dcm") is None and not cache.exists("u/k/study/series/sop0.dcm")
+    cache.put("u/k/study/series/sop0.dcm", b"data0")
+    assert cache.read("u/k/study/series/sop0.dcm") == b"data0"
+    again = InstanceCache(tmp_path, max_memory_bytes=10_000)  # a restart: memory is empty, disk is not
+    assert again.exists("u/k/study/series/sop0.dcm") and again.read("u/k/study/series/sop0.dcm") == b"data0"
 
-    def generate():
-        calls.append(1)
-        time.sleep(0.2)  # long enough for every thread to be waiting
-        return {f"sop{i}": (f"study/series/sop{i}.dcm", f"data{i}".encode()) for i in range(5)}
 
-    results = []
-    threads = [
-        threading.Thread(target=lambda i=i: results.append(cache.get("study", f"study/series/sop{i % 5}.dcm", generate)))
-        for i in range(12)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(calls) == 1
-    assert sorted(set(results)) == [f"data{i}".encode() for i in range(5)]
-    # A new cache over the same folder (a restart) reads from disk, no generation.
-    again = InstanceCache(tmp_path, max_memory_bytes=10_000)
-    assert again.get("study", "study/series/sop3.dcm", lambda: calls.append(1) or {}) == b"data3"
-    assert len(calls) == 1
+def test_the_disk_cap_evicts_whole_studies_least_recently_used_first_never_a_protected_one(tmp_path):
+    cache = InstanceCache(tmp_path, max_memory_bytes=10_000, max_disk_bytes=250, keep="u")
+    for study in ("a", "b", "c"):
+        for sop in range(2):
+            cache.put(f"u/k/{study}/series/{sop}.dcm", bytes(50))
+    cache.read("u/k/a/series/0.dcm")  # a is now the most recently used
+    assert cache.evict(lambda: {"b"}) == 1  # b is protected (being generated): c goes
+    assert not (tmp_path / "u/k/c").exists() and cache.read("u/k/c/series/0.dcm") is None
+    assert cache.read("u/k/a/series/1.dcm") == bytes(50) and cache.disk_bytes == 200
+
+
+def test_a_restart_counts_the_disk_and_evicts_other_universes_first(tmp_path):
+    old = InstanceCache(tmp_path, max_memory_bytes=0)
+    old.put("stale/k/x/series/0.dcm", bytes(100))
+    time.sleep(0.01)
+    current = InstanceCache(tmp_path, max_memory_bytes=0, max_disk_bytes=150, keep="u")
+    current.put("u/k/y/series/0.dcm", bytes(100))
+    assert current.evict(set) == 1
+    assert not (tmp_path / "stale/k/x").exists() and (tmp_path / "u/k/y/series/0.dcm").exists()

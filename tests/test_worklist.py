@@ -257,7 +257,7 @@ def test_another_today_rebuilds_the_catalog_and_keys_another_cache(tmp_path):
     assert later.catalog_build_seconds > 0  # another day: rebuilt, never stale
     later_dates = {str(d.StudyInstanceUID): str(d.StudyDate) for d in later.find("STUDY", {})}
     assert later_dates.keys() == first_dates.keys() and later_dates != first_dates
-    assert later._cache.root != first._cache.root  # the instance cache folder is keyed by the fingerprint
+    assert later.cache_folder != first.cache_folder  # the instance cache folder is keyed by the fingerprint
     stamp = sqlite3.connect(data / "catalog.sqlite").execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
     assert stamp[0] == later._universe.fingerprint
 

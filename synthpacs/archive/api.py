@@ -2,8 +2,10 @@
 
 Front ends translate a protocol to these calls and back; no DICOM business
 logic lives in them (DESIGN §1). Queries are answered from the catalog;
-retrieves go through the instance cache, which generates a whole study on a
-miss; stores write atomically and index at once.
+retrieves read the instance cache, and on a miss wait for the one part of the
+study that holds the instance (:mod:`.generations` makes a cold study part by
+part, asked parts first); metadata of a series not yet made comes from its
+headers, which need no pixels; stores write atomically and index at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import io
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +28,11 @@ from .. import keyed
 from ..config import Config
 from ..errors import NotFound, StoreRefusalValues, StoreRefused
 from ..generation import registry
-from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, ZooTarget
-from ..imaging.spec import SeriesContext, StudyContext, TrialContext
+from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, StudyWork, ZooTarget, open_study
+from ..imaging.spec import BuiltSeries, SeriesContext, StudyContext, TrialContext
 from .catalog import Catalog, Query, QueryLevel
 from .cohorts import Cohort, load_cohorts
+from .generations import Generations
 from .intake import Received, receive
 from .store import InstanceCache, atomic_write
 from .uids import UIDFactory, UIDKind, is_valid_uid
@@ -101,7 +105,21 @@ class Archive:
         self._universe = Universe(config.seed, config.patients, cohorts, targets, today)
         data = config.data_path
         self._catalog = Catalog(data / "catalog.sqlite", self._universe)
-        self._cache = InstanceCache(data / "cache" / self._universe.fingerprint[:16], config.cache_memory_mb * 2**20)
+        self._universe_folder = self._universe.fingerprint[:16]
+        self._cache = InstanceCache(
+            data / "cache", config.cache_memory_mb * 2**20, config.cache_disk_mb * 2**20, keep=self._universe_folder
+        )
+        self._generations = Generations(
+            self._open_study_parts,
+            self._is_cached,
+            workers=config.generation_workers,
+            max_studies=config.generating_studies,
+            prefetch_queue=config.prefetch_queue,
+            on_finished=self._study_finished,
+        )
+        # Series headers (every attribute but the pixels) of series not generated yet, for metadata.
+        self._headers: OrderedDict[str, dict[str, Dataset]] = OrderedDict()
+        self._headers_lock = threading.Lock()
         self._worklist = Worklist(self._catalog)  # today is the universe's (the today setting)
         self.stored_root = data / "stored"
         self._generators: dict[str, Generator] = {}
@@ -132,7 +150,18 @@ class Archive:
         """Whether a UID was minted by this universe."""
         return self._universe.uids.decode(uid) is not None
 
+    @property
+    def cache_folder(self) -> Path:
+        """The folder of this universe's generated instances."""
+        return self._cache.root / self._universe_folder
+
+    def release_thread(self) -> None:
+        """Close the calling thread's catalog connection (a front end's worker thread that ends)."""
+        self._catalog.close()
+
     def close(self) -> None:
+        """Stop the generations in flight (their waiters hear that the archive is shutting down)."""
+        self._generations.close()
         self._catalog.close()
 
     # -- queries ------------------------------------------------------------------------
@@ -342,40 +371,111 @@ class Archive:
             raise NotFound(f"no such synthetic study {study_uid}")
         return self._universe.cohort_of_patient(path.patient).target
 
-    def _generate(self, study_uid: str) -> dict[str, tuple[str, bytes]]:
-        from ..imaging.registry import build
+    def _cache_path(self, cache_key: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return f"{self._universe_folder}/{cache_key}/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
+    def _relative(self, ref: InstanceRef) -> str:
+        key = self._cache_key(self._target_name_of(ref.study_instance_uid))
+        return self._cache_path(key, ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
+
+    def _open_study_parts(self, study_uid: str) -> _StudyParts:
         request = self.study_request(study_uid)
-        target_name = request.study.target
-        specs = self.generator(target_name).generate(request)
-        made = build(specs)
-        key = self._cache_key(target_name)
-        out = {}
-        for series_uid, datasets in made.items():
-            for ds in datasets:
-                sop_uid = str(ds.SOPInstanceUID)
-                out[sop_uid] = (self._cache_path(key, study_uid, series_uid, sop_uid), _encode(ds))
-        log.info("generated study %s (%d instances)", study_uid, len(out))
-        return out
+        target = request.study.target
+        work = open_study(self.generator(target), request)
+        return _StudyParts(
+            request, work, self._cache, lambda series, sop: self._cache_path(self._cache_key(target), study_uid, series, sop)
+        )
 
-    @staticmethod
-    def _cache_path(cache_key: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
-        return f"{cache_key}/{study_uid}/{series_uid}/{sop_uid}.dcm"
+    def _is_cached(self, study_uid: str, sop_uid: str) -> bool:
+        ref = self.instances(study_uid, None, sop_uid)[0]
+        return self._cache.exists(self._relative(ref))
 
-    def instance_bytes(self, ref: InstanceRef) -> bytes:
-        """The Part 10 bytes of an instance (generated on first use)."""
+    def _study_finished(self, study_uid: str) -> None:
+        with self._headers_lock:
+            for series in self.study_record(study_uid).series:
+                self._headers.pop(series.series_instance_uid, None)
+        self._cache.evict(self._generations.in_flight)
+
+    def instance_bytes(self, ref: InstanceRef, timeout: float | None = None) -> bytes:
+        """The Part 10 bytes of an instance; a cold one waits for the part of its study that holds it.
+
+        Raises
+        ------
+        NotFound
+            A stored instance is missing from disk.
+        GenerationFailed
+            The study could not be generated (the message says why).
+        """
         if ref.stored_path is not None:
             try:
                 return Path(ref.stored_path).read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"stored instance {ref.sop_instance_uid} is missing from disk") from None
-        key = self._cache_key(self._target_name_of(ref.study_instance_uid))
-        relative = self._cache_path(key, ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid)
         # A hit reads the cache only: no study record, no generator (no torch).
-        return self._cache.get(ref.study_instance_uid, relative, lambda: self._generate(ref.study_instance_uid))
+        relative = self._relative(ref)
+        data = self._cache.read(relative)
+        while data is None:  # (an eviction can remove it again between the wait and the read)
+            self._generations.wait_for(ref.study_instance_uid, ref.sop_instance_uid, timeout)
+            data = self._cache.read(relative)
+        return data
 
     def instance_dataset(self, ref: InstanceRef) -> Dataset:
         return dcmread(io.BytesIO(self.instance_bytes(ref)))
+
+    def metadata_dataset(self, ref: InstanceRef, *, prefetch: bool = True) -> Dataset:
+        """The instance's attributes, at once even when it is not generated yet.
+
+        Equal to :meth:`instance_dataset` in every attribute but Pixel Data,
+        whose value may be a placeholder of the same length: an image series
+        not generated yet is answered from its headers (no pixels are made)
+        and its study is prefetched (unless ``prefetch`` is False); other
+        objects are generated.
+        """
+        if ref.synthetic:
+            data = self._cache.read(self._relative(ref))
+            if data is not None:
+                return dcmread(io.BytesIO(data))
+            from ..imaging.registry import renders
+
+            if renders(ref.sop_class_uid):
+                if prefetch:
+                    self.prefetch(ref.study_instance_uid)
+                return self._series_headers(ref)[ref.sop_instance_uid]
+        return self.instance_dataset(ref)
+
+    def _series_headers(self, ref: InstanceRef) -> dict[str, Dataset]:
+        from ..imaging.registry import build
+
+        with self._headers_lock:
+            known = self._headers.get(ref.series_instance_uid)
+            if known is not None:
+                self._headers.move_to_end(ref.series_instance_uid)
+                return known
+        request = self.study_request(ref.study_instance_uid)
+        work = open_study(self.generator(request.study.target), request)
+        try:
+            index = next(s.index for s in request.series if s.context.series_instance_uid == ref.series_instance_uid)
+            made = build(work.headers(index))
+        finally:
+            work.close()
+        headers: dict[str, Dataset] = {
+            str(ds.SOPInstanceUID): dcmread(io.BytesIO(_encode(ds))) for ds in made[ref.series_instance_uid]
+        }
+        with self._headers_lock:
+            self._headers[ref.series_instance_uid] = headers
+            while len(self._headers) > _HEADER_SERIES:
+                self._headers.popitem(last=False)
+        return headers
+
+    def prefetch(self, study_uid: str) -> bool:
+        """Start generating a synthetic study in the background (when the ``prefetch`` setting is on).
+
+        Returns whether it is queued or under way (False: prefetch is off, the
+        study is not synthetic, or the queue is full).
+        """
+        if not self.config.prefetch or self._synthetic_study(study_uid) is None:
+            return False
+        return self._generations.prefetch(study_uid)
 
     def generate_study(self, study_uid: str) -> list[InstanceRef]:
         """Make (or fetch from cache) every instance of a study; returns its refs."""
@@ -386,8 +486,13 @@ class Archive:
 
     @property
     def studies_generated(self) -> int:
-        """Studies this process generated (a cache miss each); for tests and benchmarks."""
-        return self._cache.generated
+        """Studies this process opened for generation (a cache miss each); for tests and benchmarks."""
+        return self._generations.studies_opened
+
+    @property
+    def parts_generated(self) -> int:
+        """Study parts (CT slabs, SEG, SR...) this process made; for tests and benchmarks."""
+        return self._generations.parts_made
 
     # -- store --------------------------------------------------------------------------
 
@@ -420,14 +525,15 @@ class Archive:
             received = data
         else:
             if isinstance(data, Dataset):
+                dataset = data
                 try:
-                    data = _encode(data)
+                    data = _encode(dataset)
                 except Exception as exc:  # pydicom raises many types for data sets it cannot write
                     raise StoreRefused(
                         StoreRefusalValues.CANNOT_ENCODE,
                         f"the object cannot be encoded: {exc}",
-                        sop_class_uid=str(data.get("SOPClassUID", "") or ""),
-                        sop_instance_uid=str(data.get("SOPInstanceUID", "") or ""),
+                        sop_class_uid=str(dataset.get("SOPClassUID", "") or ""),
+                        sop_instance_uid=str(dataset.get("SOPInstanceUID", "") or ""),
                     ) from None
             received = receive(data, expected=expected, source=source)
         ds = received.dataset
@@ -444,8 +550,8 @@ class Archive:
                 **names,
             )
         for keyword, kind in (("StudyInstanceUID", UIDKind.STUDY), ("SeriesInstanceUID", UIDKind.SERIES)):
-            path = uids.decode(str(ds[keyword].value))
-            if path is not None and path.kind != kind:
+            decoded = uids.decode(str(ds[keyword].value))
+            if decoded is not None and decoded.kind != kind:
                 raise StoreRefused(
                     StoreRefusalValues.KIND_MISMATCH,
                     f"{keyword} names a synthetic object of another kind",
@@ -469,6 +575,57 @@ class Archive:
             if earlier is not None and earlier["path"] != str(path):  # the replacement moved to another series
                 Path(earlier["path"]).unlink(missing_ok=True)
         return StoreResult(sop_uid, received.sop_class_uid, received.study_instance_uid, earlier is not None)
+
+
+#: Series whose headers are kept for metadata while their pixels are not made.
+_HEADER_SERIES = 8
+
+
+class _StudyParts:
+    """One study's parts as :class:`Generations` makes them: build, encode and cache each part."""
+
+    def __init__(self, request: StudyRequest, work: StudyWork, cache: InstanceCache, path_of):
+        self._request, self._work, self._cache, self._path_of = request, work, cache, path_of
+        self._series = {s.index: s.context for s in request.series}
+        self.parts = tuple(tuple(self._series[p.series_index].sop_instance_uids[p.start : p.stop]) for p in work.parts)
+        self._sources: dict[str, list[Dataset]] = {}
+
+    def _paths(self, index: int) -> list[str]:
+        series = self._series[self._work.parts[index].series_index]
+        return [self._path_of(series.series_instance_uid, sop) for sop in self.parts[index]]
+
+    def cached(self, index: int) -> bool:
+        return all(self._cache.exists(path) for path in self._paths(index))
+
+    def make(self, index: int) -> None:
+        from ..imaging.registry import build
+
+        specs = self._work.make(self._work.parts[index])
+        built = BuiltSeries()
+        for spec in specs:
+            source_uid = getattr(spec, "source_series_uid", None)
+            if source_uid and source_uid not in built.datasets:
+                built.datasets[source_uid] = self._source(source_uid)
+        made = build(specs, built)
+        for series_uid, datasets in made.items():
+            for ds in datasets:
+                self._cache.put(self._path_of(series_uid, str(ds.SOPInstanceUID)), _encode(ds))
+
+    def _source(self, series_uid: str) -> list[Dataset]:
+        """The series a SEG or SR references, from its headers (references need no pixels)."""
+        from ..imaging.registry import build
+
+        if series_uid not in self._sources:
+            index = next(i for i, s in self._series.items() if s.series_instance_uid == series_uid)
+            datasets = build(self._work.headers(index))[series_uid]
+            for ds in datasets:
+                del ds.PixelData
+            self._sources[series_uid] = datasets
+        return self._sources[series_uid]
+
+    def close(self) -> None:
+        self._sources.clear()
+        self._work.close()
 
 
 def _encode(ds: Dataset) -> bytes:

@@ -182,6 +182,11 @@ def search(level: QueryLevel, fixed: dict[str, str]):
     cap = pacs().config.qido_limit
     wanted = cap if limit is None or limit == 0 else min(limit, cap)
     matches = list(archive().find(level, query, fuzzy=fuzzy, limit=wanted + 1, offset=offset))
+    study_uid = query.get("StudyInstanceUID")
+    if isinstance(study_uid, str) and study_uid and "\\" not in study_uid and matches:
+        # A viewer that opens a study asks for its series next, then their metadata and
+        # pixels: start generating it now.
+        archive().prefetch(study_uid)
     headers = {}
     if len(matches) > wanted:
         matches = matches[:wanted]

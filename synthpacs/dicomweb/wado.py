@@ -110,8 +110,8 @@ def retrieve_instance(study: str, series: str, instance: str):
 
 
 def instance_metadata(ref: InstanceRef, ds: Dataset | None = None) -> dict:
-    """One instance as DICOM JSON with BulkDataURIs under its own URL."""
-    ds = instance_dataset(ref) if ds is None else ds
+    """One instance as DICOM JSON with BulkDataURIs under its own URL (at once, even for a study not generated yet)."""
+    ds = archive().metadata_dataset(ref) if ds is None else ds
     base = instance_url(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid) + "/bulk/"
 
     def bulk_uri(path: tuple) -> str:
@@ -211,8 +211,9 @@ def retrieve_frames(study: str, series: str, instance: str, frame_list: str):
     frames = parse_frame_list(frame_list)
     choice = negotiate_pixels(accept_ranges())
     ref = instance_refs(study, series, instance)[0]
+    # Frame numbers are checked on the headers, so a frame that does not exist starts no generation.
+    check_frames(archive().metadata_dataset(ref, prefetch=False), frames)
     ds = instance_dataset(ref)
-    check_frames(ds, frames)
     return _pixel_response(ds, [n - 1 for n in frames], choice)
 
 

@@ -106,6 +106,7 @@ class Tally:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = field(default_factory=list)
+    problem: str | None = None  # why instances could not be made (the first reason), for the Error Comment
 
     @property
     def remaining(self) -> int:
@@ -313,10 +314,13 @@ class _Responder:
                 StatusValues.UNABLE_TO_PERFORM_SUB_OPERATIONS,
                 tally,
                 failed_uids=tally.failed_uids,
-                comment=f"all {tally.failed} sub-operations failed",
+                comment=f"all {tally.failed} failed: {tally.problem}"
+                if tally.problem
+                else f"all {tally.failed} sub-operations failed",
             )
         else:
-            self.send(StatusValues.SUB_OPERATIONS_WARNING, tally, failed_uids=tally.failed_uids)
+            comment = f"{tally.failed} failed: {tally.problem}" if tally.problem else None
+            self.send(StatusValues.SUB_OPERATIONS_WARNING, tally, failed_uids=tally.failed_uids, comment=comment)
 
 
 def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: PresentationContext, retrieve: RetrieveContext) -> None:
@@ -420,7 +424,7 @@ def _run(
     channel: StoreChannel,
 ) -> None:
     """The sub-operations, with a pending response after each."""
-    unmade: set[str] = set()  # studies whose generation failed: not retried for each instance
+    unmade: dict[str, str] = {}  # studies whose generation failed, and why: not retried for each instance
     responder.send(StatusValues.PENDING, tally)
     for i, ref in enumerate(refs):
         if compat.take_cancel(assoc, request.MessageID):
@@ -430,6 +434,7 @@ def _run(
             return  # the requestor went away; nothing to answer
         blob = _instance_bytes(archive, ref, unmade)
         if blob is None:
+            tally.problem = tally.problem or unmade.get(ref.study_instance_uid) or unmade.get(ref.sop_instance_uid)
             tally.fail(ref.sop_instance_uid)
         else:
             try:
@@ -454,17 +459,17 @@ def _run(
     responder.final(tally)
 
 
-def _instance_bytes(archive: Archive, ref: InstanceRef, unmade: set[str]) -> bytes | None:
-    """The instance's Part 10 bytes (its study generated on first use), or
-    None when they cannot be made."""
+def _instance_bytes(archive: Archive, ref: InstanceRef, unmade: dict[str, str]) -> bytes | None:
+    """The instance's Part 10 bytes (waiting for its part of a cold study), or
+    None when they cannot be made (the reason goes into ``unmade``)."""
     if ref.study_instance_uid in unmade:
         return None
     try:
         return archive.instance_bytes(ref)
     except Exception as exc:  # generation failed: this study's instances fail, the rest go on
         log.error("cannot make instance %s: %s: %s", ref.sop_instance_uid, type(exc).__name__, exc)
-        if ref.synthetic:
-            unmade.add(ref.study_instance_uid)
+        # A synthetic study fails as a whole (one generation); a stored object alone.
+        unmade[ref.study_instance_uid if ref.synthetic else ref.sop_instance_uid] = getattr(exc, "reason", None) or str(exc)
         return None
 
 

@@ -392,7 +392,7 @@ class DIMSEServer:
         try:
             assoc.journal.close(assoc, self)
         finally:
-            self.archive.close()  # this thread's SQLite connection
+            self.archive.release_thread()  # this thread's SQLite connection
 
 
 def _journal_received(event) -> None:

@@ -1,0 +1,145 @@
+"""Generations in flight: one per study, parts in the order clients need them, failures told and retried."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from synthpacs.archive.generations import Generations
+from synthpacs.errors import GenerationFailed
+
+
+class FakeStudies:
+    """Studies of ``n_parts`` parts of two instances each ("<study>-<part>-<i>"), made into a dict."""
+
+    def __init__(self, n_parts: int = 6):
+        self.n_parts = n_parts
+        self.cache: set[str] = set()
+        self.made: list[tuple[str, int]] = []
+        self.opened: list[str] = []
+        self.gates: dict[tuple[str, int], threading.Event] = {}
+        self.entered: dict[tuple[str, int], threading.Event] = {}
+        self.fail: set[tuple[str, int]] = set()
+        self.lock = threading.Lock()
+
+    def gate(self, study: str, part: int) -> threading.Event:
+        self.entered[(study, part)] = threading.Event()
+        gate = self.gates[(study, part)] = threading.Event()
+        return gate
+
+    def open(self, study: str):
+        self.opened.append(study)
+        owner = self
+
+        class Maker:
+            parts = tuple(tuple(f"{study}-{p}-{i}" for i in range(2)) for p in range(owner.n_parts))
+
+            def cached(self, index: int) -> bool:
+                return all(sop in owner.cache for sop in self.parts[index])
+
+            def make(self, index: int) -> None:
+                key = (study, index)
+                if key in owner.entered:
+                    owner.entered[key].set()
+                    assert owner.gates[key].wait(30), "the test never opened its gate"
+                if key in owner.fail:
+                    owner.fail.discard(key)
+                    raise RuntimeError(f"part {index} broke")
+                with owner.lock:
+                    owner.made.append(key)
+                    owner.cache.update(self.parts[index])
+
+            def close(self) -> None:
+                pass
+
+        return Maker()
+
+    def is_cached(self, study: str, sop: str) -> bool:
+        return sop in self.cache
+
+
+def generations(fake: FakeStudies, **kwargs) -> Generations:
+    return Generations(fake.open, fake.is_cached, **kwargs)
+
+
+def test_many_clients_of_one_study_share_one_generation_and_each_part_is_made_once():
+    fake = FakeStudies()
+    gen = generations(fake)
+    try:
+        threads = [
+            threading.Thread(target=gen.wait_for, args=("s", f"s-{i % fake.n_parts}-{i % 2}"), kwargs={"timeout": 30})
+            for i in range(12)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert fake.opened == ["s"]
+        assert sorted(fake.made) == [("s", p) for p in range(fake.n_parts)]
+        assert gen.studies_opened == 1 and gen.parts_made == fake.n_parts
+    finally:
+        gen.close()
+
+
+def test_an_asked_part_is_made_next_not_after_the_parts_before_it():
+    fake = FakeStudies()
+    first = fake.gate("s", 0)
+    gen = generations(fake, workers=1)
+    try:
+        waiter = threading.Thread(target=gen.wait_for, args=("s", "s-0-0"), kwargs={"timeout": 30})
+        waiter.start()
+        assert fake.entered[("s", 0)].wait(10)
+        late = threading.Thread(target=gen.wait_for, args=("s", "s-4-1"), kwargs={"timeout": 30})
+        late.start()
+        while not gen._studies["s"].waiting.get("s-4-1"):  # the request for part 4 is registered
+            threading.Event().wait(0.01)
+        first.set()
+        late.join(30)
+        waiter.join(30)
+        assert fake.made[:2] == [("s", 0), ("s", 4)]
+    finally:
+        gen.close()
+
+
+def test_a_failed_part_fails_every_waiter_with_its_reason_and_the_next_request_starts_again():
+    fake = FakeStudies()
+    fake.fail.add(("s", 1))
+    gen = generations(fake)
+    try:
+        with pytest.raises(GenerationFailed) as failed:
+            gen.wait_for("s", "s-1-0", timeout=30)
+        assert failed.value.reason == "RuntimeError: part 1 broke" and "study s" in str(failed.value)
+        gen.wait_for("s", "s-1-0", timeout=30)  # retried: opened afresh
+        assert fake.opened == ["s", "s"] and "s-1-0" in fake.cache
+    finally:
+        gen.close()
+
+
+def test_prefetch_keeps_a_worker_free_for_a_request_a_client_waits_on():
+    fake = FakeStudies(n_parts=2)
+    held = fake.gate("p", 0)
+    gen = generations(fake, workers=2, max_studies=4)
+    try:
+        assert gen.prefetch("p")
+        assert fake.entered[("p", 0)].wait(10)  # one worker is busy prefetching p
+        assert gen.prefetch("q")  # queued, but not started: only one worker is free
+        gen.wait_for("r", "r-1-1", timeout=30)  # a client's request runs on the free worker
+        assert "q" not in fake.opened and ("r", 1) in fake.made
+        held.set()
+    finally:
+        gen.close()
+
+
+def test_the_prefetch_queue_is_bounded():
+    fake = FakeStudies(n_parts=1)
+    held = fake.gate("a", 0)
+    gen = generations(fake, workers=2, prefetch_queue=2)
+    try:
+        assert gen.prefetch("a")
+        assert fake.entered[("a", 0)].wait(10)
+        assert gen.prefetch("b") and gen.prefetch("c")
+        assert not gen.prefetch("d")  # the queue holds two studies not started
+        held.set()
+    finally:
+        gen.close()
