@@ -438,9 +438,10 @@ class Archive:
             from ..imaging.registry import renders
 
             if renders(ref.sop_class_uid):
-                if prefetch:
+                headers = self._series_headers(ref)[ref.sop_instance_uid]
+                if prefetch:  # after the headers: the generation would hold the GIL while they are built
                     self.prefetch(ref.study_instance_uid)
-                return self._series_headers(ref)[ref.sop_instance_uid]
+                return headers
         return self.instance_dataset(ref)
 
     def _series_headers(self, ref: InstanceRef) -> dict[str, Dataset]:
@@ -458,9 +459,18 @@ class Archive:
             made = build(work.headers(index))
         finally:
             work.close()
-        headers: dict[str, Dataset] = {
-            str(ds.SOPInstanceUID): dcmread(io.BytesIO(_encode(ds))) for ds in made[ref.series_instance_uid]
-        }
+        headers: dict[str, Dataset] = {}
+        placeholders: dict[int, bytes] = {}
+        for ds in made[ref.series_instance_uid]:
+            # Encoded and read back, as a cached file is read, but without its pixels: every
+            # instance shares one placeholder Pixel Data value of the right length.
+            length = len(ds.PixelData) if "PixelData" in ds else None
+            if length is not None:
+                del ds.PixelData
+            header = dcmread(io.BytesIO(_encode(ds)))
+            if length is not None:
+                header.add_new(0x7FE00010, "OW", placeholders.setdefault(length, bytes(length)))
+            headers[str(ds.SOPInstanceUID)] = header
         with self._headers_lock:
             self._headers[ref.series_instance_uid] = headers
             while len(self._headers) > _HEADER_SERIES:
