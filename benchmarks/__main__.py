@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-AREAS = ["archive", "dimse", "dicomweb", "gan"]
+AREAS = ["archive", "dimse", "dicomweb", "on_demand", "gan"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
