@@ -337,3 +337,17 @@ def test_the_disk_cache_evicts_least_recently_used_studies_but_never_stored_obje
         assert dcmread(io.BytesIO(archive.instance_bytes(again))).SOPInstanceUID == again.sop_instance_uid
     finally:
         archive.close()
+
+
+def test_a_client_that_hangs_up_mid_stream_stops_nothing_another_waits_for(tmp_path):
+    config = make_config(tmp_path / "data", renderer="teacher", prefetch=False)
+    with RunningServer(config) as server:
+        archive = server.pacs.archive
+        study = study_uid(archive, 14, 0)
+        _, ct = _ct_series(archive, study)
+        url = f"{server.base_url}/dicom-web/studies/{study}/series/{ct[0].series_instance_uid}"
+        with requests.get(url, headers={"Accept": DICOM_MULTIPART}, stream=True, timeout=90) as response:
+            next(response.iter_content(4096))  # the first bytes, then hang up
+        whole = requests.get(url, headers={"Accept": DICOM_MULTIPART}, timeout=90)
+        assert whole.status_code == 200 and whole.content.count(b"DICM") == len(ct)
+        assert archive.studies_generated == 1  # the second client joined (or found) the first one's generation
