@@ -180,13 +180,27 @@ def requested_contexts(refs: list[InstanceRef]) -> list[PresentationContext]:
         syntaxes[ref.sop_class_uid].add(ref.transfer_syntax_uid)
     contexts = []
     for sop_class, used in syntaxes.items():
-        plain = [ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
+        plain: list[str | UID] = [ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
         contexts.append(build_context(sop_class, plain))
         for ts in sorted(used - set(plain)):
             contexts.append(build_context(sop_class, [ts]))
     if len(contexts) > MAX_CONTEXTS:
         log.warning("C-MOVE needs %d presentation contexts; proposing the first %d", len(contexts), MAX_CONTEXTS)
     return contexts[:MAX_CONTEXTS]
+
+
+def _context_id(context: PresentationContext) -> int:
+    """The context's ID (an accepted context always has one)."""
+    if context.context_id is None:
+        raise ValueError(f"presentation context {context.abstract_syntax} has no ID")
+    return context.context_id
+
+
+def _message_id(request: C_MOVE | C_GET) -> int:
+    """The request's Message ID (the server claims only valid requests, which have one)."""
+    if request.MessageID is None:
+        raise ValueError(f"{type(request).__name__} request without a Message ID")
+    return request.MessageID
 
 
 # -- C-STORE over one association --------------------------------------------------------
@@ -243,7 +257,7 @@ class StoreChannel:
         request.DataSet = io.BytesIO(body)
         if self.gone():
             raise SubOperationsLost("the association is gone")
-        self.assoc.dimse.send_msg(request, context.context_id)
+        self.assoc.dimse.send_msg(request, _context_id(context))
         return self._response(request.MessageID), ""
 
     def _response(self, message_id: int) -> int:
@@ -273,7 +287,7 @@ class _Responder:
     def __init__(self, assoc: Association, request: C_MOVE | C_GET, context: PresentationContext):
         self.assoc = assoc
         self.request = request
-        self.context_id = context.context_id
+        self.context_id = _context_id(context)
         self.transfer_syntax = UID(context.transfer_syntax[0])
 
     def send(
@@ -290,9 +304,9 @@ class _Responder:
         rsp.AffectedSOPClassUID = self.request.AffectedSOPClassUID
         rsp.Status = int(status)
         if comment:
-            rsp.ErrorComment = error_comment(comment)
+            rsp.ErrorComment = error_comment(comment)  # type: ignore[assignment]  # pynetdicom types it None (its default)
         if offending:
-            rsp.OffendingElement = [Tag(offending)]
+            rsp.OffendingElement = [Tag(offending)]  # type: ignore[assignment]  # as above
         if tally is not None:
             if status in (StatusValues.PENDING, StatusValues.CANCEL):
                 rsp.NumberOfRemainingSuboperations = tally.remaining
@@ -303,7 +317,8 @@ class _Responder:
             identifier = Dataset()
             identifier.FailedSOPInstanceUIDList = failed_uids
             ts = self.transfer_syntax
-            rsp.Identifier = io.BytesIO(encode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated))
+            encoded = encode(identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+            rsp.Identifier = io.BytesIO(encoded if encoded is not None else b"")  # None (encoding failed): empty
         self.assoc.dimse.send_msg(rsp, self.context_id)
 
     def final(self, tally: Tally) -> None:
@@ -328,16 +343,19 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
     (runs in its reactor thread)."""
     responder = _Responder(assoc, request, context)
     model = INFORMATION_MODELS.get(str(context.abstract_syntax))
+    if model is None:  # the server claims only requests on these models
+        raise ValueError(f"{context.abstract_syntax} is not a Query/Retrieve MOVE or GET model")
     journal = getattr(assoc, "journal", None)
-    is_move = isinstance(request, C_MOVE)
     try:
         ts = responder.transfer_syntax
+        if request.Identifier is None:
+            raise ValueError("the request has no Identifier")
         identifier = decode(request.Identifier, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
     except Exception as exc:  # pydicom raises many types for broken data
         responder.send(StatusValues.UNABLE_TO_PROCESS, comment=f"cannot decode the identifier: {exc}")
         return
     destination = None
-    if is_move:
+    if isinstance(request, C_MOVE):
         move_destination = str(request.MoveDestination or "").strip()
         destination = retrieve.peers.get(move_destination)
         if journal is not None:
@@ -367,10 +385,10 @@ def serve_retrieve(assoc: Association, request: C_MOVE | C_GET, context: Present
             StatusValues.UNABLE_TO_PROCESS, comment=f"{len(refs)} instances; at most {MAX_SUB_OPERATIONS} per retrieve"
         )
         return
-    if is_move:
+    if isinstance(request, C_MOVE) and destination is not None:  # a C-MOVE's destination is known by now
         _move(assoc, request, responder, refs, tally, retrieve, destination)
     else:
-        channel = StoreChannel(assoc, retrieve.dimse_timeout, request.MessageID)
+        channel = StoreChannel(assoc, retrieve.dimse_timeout, _message_id(request))
         _run(assoc, request, responder, refs, tally, retrieve.archive, channel)
 
 
@@ -385,6 +403,7 @@ def _move(
 ) -> None:
     host, port = destination
     aet = str(request.MoveDestination).strip()
+    sub: Association | None
     try:
         sub = transport.associate(retrieve.ae, host, port, aet, contexts=requested_contexts(refs), max_pdu=retrieve.max_pdu)
     except Exception as exc:  # bad address and the like: pynetdicom raises several types
@@ -401,7 +420,7 @@ def _move(
             comment=f"cannot reach {aet} at {host}:{port} ({reason})",
         )
         return
-    originator = (str(assoc.requestor.ae_title).strip(), request.MessageID)
+    originator = (str(assoc.requestor.ae_title).strip(), _message_id(request))
     channel = StoreChannel(sub, retrieve.dimse_timeout, 0, originator)
     transport.pause_reactor(sub)
     try:
@@ -427,7 +446,7 @@ def _run(
     unmade: dict[str, str] = {}  # studies whose generation failed, and why: not retried for each instance
     responder.send(StatusValues.PENDING, tally)
     for i, ref in enumerate(refs):
-        if compat.take_cancel(assoc, request.MessageID):
+        if compat.take_cancel(assoc, _message_id(request)):
             responder.send(StatusValues.CANCEL, tally, failed_uids=tally.failed_uids or None)
             return
         if not assoc.is_established:

@@ -92,11 +92,17 @@ class CTGeometry(Protocol):
     (slice 0 most superior).
     """
 
-    rows: int
-    columns: int
-    n_slices: int
-    pixel_spacing_mm: float
-    slice_spacing_mm: float
+    # Read-only properties, so that frozen dataclasses (VolumeGrid) match too.
+    @property
+    def rows(self) -> int: ...
+    @property
+    def columns(self) -> int: ...
+    @property
+    def n_slices(self) -> int: ...
+    @property
+    def pixel_spacing_mm(self) -> float: ...
+    @property
+    def slice_spacing_mm(self) -> float: ...
 
     def position_mm(self, k: int, r: int, c: int) -> tuple[float, float, float]: ...
 
@@ -121,7 +127,7 @@ def _pixel_spacing(grid: CTGeometry) -> tuple[float, float]:
     return float(spacing), float(spacing)
 
 
-def _check_grid(grid: object) -> None:
+def _check_grid(grid: CTGeometry) -> None:
     for name in ("rows", "columns", "n_slices", "pixel_spacing_mm", "slice_spacing_mm", "position_mm"):
         if not hasattr(grid, name):
             raise TypeError(f'Argument "grid" has no attribute "{name}" (see CTGeometry).')
@@ -200,6 +206,8 @@ def build_ct_series(spec: CTSeriesSpec) -> list[Dataset]:
     common.check_contexts(study, series)
     if series.modality != "CT" or series.sop_class_uid != CTImageStorage:
         raise ValueError(f'Argument "series" must be a CT Image Storage series, not modality {series.modality!r}.')
+    if grid is None:  # CTSeriesSpec refuses this already
+        raise TypeError('"spec.grid" is required.')
     _check_grid(grid)
     _check_hu(hu, grid, spec.first_slice)
 

@@ -144,7 +144,7 @@ def coronal(volume: np.ndarray, every: int) -> list[np.ndarray]:
 
     K, R, C = volume.shape
     return [
-        np.asarray(Image.fromarray(volume[:, r, :].astype(np.float32)).resize((C, C), Image.BILINEAR))
+        np.asarray(Image.fromarray(volume[:, r, :].astype(np.float32)).resize((C, C), Image.Resampling.BILINEAR))
         for r in range(R // 4, 3 * R // 4, every)
     ]
 
@@ -255,7 +255,7 @@ def evaluate(request: EvaluationRequest, pipeline=None) -> dict:
         if name in hu_gan
     }
     report["noise_sd_muscle"] = {"gan": muscle_noise(g_x, labels_x), "teacher": muscle_noise(t_x, labels_x)}
-    contrasts = {"gan": [], "teacher": []}
+    contrasts: dict[str, list[dict[str, float]]] = {"gan": [], "teacher": []}
     for v, g in zip(set_x, gan):
         for key, hu in (("gan", g), ("teacher", v.hu)):
             c = tumour_contrast(hu, v.labels)
@@ -370,8 +370,11 @@ def comparison_montage(pipeline, out: Path, seed: int = 20250101, patient: int =
     grid = geometry.grid
     measured = [f for f in geometry.lesions if f.slice is not None]
     lesion = max(measured, key=lambda f: f.diameter_mm) if measured else None
+    points = lesion.points if lesion else None
+    if lesion and points is None:
+        raise ValueError(f"{lesion.tracking_id} has a slice but no end points")
     k = lesion.slice if lesion else grid.n_slices // 2
-    r0, c0 = np.mean(lesion.points, axis=0).astype(int) if lesion else (grid.rows // 2, grid.columns // 2)
+    r0, c0 = np.mean(points, axis=0).astype(int) if points is not None else (grid.rows // 2, grid.columns // 2)
     half = grid.rows // 8
     r0, c0 = int(np.clip(r0, half, grid.rows - half)), int(np.clip(c0, half, grid.columns - half))
     size = grid.rows

@@ -137,6 +137,10 @@ class LungCTGenerator:
         lesions = []
         for i, site in enumerate(sites):
             measured = lesion_measurement(labels, grid, i)
+            points = None
+            if measured is not None:
+                (r0, c0), (r1, c1) = measured.points
+                points = ((float(r0), float(c0)), (float(r1), float(c1)))
             lesions.append(
                 LungLesion(
                     tracking_id=f"Lesion {i + 1}",
@@ -145,7 +149,7 @@ class LungCTGenerator:
                     lung=site.lung,
                     lobe=site.lobe,
                     slice=measured.slice if measured else None,
-                    points=tuple(tuple(map(float, pt)) for pt in measured.points) if measured else None,
+                    points=points,
                 )
             )
         return LungGeometry(labels=labels, grid=grid, lesions=lesions)
@@ -458,6 +462,7 @@ class LatentWalk:
         frames: int,
         slice_choice: str = "lesion",
         plane: str = "axial",
+        **options: Any,  # the Interpolable protocol's signature; none other is known
     ) -> list[np.ndarray]:
         """Frame 0 is exactly the series rendered from ``seed_a`` (the same slice), the last exactly ``seed_b``'s.
 
@@ -467,6 +472,9 @@ class LatentWalk:
             The generator has no latent space (the teacher), or the slice is not in the series.
         """
         from .pipeline import LatentSample
+
+        if options:
+            raise TypeError(f"interpolation_frames() got unexpected keyword argument(s) {', '.join(map(repr, options))}")
 
         if not isinstance(generator, GANLungCT):
             raise ConfigError("--interpolate needs a GAN: the teacher renderer has no latent space")
@@ -497,4 +505,4 @@ def coronal_plane(volume: np.ndarray, row: int, pixel_spacing_mm: float, slice_s
     n_slices, _, columns = volume.shape
     height = max(1, int(round(n_slices * slice_spacing_mm / pixel_spacing_mm)))
     plane = volume[:, row, :].astype(np.float32)
-    return np.asarray(Image.fromarray(plane).resize((columns, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(plane).resize((columns, height), Image.Resampling.BILINEAR))

@@ -46,11 +46,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from torch.nn.utils.parametrize import ParametrizationList
 
 from synthpacs.errors import ConfigError
 from synthpacs.generation.devices import resolve_device
@@ -245,7 +247,7 @@ class Pool:
 
     def style_z(self, volume: Volume) -> np.ndarray:
         z = (volume.style - self.style_mean) / self.style_std
-        clip = PIPELINE_DEFAULTS["style_clip"]
+        clip = cast(float, PIPELINE_DEFAULTS["style_clip"])
         return np.clip(np.nan_to_num(z, nan=0.0), -clip, clip).astype(np.float32)
 
     def class_hu(self) -> list[float]:
@@ -434,13 +436,14 @@ def render_samples(pipeline: LungCTPipeline, volumes: list[Volume], path: Path, 
 
 def _w_avg(net: LungCTGenerator, seed: int, n: int = 4096) -> torch.Tensor:
     z = np.random.Generator(np.random.PCG64([seed, 0xA76])).standard_normal((n, net.z_dim), dtype=np.float32)
-    z[:, : net.style_dims] = np.clip(z[:, : net.style_dims], -PIPELINE_DEFAULTS["style_clip"], PIPELINE_DEFAULTS["style_clip"])
+    clip = cast(float, PIPELINE_DEFAULTS["style_clip"])
+    z[:, : net.style_dims] = np.clip(z[:, : net.style_dims], -clip, clip)
     with torch.no_grad():
         return net.mapping(torch.from_numpy(z).to(net.w_avg.device)).mean(dim=0)
 
 
 def _save(out: Path, net: LungCTGenerator, arch: dict, pool: Pool, extra: dict, seed: int) -> None:
-    snapshot = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format)
+    snapshot = copy.deepcopy(net).to("cpu").to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # stubs lack memory_format
     snapshot.w_avg.copy_(_w_avg(snapshot, seed))
     save_pretrained(
         out,
@@ -460,7 +463,10 @@ def _save(out: Path, net: LungCTGenerator, arch: dict, pool: Pool, extra: dict, 
     )
 
 
-def _built(network_class, generator: torch.Generator, **config) -> torch.nn.Module:
+Network = TypeVar("Network", bound=torch.nn.Module)
+
+
+def _built(network_class: type[Network], generator: torch.Generator, **config) -> Network:
     """A network whose random initial parameters are drawn from ``generator``, not torch's global generator.
 
     The constructor's own default initialisation draws from the global
@@ -481,15 +487,16 @@ def _built(network_class, generator: torch.Generator, **config) -> torch.nn.Modu
             if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
                 continue
             normalised = torch.nn.utils.parametrize.is_parametrized(layer, "weight")
-            weight = layer.parametrizations.weight.original if normalised else layer.weight
+            chain = cast(ParametrizationList, cast(torch.nn.Module, layer.parametrizations).weight) if normalised else None
+            weight = chain.original if chain is not None else layer.weight
             if not weight.any():
                 continue
             torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
             if layer.bias is not None:
                 bound = 1.0 / math.sqrt(weight[0].numel())
                 torch.nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-            if normalised:
-                for norm in layer.parametrizations.weight:
+            if chain is not None:
+                for norm in chain:
                     _restart_power_iteration(norm, weight, generator)
     return net
 
@@ -500,14 +507,15 @@ def _restart_power_iteration(norm: torch.nn.Module, weight: torch.Tensor, genera
     As ``torch.nn.utils.parametrizations.spectral_norm`` starts them (its
     layers here normalise along dimension 0).
     """
+    eps = cast(float, norm.eps)
     matrix = weight.flatten(1)
-    u = F.normalize(torch.randn(matrix.shape[0], generator=generator, dtype=weight.dtype), dim=0, eps=norm.eps)
-    v = F.normalize(torch.randn(matrix.shape[1], generator=generator, dtype=weight.dtype), dim=0, eps=norm.eps)
+    u = F.normalize(torch.randn(matrix.shape[0], generator=generator, dtype=weight.dtype), dim=0, eps=eps)
+    v = F.normalize(torch.randn(matrix.shape[1], generator=generator, dtype=weight.dtype), dim=0, eps=eps)
     for _ in range(15):
-        u = F.normalize(torch.mv(matrix, v), dim=0, eps=norm.eps)
-        v = F.normalize(torch.mv(matrix.H, u), dim=0, eps=norm.eps)
-    norm._u.copy_(u)
-    norm._v.copy_(v)
+        u = F.normalize(torch.mv(matrix, v), dim=0, eps=eps)
+        v = F.normalize(torch.mv(matrix.H, u), dim=0, eps=eps)
+    cast(torch.Tensor, norm._u).copy_(u)
+    cast(torch.Tensor, norm._v).copy_(v)
 
 
 def train(request: TrainingRequest) -> Path:
@@ -531,8 +539,10 @@ def train(request: TrainingRequest) -> Path:
     }
     arch["channels"] = list(arch["channels"])
     init_record: dict = {}
+    G: LungCTGenerator
     if request.init is not None:
-        G, init_record = load_pretrained(request.init, "LungCTGenerator", lambda cfg: LungCTGenerator(**cfg))
+        loaded, init_record = load_pretrained(request.init, "LungCTGenerator", lambda cfg: LungCTGenerator(**cfg))
+        G = cast(LungCTGenerator, loaded)  # what the build callable made
         arch = dict(init_record["config"])
     else:
         arch["class_hu"] = [round(v, 1) for v in pool.class_hu()]
@@ -541,8 +551,8 @@ def train(request: TrainingRequest) -> Path:
     G.to(device).train()
     D.to(device).train()
     if device.type == "cpu":
-        G.to(memory_format=torch.channels_last)
-        D.to(memory_format=torch.channels_last)
+        G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack memory_format
+        D.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     G_ema = copy.deepcopy(G).eval()
     opt_g = torch.optim.Adam(G.parameters(), lr=hp["lr_g"], betas=(hp["beta1"], hp["beta2"]))
     opt_d = torch.optim.Adam(D.parameters(), lr=hp["lr_d"], betas=(hp["beta1"], hp["beta2"]))
@@ -594,14 +604,14 @@ def train(request: TrainingRequest) -> Path:
             fake = G(labels, spacing, y_mm, G.mapping(z), noise)
         d_real = D(real, labels, spacing, y_mm)
         d_fake = D(fake, labels, spacing, y_mm)
-        loss_d = sum(F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean() for r, f in zip(d_real, d_fake))
+        loss_d = cast(torch.Tensor, sum(F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean() for r, f in zip(d_real, d_fake)))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
         # Generator.
         fake = G(labels, spacing, y_mm, G.mapping(z), noise)
-        adv = -sum(s.mean() for s in D(fake, labels, spacing, y_mm))
+        adv = -cast(torch.Tensor, sum(s.mean() for s in D(fake, labels, spacing, y_mm)))
         lowpass = (blur(fake, hp["lowpass_sigma_px"]) - blur(real, hp["lowpass_sigma_px"])).abs().mean() / 50.0
         nps = spectrum(fake, real)
         texture = texture_loss(fake, real, label_classes(labels[:, 1]))
