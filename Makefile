@@ -38,6 +38,7 @@ serve: $(STAMP)
 test: $(STAMP) system-tools ohif
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
