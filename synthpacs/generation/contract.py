@@ -204,7 +204,7 @@ class _SeriesByPart:
 
     def __init__(self, generator: Generator, request: StudyRequest):
         self._generator, self._request = generator, request
-        self.parts = tuple(Part(s.index, 0, len(s.context.sop_instance_uids)) for s in request.series)
+        self.parts: Sequence[Part] = tuple(Part(s.index, 0, len(s.context.sop_instance_uids)) for s in request.series)
         self._uids = {s.index: s.context.series_instance_uid for s in request.series}
         self._whole: list[IODSpec] | None = None
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -151,7 +151,7 @@ class LungCTPipeline(GANPipeline):
         The draws happen in a fixed order on the CPU, so the same generator
         state gives the same sample everywhere.
         """
-        net: LungCTGenerator = self.network
+        net = cast(LungCTGenerator, self.network)
         n_slices, rows, columns = shape
         height, width = _padded(rows), _padded(columns)
         s = self.settings
@@ -174,7 +174,7 @@ class LungCTPipeline(GANPipeline):
 
     def slice_latents(self, sample: LatentSample) -> np.ndarray:
         """(n_slices, z_dim): the calibration entries constant, the free ones drifting smoothly."""
-        net: LungCTGenerator = self.network
+        net = cast(LungCTGenerator, self.network)
         a = float(self.settings["drift_amplitude"])
         z = np.repeat(sample.z[None, :], sample.drift.shape[0], axis=0)
         z[:, net.style_dims :] = (z[:, net.style_dims :] + a * sample.drift) / math.sqrt(1.0 + a * a)
@@ -245,7 +245,7 @@ class LungCTPipeline(GANPipeline):
             noise = self.sample(np.random.Generator(np.random.PCG64(0)), labels.shape, pixel_spacing_mm, slice_spacing_mm).noise
         psi = self.psi if psi is None else float(psi)
         batch = max(1, int(batch_slices or self.batch_slices))
-        net: LungCTGenerator = self.network
+        net = cast(LungCTGenerator, self.network)
         device = self.device
 
         height, width = _padded(rows), _padded(columns)
@@ -268,7 +268,7 @@ class LungCTPipeline(GANPipeline):
             codes = SliceRenderer.codes(classes)
             base = net.class_hu[classes[:, 1].long()][:, None]
             for i, k in enumerate(ks.tolist()):
-                maps = None
+                maps: list[torch.Tensor | None] | None = None
                 if noise_mode != "none":
                     maps = [torch.from_numpy(n[k])[None, None].to(device) for n in noise]
                 hu = renderer(codes[i : i + 1], base[i : i + 1], styles, k, maps)[0, 0, :rows, :columns]
