@@ -207,10 +207,9 @@ def generator_options(func):
 @click.option(
     "--window",
     "display_window",
-    type=click.Choice(["lung", "mediastinum"]),
-    default="lung",
-    show_default=True,
-    help="With --interpolate: display window of the frames.",
+    default=None,
+    help="With --interpolate: display window of the frames, one the target names (lung CT: lung, mediastinum); "
+    "default: the target's first.",
 )
 @click.option(
     "--fps",

@@ -266,7 +266,18 @@ def test_cli_writes_an_interpolation_gif_and_frames(tmp_path, monkeypatch):
     custom = tmp_path / "custom"
     save_pretrained(custom, tiny_generator(), "LungCTGenerator", TINY, extra={"pipeline": {}})
     result = run(
-        "--interpolate", "1,2", "--frames", "2", "--slice", "middle", "--weights", str(custom), "--out", str(tmp_path / "frames")
+        "--interpolate",
+        "1,2",
+        "--frames",
+        "2",
+        "--slice",
+        "middle",
+        "--window",
+        "mediastinum",
+        "--weights",
+        str(custom),
+        "--out",
+        str(tmp_path / "frames"),
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["frame_000.png", "frame_001.png"]
@@ -275,3 +286,5 @@ def test_cli_writes_an_interpolation_gif_and_frames(tmp_path, monkeypatch):
     assert result.returncode == 2 and "weights.safetensors" in result.stderr and "Traceback" not in result.stderr
     result = run("--interpolate", "one,two", "--out", str(tmp_path / "x.gif"))
     assert result.returncode == 2 and "--interpolate expects two integer seeds" in result.stderr
+    result = run("--interpolate", "1,2", "--window", "bone", "--out", str(tmp_path / "x.gif"))
+    assert result.returncode == 2 and "--window 'bone'" in result.stderr and "lung, mediastinum" in result.stderr

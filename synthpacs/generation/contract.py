@@ -24,7 +24,7 @@ Nothing here imports torch, the archive or a target.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -261,6 +261,10 @@ class Evaluable(Protocol):
 
 @runtime_checkable
 class Interpolable(Protocol):
+    @property
+    def display_windows(self) -> Mapping[str, tuple[float, float]]:
+        """Named display windows (centre, width) of the frames, the default first."""
+
     def interpolation_frames(
         self, generator: Generator, request: StudyRequest, seed_a: int, seed_b: int, frames: int, **options: Any
     ) -> list[np.ndarray]: ...

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-#: Display windows (centre, width) in HU.
-LUNG_WINDOW = (-600.0, 1500.0)
-MEDIASTINUM_WINDOW = (40.0, 400.0)
 
-
-def window(hu: np.ndarray, centre_width: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
-    """HU -> uint8 through a linear display window."""
+def window(hu: np.ndarray, centre_width: tuple[float, float]) -> np.ndarray:
+    """Values (HU for CT) -> uint8 through a linear display window (centre, width)."""
     centre, width = centre_width
     low = centre - width / 2.0
     scaled = (np.asarray(hu, np.float32) - low) / width * 255.0

@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .images import LUNG_WINDOW, MEDIASTINUM_WINDOW, save_gif, window
-
-WINDOWS = {"lung": LUNG_WINDOW, "mediastinum": MEDIASTINUM_WINDOW}
+from .images import save_gif, window
 
 
 def parse_pair(text: str) -> tuple[int, int]:
@@ -36,7 +34,7 @@ def write_interpolation(
     frames: int,
     slice_choice: str = "lesion",
     plane: str = "axial",
-    display_window: str = "lung",
+    display_window: str | None = None,
     fps: float = 8.0,
 ) -> str:
     """Render and write the frames; returns a description of what was written.
@@ -56,6 +54,10 @@ def write_interpolation(
     target = archive.targets[request.study.target]
     if target.interpolation is None:
         raise ConfigError(f"--interpolate: {target.name} has no latent space to walk")
+    windows = dict(target.interpolation.display_windows)
+    name = display_window or next(iter(windows))
+    if name not in windows:
+        raise ConfigError(f"--window {name!r}: {target.name} offers {', '.join(windows)}")
     generator = archive.generator(target.name)
     try:
         hu_frames = target.interpolation.interpolation_frames(
@@ -64,7 +66,7 @@ def write_interpolation(
     except ConfigError as exc:
         source = config.sources.get("renderer", "default")
         raise ConfigError(f"{exc} (renderer {config.renderer or 'default'!r} from {source})") from None
-    images = [window(f, WINDOWS[display_window]) for f in hu_frames]
+    images = [window(f, windows[name]) for f in hu_frames]
     if out.suffix.lower() == ".gif":
         save_gif(images, out, fps=fps)
         return f"{len(images)}-frame GIF {out} (seed {seed_a} -> {seed_b})"

@@ -41,9 +41,9 @@ import numpy as np
 from scipy import ndimage
 
 from synthpacs.generation.evaluate import EvaluationRequest, FilterBank, frechet_distance, intra_set_ms_ssim, standardise
-from synthpacs.generation.images import LUNG_WINDOW, MEDIASTINUM_WINDOW
 
 from .geometry import CTGrid, Label
+from .target import LUNG_WINDOW, MEDIASTINUM_WINDOW
 from .teacher import render_hu
 from .training import DEFAULTS, teacher_volume
 

@@ -450,8 +450,15 @@ def _pick_slice(geometry: LungGeometry, choice: str) -> int:
     return k
 
 
+#: Display windows (centre, width) in HU.
+LUNG_WINDOW = (-600.0, 1500.0)
+MEDIASTINUM_WINDOW = (40.0, 400.0)
+
+
 class LatentWalk:
     """The Interpolable capability: HU frames walking the GAN's latent space between two seeds."""
+
+    display_windows = {"lung": LUNG_WINDOW, "mediastinum": MEDIASTINUM_WINDOW}
 
     def interpolation_frames(
         self,

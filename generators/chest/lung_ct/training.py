@@ -410,7 +410,9 @@ def _validation_slices(volume: Volume) -> list[int]:
 
 def render_samples(pipeline: LungCTPipeline, volumes: list[Volume], path: Path, seed: int) -> dict:
     """Teacher | GAN montage of the validation volumes (lung and soft-tissue windows) and quick metrics."""
-    from synthpacs.generation.images import LUNG_WINDOW, MEDIASTINUM_WINDOW, montage, resize_to, window
+    from synthpacs.generation.images import montage, resize_to, window
+
+    from .target import LUNG_WINDOW, MEDIASTINUM_WINDOW
 
     rows, errors, noise = [], [], []
     for i, v in enumerate(volumes):
