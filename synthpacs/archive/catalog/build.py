@@ -72,7 +72,7 @@ def _plan_variants(db: sqlite3.Connection, u: Universe, pa: Arrays, sa: Arrays, 
         descriptions, codes = np.unique(plan.descriptions.astype(str), return_inverse=True)
         codes = codes.reshape(plan.descriptions.shape)
         layout = np.concatenate([plan.n_instances, plan.frames, plan.rows, plan.columns, codes], axis=1)
-        distinct, inverse = np.unique(layout, axis=0, return_inverse=True)
+        distinct, inverse = _unique_rows(layout)
         local = np.empty(len(distinct), dtype=np.int64)
         n = len(slots)
         for j, row in enumerate(distinct):
@@ -113,6 +113,26 @@ def _plan_variants(db: sqlite3.Connection, u: Universe, pa: Arrays, sa: Arrays, 
             local[j] = variants[key]
         out[rows] = local[inverse.reshape(-1)]
     return out
+
+
+def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(table, axis=0, return_inverse=True)``, fast for few distinct values per column.
+
+    Each column becomes small codes, the codes one mixed-radix integer per row, and the
+    rows are deduplicated on that (a 1-D sort instead of ``axis=0``'s row-by-row one,
+    about 10x faster on a million study rows). Same result, rows in the same order.
+    """
+    columns = [np.unique(column, return_inverse=True) for column in table.T]
+    radix = 1
+    for values, _ in columns:
+        radix *= max(1, len(values))
+    if radix >= 2**62:  # too many combinations for one integer: the general path
+        return np.unique(table, axis=0, return_inverse=True)
+    key = np.zeros(len(table), dtype=np.int64)
+    for values, codes in columns:  # lexicographic: the first column is the most significant
+        key = key * max(1, len(values)) + codes.reshape(-1)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return table[first], inverse.reshape(-1)
 
 
 def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays, n_studies: np.ndarray) -> Iterator[tuple]:
@@ -156,26 +176,35 @@ def _patient_rows(db: sqlite3.Connection, u: Universe, pa: Arrays, n_studies: np
 def _study_rows(u: Universe, pa: Arrays, sa: Arrays, variant: np.ndarray) -> list[tuple]:
     cohorts = u.cohorts
     dates = records.date_strings(sa["day"])
-    rows, visits, minutes, seconds, ages = sa["patient_row"], sa["visit"], sa["minute"], sa["second"], sa["age"]
+    # Python lists, not numpy scalars, in the per-row loop (3x faster on half a million rows).
+    patient_rows = sa["patient_row"]
+    indexes = pa["index"][patient_rows].tolist()
+    intervals = [cohorts[c].interval_days for c in pa["cohort"][patient_rows].tolist()]
+    columns = zip(
+        indexes,
+        sa["visit"].tolist(),
+        intervals,
+        variant.tolist(),
+        dates,
+        sa["minute"].tolist(),
+        sa["second"].tolist(),
+        sa["age"].tolist(),
+    )
     out = []
-    for i in range(len(visits)):
-        r = int(rows[i])
-        index, visit = int(pa["index"][r]), int(visits[i])
-        c = cohorts[int(pa["cohort"][r])]
-        time_point_id, time_point_description = records.time_point(visit, c.interval_days)
-        m = int(minutes[i])
+    for index, visit, interval, plan_variant, date, m, second, age in columns:
+        time_point_id, time_point_description = records.time_point(visit, interval)
         out.append(
             (
                 records.study_key(index, visit),
                 index,
                 visit,
-                int(variant[i]),
-                dates[i],
-                f"{m // 60:02d}{m % 60:02d}{int(seconds[i]):02d}",
+                plan_variant,
+                date,
+                f"{m // 60:02d}{m % 60:02d}{second:02d}",
                 records.accession_number(index, visit),
                 time_point_id,
                 time_point_description,
-                records.age_string(int(ages[i])),
+                records.age_string(age),
             )
         )
     return out

@@ -19,7 +19,7 @@ from __future__ import annotations
 LAYOUT_VERSION = 3
 
 #: Patients built (and inserted) per vectorised chunk.
-CHUNK = 100_000
+CHUNK = 20_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
