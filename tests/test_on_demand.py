@@ -74,6 +74,26 @@ class Gate:
         monkeypatch.setattr(generator, "open", gated_open)
 
 
+def _c_get(port: int, study: str, storage_classes: tuple[str, ...]) -> tuple[list, list[str]]:
+    """A C-GET of a study with pynetdicom under a 10 s DIMSE timeout: (responses, SOP Instance UIDs received)."""
+    received: list[str] = []
+    ae = AE("ONDEMAND")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    for sop_class in storage_classes:
+        ae.add_requested_context(sop_class)
+    handlers = [(evt.EVT_C_STORE, lambda event: received.append(str(event.dataset.SOPInstanceUID)) or 0x0000)]
+    roles = [build_role(c, scp_role=True) for c in storage_classes]
+    assoc = ae.associate(HOST, port, ae_title="SYNTHPACS", ext_neg=roles, evt_handlers=handlers)
+    assert assoc.is_established
+    try:
+        identifier = query(QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+        statuses = [s for s, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet)]
+    finally:
+        assoc.release()
+    return statuses, received
+
+
 def _last_ct_slab(parts) -> int:
     image = parts[0].series_index
     return max(i for i, p in enumerate(parts) if p.series_index == image)
@@ -213,26 +233,7 @@ def test_cold_c_move_and_c_get_complete_under_a_10_s_dimse_timeout(tmp_path):
             assert statuses[-1].Status == 0x0000 and statuses[-1].NumberOfCompletedSuboperations == n_moved
             assert len(list((tmp_path / "received").iterdir())) == n_moved
 
-            received = []
-            ae = AE("ONDEMAND")
-            ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
-            ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-            classes = (CTImageStorage, SegmentationStorage, COMPREHENSIVE_SR)
-            for sop_class in classes:
-                ae.add_requested_context(sop_class)
-            handlers = [(evt.EVT_C_STORE, lambda event: received.append(event.dataset.SOPInstanceUID) or 0x0000)]
-            roles = [build_role(c, scp_role=True) for c in classes]
-            assoc = ae.associate(HOST, server.dicom_port, ae_title="SYNTHPACS", ext_neg=roles, evt_handlers=handlers)
-            assert assoc.is_established
-            try:
-                statuses = [
-                    s
-                    for s, _ in assoc.send_c_get(
-                        query(QueryRetrieveLevel="STUDY", StudyInstanceUID=got), StudyRootQueryRetrieveInformationModelGet
-                    )
-                ]
-            finally:
-                assoc.release()
+            statuses, received = _c_get(server.dicom_port, got, (CTImageStorage, SegmentationStorage, COMPREHENSIVE_SR))
             assert statuses[-1].Status == 0x0000
             assert len(received) == len(archive.instances(got))
 
@@ -292,26 +293,7 @@ def test_a_failed_generation_fails_the_c_get_with_an_error_comment(tmp_path, mon
     with RunningServer(config) as server:
         archive = server.pacs.archive
         Gate(archive, monkeypatch, lambda parts: 0, fail_once=True).release.set()
-        study = study_uid(archive, 10, 0)
-        ae = AE("ONDEMAND")
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-        ae.add_requested_context(CTImageStorage)
-        assoc = ae.associate(
-            HOST,
-            server.dicom_port,
-            ae_title="SYNTHPACS",
-            ext_neg=[build_role(CTImageStorage, scp_role=True)],
-            evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)],
-        )
-        try:
-            statuses = [
-                s
-                for s, _ in assoc.send_c_get(
-                    query(QueryRetrieveLevel="STUDY", StudyInstanceUID=study), StudyRootQueryRetrieveInformationModelGet
-                )
-            ]
-        finally:
-            assoc.release()
+        statuses, _ = _c_get(server.dicom_port, study_uid(archive, 10, 0), (CTImageStorage,))
         final = statuses[-1]
         assert final.Status == 0xA702 and "broken weights" in final.ErrorComment
 

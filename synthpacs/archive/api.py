@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from pydicom import Dataset, dcmread
-from pydicom.filewriter import dcmwrite
+from pydicom.filewriter import correct_ambiguous_vr_element, dcmwrite
 from pydicom.sr.coding import Code
 
 from .. import keyed
@@ -447,8 +447,6 @@ class Archive:
         return self.instance_dataset(ref)
 
     def _series_headers(self, ref: InstanceRef) -> dict[str, Dataset]:
-        from ..imaging.registry import build
-
         with self._headers_lock:
             known = self._headers.get(ref.series_instance_uid)
             if known is not None:
@@ -458,22 +456,11 @@ class Archive:
         work = open_study(self.generator(request.study.target), request)
         try:
             index = next(s.index for s in request.series if s.context.series_instance_uid == ref.series_instance_uid)
-            made = build(work.headers(index))
+            # The built data sets as they are: an encode and read-back would cost 4x more, and
+            # the cold-equals-warm metadata test holds them equal.
+            headers = {str(ds.SOPInstanceUID): ds for ds in _header_datasets(work, index, ref.series_instance_uid)}
         finally:
             work.close()
-        headers: dict[str, Dataset] = {}
-        placeholders: dict[int, bytes] = {}
-        for ds in made[ref.series_instance_uid]:
-            # The built data set as it is (an encode and read-back would cost 4x more; the
-            # cold-equals-warm metadata test holds them equal), without its pixels: every
-            # instance shares one placeholder Pixel Data value of the right length.
-            length = len(ds.PixelData) if "PixelData" in ds else None
-            if length is not None:
-                del ds.PixelData
-            header = ds
-            if length is not None:
-                header.add_new(0x7FE00010, "OW", placeholders.setdefault(length, bytes(length)))
-            headers[str(ds.SOPInstanceUID)] = header
         with self._headers_lock:
             self._headers[ref.series_instance_uid] = headers
             while len(self._headers) > _HEADER_SERIES:
@@ -626,19 +613,30 @@ class _StudyParts:
 
     def _source(self, series_uid: str) -> list[Dataset]:
         """The series a SEG or SR references, from its headers (references need no pixels)."""
-        from ..imaging.registry import build
-
         if series_uid not in self._sources:
             index = next(i for i, s in self._series.items() if s.series_instance_uid == series_uid)
-            datasets = build(self._work.headers(index))[series_uid]
-            for ds in datasets:
-                del ds.PixelData
-            self._sources[series_uid] = datasets
+            self._sources[series_uid] = _header_datasets(self._work, index, series_uid)
         return self._sources[series_uid]
 
     def close(self) -> None:
         self._sources.clear()
         self._work.close()
+
+
+def _header_datasets(work: StudyWork, series_index: int, series_uid: str) -> list[Dataset]:
+    """A series' data sets built from its headers, every instance sharing one Pixel Data value
+    (zeros of the right length), so a series costs the memory of one frame."""
+    from ..imaging.registry import build
+
+    shared: dict[int, bytes] = {}
+    datasets = build(work.headers(series_index))[series_uid]
+    for ds in datasets:
+        if "PixelData" in ds:
+            # Its VR resolved as the file writer resolves it ("OB or OW": OW for 16 bits), its value shared.
+            vr = correct_ambiguous_vr_element(ds["PixelData"], ds, True).VR or "OW"
+            length = len(ds.PixelData)
+            ds.add_new(0x7FE00010, vr, shared.setdefault(length, bytes(length)))
+    return datasets
 
 
 def _return_freed_memory() -> None:

@@ -30,7 +30,7 @@ from synthpacs.imaging.spec import (
 )
 
 from .geometry import ChestAnatomy, CTGrid, LesionSite, draw_anatomy, label_volume, lesion_measurement, place_lesions
-from .plan import IMAGE, study_grid
+from .plan import study_grid
 
 NAME = "chest/lung-ct"
 FOLDER = Path(__file__).resolve().parent
@@ -174,12 +174,14 @@ class LungCTGenerator:
     # -- specs -----------------------------------------------------------------------------
 
     def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
+        if part is not None:  # only that part's slices are rendered
+            work = self.open(request)
+            try:
+                return work.make(part)
+            finally:
+                work.close()
         geometry = self.geometry(request)
-        hu = self.hu(geometry, request)
-        specs = self._specs(request, geometry, hu)
-        if part is None:
-            return specs
-        return [_part_of(specs, request, part)]
+        return self._specs(request, geometry, self.hu(geometry, request))
 
     def _specs(self, request: StudyRequest, geometry: LungGeometry, hu: np.ndarray) -> list[IODSpec]:
         ct = request.by_role("image")
@@ -223,9 +225,7 @@ class LungCTWork:
 
     def make(self, part: Part) -> list[IODSpec]:
         request = self._request
-        series = next((s for s in request.series if s.index == part.series_index), None)
-        if series is None:
-            raise ValueError(f"the study has no series {part.series_index}")
+        series = _series(request, part.series_index)
         if series.slot.role == "image":
             n = len(series.context.sop_instance_uids)
             if not 0 <= part.start < part.stop <= n:
@@ -240,9 +240,7 @@ class LungCTWork:
 
     def headers(self, series_index: int) -> list[IODSpec]:
         request = self._request
-        series = next((s for s in request.series if s.index == series_index), None)
-        if series is None:
-            raise ValueError(f"the study has no series {series_index}")
+        series = _series(request, series_index)
         if series.slot.role != "image":
             return self.make(Part(series_index, 0, 1))
         grid = study_grid(request.draws.plan_draws())
@@ -289,20 +287,12 @@ def _report(request: StudyRequest, geometry: LungGeometry) -> MeasurementReportS
     )
 
 
-def _part_of(specs: list[IODSpec], request: StudyRequest, part: Part) -> IODSpec:
-    """The spec of one part: a slab of the CT series, or a whole one-instance series."""
-    wanted = next((s for s in request.series if s.index == part.series_index), None)
-    if wanted is None:
-        raise ValueError(f"the study has no series {part.series_index}")
-    spec = next(s for s in specs if s.series.series_instance_uid == wanted.context.series_instance_uid)
-    if part.series_index != IMAGE:
-        return spec
-    assert isinstance(spec, CTSeriesSpec)
-    if not 0 <= part.start < part.stop <= len(spec.hu):
-        raise ValueError(f"slices {part.start}..{part.stop} lie outside the series of {len(spec.hu)}")
-    return CTSeriesSpec(
-        study=spec.study, series=spec.series, hu=spec.hu[part.start : part.stop], grid=spec.grid, first_slice=part.start
-    )
+def _series(request: StudyRequest, index: int):
+    """The planned series of a study by its index; ValueError when the study has none."""
+    series = next((s for s in request.series if s.index == index), None)
+    if series is None:
+        raise ValueError(f"the study has no series {index}")
+    return series
 
 
 def _segment(j: int, lesion: LungLesion) -> Segment:
