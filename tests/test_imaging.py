@@ -7,6 +7,7 @@ depend on the geometry stage. Files are checked with dciodvfy (DESIGN §2.3).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 from pathlib import Path
@@ -37,7 +38,8 @@ from synthpacs.imaging import (
     encode_image,
     render_frame,
 )
-from synthpacs.imaging.registry import build
+from synthpacs.imaging.headers import SeriesHeaders
+from synthpacs.imaging.registry import build, build_headers
 from synthpacs.imaging.spec import CTSeriesSpec, MeasurementReportSpec, SegmentationSpec
 from synthpacs.imaging.sr import DEVICE_OBSERVER_UID
 
@@ -354,6 +356,27 @@ def test_a_slab_of_the_series_has_the_bytes_of_those_slices_in_the_whole(built):
     tiny, grid, hu = built["tiny"], built["grid"], built["hu"]
     slab = build_ct_series(tiny.ct_spec(hu[2:5], grid, first_slice=2))
     assert [_to_bytes(ds) for ds in slab] == [_to_bytes(ds) for ds in built["ct_built"][2:5]]
+
+
+def _without_pixels(ds: Dataset) -> bytes:
+    ds = copy.deepcopy(ds)
+    ds.PixelData = bytes(len(ds.PixelData))
+    return _to_bytes(ds)
+
+
+def test_header_instances_have_every_attribute_of_the_built_ones(built):
+    """CT headers are made without pixels (template + each slice's own attributes), and the
+    generic path takes the pixels out of built instances: both equal the built files but for
+    the Pixel Data value, which is zeros of the same length."""
+    tiny, grid, hu = built["tiny"], built["grid"], built["hu"]
+    placeholder = np.broadcast_to(np.int16(-1000), hu.shape)
+    fast = build_headers([tiny.ct_spec(placeholder, grid)])[tiny.ct.series_instance_uid]
+    generic = SeriesHeaders.from_datasets(build_ct_series(tiny.ct_spec(hu, grid)))
+    expected = [_without_pixels(ds) for ds in built["ct_built"]]
+    for headers in (fast, generic):
+        assert [_to_bytes(ds) for ds in headers.datasets()] == expected
+        assert headers.sop_instance_uids == list(tiny.ct.sop_instance_uids[: len(hu)])
+    assert len(fast.own[0]) < 8 < len(fast.shared)  # the template holds what the slices share
 
 
 def test_common_modules_fill_a_plain_dataset(built):

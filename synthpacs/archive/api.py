@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from pydicom import Dataset, dcmread
-from pydicom.filewriter import correct_ambiguous_vr_element, dcmwrite
+from pydicom.filewriter import dcmwrite
 from pydicom.sr.coding import Code
 
 from .. import keyed
@@ -30,6 +30,7 @@ from ..config import Config
 from ..errors import NotFound, StoreRefusalValues, StoreRefused
 from ..generation import registry
 from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, StudyWork, ZooTarget, open_study
+from ..imaging.headers import SeriesHeaders
 from ..imaging.spec import BuiltSeries, SeriesContext, StudyContext, TrialContext
 from .catalog import Catalog, Query, QueryLevel
 from .cohorts import Cohort, load_cohorts
@@ -119,7 +120,7 @@ class Archive:
             on_finished=self._study_finished,
         )
         # Series headers (every attribute but the pixels) of series not generated yet, for metadata.
-        self._headers: OrderedDict[str, dict[str, Dataset]] = OrderedDict()
+        self._headers: OrderedDict[str, tuple[SeriesHeaders, dict[str, int]]] = OrderedDict()
         self._headers_lock = threading.Lock()
         self._worklist = Worklist(self._catalog)  # today is the universe's (the today setting)
         self.stored_root = data / "stored"
@@ -437,16 +438,25 @@ class Archive:
             data = self._cache.read(self._relative(ref))
             if data is not None:
                 return dcmread(io.BytesIO(data))
-            from ..imaging.registry import renders
-
-            if renders(ref.sop_class_uid):
-                headers = self._series_headers(ref)[ref.sop_instance_uid]
-                if prefetch:  # after the headers: the generation would hold the GIL while they are built
-                    self.prefetch(ref.study_instance_uid)
-                return headers
+        headers = self.header_instance(ref, prefetch=prefetch)
+        if headers is not None:
+            return headers[0].dataset(headers[1])
         return self.instance_dataset(ref)
 
-    def _series_headers(self, ref: InstanceRef) -> dict[str, Dataset]:
+    def header_instance(self, ref: InstanceRef, *, prefetch: bool = True) -> tuple[SeriesHeaders, int] | None:
+        """The headers of an image series not generated yet and the instance's index among them
+        (its study is prefetched unless ``prefetch`` is False); None for an instance that is
+        generated, stored, or not an image (its metadata comes from the object itself)."""
+        from ..imaging.registry import renders
+
+        if not ref.synthetic or not renders(ref.sop_class_uid) or self._cache.exists(self._relative(ref)):
+            return None
+        headers, index = self._series_headers(ref)
+        if prefetch:  # after the headers: the generation would hold the GIL while they are built
+            self.prefetch(ref.study_instance_uid)
+        return headers, index[ref.sop_instance_uid]
+
+    def _series_headers(self, ref: InstanceRef) -> tuple[SeriesHeaders, dict[str, int]]:
         with self._headers_lock:
             known = self._headers.get(ref.series_instance_uid)
             if known is not None:
@@ -456,16 +466,15 @@ class Archive:
         work = open_study(self.generator(request.study.target), request)
         try:
             index = next(s.index for s in request.series if s.context.series_instance_uid == ref.series_instance_uid)
-            # The built data sets as they are: an encode and read-back would cost 4x more, and
-            # the cold-equals-warm metadata test holds them equal.
-            headers = {str(ds.SOPInstanceUID): ds for ds in _header_datasets(work, index, ref.series_instance_uid)}
+            headers = _series_headers(work, index, ref.series_instance_uid)
         finally:
             work.close()
+        entry = headers, {uid: i for i, uid in enumerate(headers.sop_instance_uids)}
         with self._headers_lock:
-            self._headers[ref.series_instance_uid] = headers
+            self._headers[ref.series_instance_uid] = entry
             while len(self._headers) > _HEADER_SERIES:
                 self._headers.popitem(last=False)
-        return headers
+        return entry
 
     def prefetch(self, study_uid: str) -> bool:
         """Start generating a synthetic study in the background (when the ``prefetch`` setting is on).
@@ -615,7 +624,7 @@ class _StudyParts:
         """The series a SEG or SR references, from its headers (references need no pixels)."""
         if series_uid not in self._sources:
             index = next(i for i, s in self._series.items() if s.series_instance_uid == series_uid)
-            self._sources[series_uid] = _header_datasets(self._work, index, series_uid)
+            self._sources[series_uid] = _series_headers(self._work, index, series_uid).datasets()
         return self._sources[series_uid]
 
     def close(self) -> None:
@@ -623,20 +632,11 @@ class _StudyParts:
         self._work.close()
 
 
-def _header_datasets(work: StudyWork, series_index: int, series_uid: str) -> list[Dataset]:
-    """A series' data sets built from its headers, every instance sharing one Pixel Data value
-    (zeros of the right length), so a series costs the memory of one frame."""
-    from ..imaging.registry import build
+def _series_headers(work: StudyWork, series_index: int, series_uid: str) -> SeriesHeaders:
+    """A series' instances without pixels, from the headers the study's work gives."""
+    from ..imaging.registry import build_headers
 
-    shared: dict[int, bytes] = {}
-    datasets = build(work.headers(series_index))[series_uid]
-    for ds in datasets:
-        if "PixelData" in ds:
-            # Its VR resolved as the file writer resolves it ("OB or OW": OW for 16 bits), its value shared.
-            vr = correct_ambiguous_vr_element(ds["PixelData"], ds, True).VR or "OW"
-            length = len(ds.PixelData)
-            ds.add_new(0x7FE00010, vr, shared.setdefault(length, bytes(length)))
-    return datasets
+    return build_headers(work.headers(series_index))[series_uid]
 
 
 def _return_freed_memory() -> None:

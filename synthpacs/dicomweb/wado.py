@@ -8,7 +8,6 @@ unless a compressed form is asked for (research/viewers.md §1.4, §6).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
@@ -20,14 +19,10 @@ from .common import (
     ROOT,
     accept_ranges,
     archive,
-    dicomweb_root,
     instance_dataset,
     instance_refs,
-    instance_url,
-    metadata_cache,
     multipart_response,
 )
-from .dicomjson import dataset_json, tag_hex
 from .errors import BadRequest, NotFound
 from .media import (
     ANY_TS,
@@ -41,16 +36,15 @@ from .media import (
     negotiate_pixels,
     require_json,
 )
+from .metadata import metadata_bytes
 from .pixels import (
     PIXEL_DATA,
     check_frames,
-    decoded_photometric,
     encode_frame,
     has_pixels,
     native_frame,
     number_of_frames,
     transcode,
-    transfer_syntax_of,
 )
 
 bp = Blueprint("wado", __name__, url_prefix=ROOT)
@@ -109,53 +103,14 @@ def retrieve_instance(study: str, series: str, instance: str):
 # -- metadata ----------------------------------------------------------------------------
 
 
-def instance_metadata(ref: InstanceRef, ds: Dataset | None = None) -> dict:
-    """One instance as DICOM JSON with BulkDataURIs under its own URL (at once, even for a study not generated yet)."""
-    ds = archive().metadata_dataset(ref) if ds is None else ds
-    base = instance_url(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid) + "/bulk/"
-
-    def bulk_uri(path: tuple) -> str:
-        return base + "/".join(tag_hex(p) if i % 2 == 0 else str(p) for i, p in enumerate(path))
-
-    out = dataset_json(ds, bulk_uri)
-    photometric = decoded_photometric(ds)
-    if photometric and photometric != ds.get("PhotometricInterpretation"):
-        # Frames of compressed colour objects are decoded to interleaved RGB (pitfall 4).
-        out["00280004"] = {"vr": "CS", "Value": [photometric]}
-        out["00280006"] = {"vr": "US", "Value": [0]}
-    if has_pixels(ds):
-        out.setdefault("00083002", {"vr": "UI", "Value": [str(transfer_syntax_of(ds))]})  # AvailableTransferSyntaxUID
-    if out.get("00281056", {}).get("Value") == ["LINEAR"]:
-        # OHIF 3.13's image loader takes VOILUTFunction[0] of the naturalised string, "L", and stops
-        # drawing ("Invalid VOI LUT function"). LINEAR is the meaning of an absent VOI LUT Function
-        # (PS3.3 C.11.2.1.3), so leaving it out of the metadata changes nothing else.
-        del out["00281056"]
-    return out
-
-
-def _metadata_bytes(ref: InstanceRef) -> bytes:
-    """One instance's metadata, JSON-encoded; synthetic ones are kept in a memory LRU
-    (they never change), keyed by the URL base their BulkDataURIs carry."""
-    cache = metadata_cache()
-    key = f"{ref.sop_instance_uid}|{dicomweb_root()}" if ref.synthetic else None
-    if key is not None:
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-    data = json.dumps(instance_metadata(ref), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if key is not None:
-        cache.put(key, data)
-    return data
-
-
 def metadata(refs: list[InstanceRef]) -> Response:
     require_json(accept_ranges())
-    first = _metadata_bytes(refs[0])  # an error on the first instance is a proper error response
+    first = metadata_bytes(refs[0])  # an error on the first instance is a proper error response
 
     def chunks():
         yield b"[" + first
         for ref in refs[1:]:
-            yield b"," + _metadata_bytes(ref)
+            yield b"," + metadata_bytes(ref)
         yield b"]"
 
     return Response(stream_with_context(chunks()), content_type=DICOM_JSON)

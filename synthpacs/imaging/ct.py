@@ -43,6 +43,7 @@ from pydicom import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from . import common
+from .headers import SeriesHeaders
 from .spec import CTSeriesSpec
 
 #: Rescale Intercept (0028,1052): stored value 0 is -1024 HU.
@@ -214,24 +215,52 @@ def build_ct_series(spec: CTSeriesSpec) -> list[Dataset]:
     base = _series_template(study, series, grid)
     datasets = []
     for offset in range(len(hu)):
-        k = spec.first_slice + offset
         ds = copy.deepcopy(base)
-        sop_instance_uid = series.sop_instance_uids[k]
-        ds.file_meta = common.file_meta(CTImageStorage, sop_instance_uid, ExplicitVRLittleEndian)
-        # SOP Common (C.12.1): identity of this instance.
-        ds.SOPInstanceUID = sop_instance_uid
-        # General Image (C.7.6.1)
-        ds.InstanceNumber = k + 1
-        # Image Plane (C.7.6.2)
-        x, y, z = (float(v) for v in grid.position_mm(k, 0, 0))
-        ds.ImagePositionPatient = [_ds_number(x), _ds_number(y), _ds_number(z)]
-        ds.SliceLocation = _ds_number(z)
+        k = spec.first_slice + offset
+        ds.file_meta = _file_meta(series, k)
+        ds.update(_instance_attributes(series, grid, k))
         # Image Pixel (C.7.6.3)
         # Slice by slice, so a series costs one slice of working memory. No Smallest/Largest
         # Image Pixel Value: every attribute but Pixel Data is known before the pixels are.
         ds.PixelData = hu_to_stored(hu[offset]).astype("<u2", copy=False).tobytes()
         datasets.append(ds)
     return datasets
+
+
+def ct_series_headers(spec: CTSeriesSpec) -> SeriesHeaders:
+    """The instances :func:`build_ct_series` makes of ``spec``, without their pixels (``spec.hu``
+    gives only the number of slices): the series template, and each slice's own attributes."""
+    if not isinstance(spec, CTSeriesSpec):
+        raise TypeError(f'Argument "spec" must be a CTSeriesSpec, not {type(spec).__name__}.')
+    study, series, grid = spec.study, spec.series, spec.grid
+    common.check_contexts(study, series)
+    if grid is None:  # CTSeriesSpec refuses this already
+        raise TypeError('"spec.grid" is required.')
+    _check_grid(grid)
+    first = spec.first_slice
+    own = tuple(_instance_attributes(series, grid, first + i) for i in range(len(spec.hu)))
+    template = _series_template(study, series, grid)
+    return SeriesHeaders(
+        template, own, lambda i: _file_meta(series, first + i), ExplicitVRLittleEndian, "OW", 2 * grid.rows * grid.columns
+    )
+
+
+def _file_meta(series, k: int):
+    return common.file_meta(CTImageStorage, series.sop_instance_uids[k], ExplicitVRLittleEndian)
+
+
+def _instance_attributes(series, grid: CTGeometry, k: int) -> Dataset:
+    """What slice ``k`` of the series has of its own (but its file meta); the rest is the template's."""
+    ds = Dataset()
+    # SOP Common (C.12.1): identity of this instance.
+    ds.SOPInstanceUID = series.sop_instance_uids[k]
+    # General Image (C.7.6.1)
+    ds.InstanceNumber = k + 1
+    # Image Plane (C.7.6.2)
+    x, y, z = (float(v) for v in grid.position_mm(k, 0, 0))
+    ds.ImagePositionPatient = [_ds_number(x), _ds_number(y), _ds_number(z)]
+    ds.SliceLocation = _ds_number(z)
+    return ds
 
 
 def _series_template(study, series, grid: CTGeometry) -> Dataset:

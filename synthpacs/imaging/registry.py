@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydicom import Dataset
 from pydicom.uid import CTImageStorage
 
+from .headers import SeriesHeaders
 from .spec import BuiltSeries, IODSpec
 
 
@@ -24,12 +25,20 @@ class Builder:
     build: Callable[[IODSpec, BuiltSeries], list[Dataset]]
     #: Whether the SOP class has a pixel matrix a viewer renders (not SEG, SR or waveforms).
     renders: bool = True
+    #: The instances' attributes without building their pixels; None: built whole, pixels taken out.
+    headers: Callable[[IODSpec], SeriesHeaders] | None = None
 
 
 def _ct(spec, built):
     from .ct import build_ct_series
 
     return build_ct_series(spec)
+
+
+def _ct_headers(spec):
+    from .ct import ct_series_headers
+
+    return ct_series_headers(spec)
 
 
 def _seg(spec, built):
@@ -57,7 +66,7 @@ def _ecg(spec, built):
 
 
 BUILDERS: tuple[Builder, ...] = (
-    Builder((CTImageStorage,), 2, _ct),  # 2: no pixel-derived attributes
+    Builder((CTImageStorage,), 2, _ct, headers=_ct_headers),  # 2: no pixel-derived attributes
     Builder(("1.2.840.10008.5.1.4.1.1.66.4",), 1, _seg, renders=False),
     Builder(("1.2.840.10008.5.1.4.1.1.88.33",), 1, _sr, renders=False),
     Builder(("1.2.840.10008.5.1.4.1.1.77.1.4",), 1, _photo),  # VL Photographic Image Storage
@@ -72,6 +81,22 @@ def builder_for(sop_class_uid: str) -> Builder:
         return _BY_SOP_CLASS[str(sop_class_uid)]
     except KeyError:
         raise ValueError(f"no IOD builder is registered for SOP class {sop_class_uid}") from None
+
+
+def build_headers(specs: Iterable[IODSpec]) -> dict[str, SeriesHeaders]:
+    """The header-only instances of every spec's series, by series instance UID (pixels unmade
+    where the builder can say its attributes without them, else built and taken out)."""
+    made: dict[str, SeriesHeaders] = {}
+    for spec in specs:
+        builder = builder_for(spec.sop_class_uid)
+        uid = spec.series.series_instance_uid
+        if uid in made:
+            raise ValueError(f"series {uid} is given by more than one spec")
+        if builder.headers is not None:
+            made[uid] = builder.headers(spec)
+        else:
+            made[uid] = SeriesHeaders.from_datasets(build([spec])[uid])
+    return made
 
 
 # SOP classes with no image to render among those the builders do not write (stored objects):
