@@ -29,7 +29,7 @@ from synthpacs.imaging.spec import (
     SegmentationSpec,
 )
 
-from .geometry import ChestAnatomy, CTGrid, LesionSite, draw_anatomy, label_volume, lesion_measurement, place_lesions
+from .geometry import ChestAnatomy, CTGrid, LesionSite, VisitLabels, draw_anatomy, lesion_measurement, place_lesions
 from .plan import study_grid
 
 NAME = "chest/lung-ct"
@@ -121,8 +121,8 @@ class LungCTGenerator:
 
     # -- stage 1 ---------------------------------------------------------------------------
 
-    def geometry(self, request: StudyRequest) -> LungGeometry:
-        """The label volume, grid and lesion findings of one study (no pixels yet)."""
+    def visit_labels(self, request: StudyRequest) -> VisitLabels:
+        """The study's label map, made slice range by slice range on demand (no lesion measured yet)."""
         draws = request.draws
         grid = study_grid(draws.plan_draws())
         n_lesions = len(request.lesion_diameters_mm)
@@ -133,10 +133,15 @@ class LungCTGenerator:
 
         key = (draws.plan_draws().key, request.patient_index, request.patient_sex, n_lesions, grid)
         anatomy, sites = self._patients.get(key, draw)
-        labels = label_volume(anatomy, grid, list(zip(sites, request.lesion_diameters_mm)))
+        return VisitLabels(anatomy, grid, list(zip(sites, request.lesion_diameters_mm)))
+
+    def geometry(self, request: StudyRequest, labels: VisitLabels | None = None) -> LungGeometry:
+        """The label volume, grid and lesion findings of one study (no pixels yet)."""
+        labels = labels if labels is not None else self.visit_labels(request)
+        volume, grid, draws = labels.whole(), labels.grid, request.draws
         lesions = []
-        for i, site in enumerate(sites):
-            measured = lesion_measurement(labels, grid, i)
+        for i, site in enumerate(labels.sites):
+            measured = lesion_measurement(volume, grid, i)
             points = None
             if measured is not None:
                 (r0, c0), (r1, c1) = measured.points
@@ -152,18 +157,18 @@ class LungCTGenerator:
                     points=points,
                 )
             )
-        return LungGeometry(labels=labels, grid=grid, lesions=lesions)
+        return LungGeometry(labels=volume, grid=grid, lesions=lesions)
 
     # -- stage 2 ---------------------------------------------------------------------------
 
     def hu(self, geometry: LungGeometry, request: StudyRequest) -> np.ndarray:
         return self._photorealism(geometry, request.draws.study_rng(self.stream))
 
-    def render_slab(self, geometry: LungGeometry, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
+    def render_slab(self, labels: VisitLabels, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
         """HU of slices ``start..stop-1``: exactly those slices of :meth:`hu` (the teacher renders the
         whole volume once per study, kept in ``state``; the GAN renders only the slab)."""
         if "hu" not in state:
-            state["hu"] = self.hu(geometry, request)
+            state["hu"] = self.hu(LungGeometry(labels.whole(), labels.grid, []), request)
         return state["hu"][start:stop]
 
     @property
@@ -199,14 +204,15 @@ class LungCTGenerator:
 class LungCTWork:
     """One lung-CT study in parts (contract.StudyWork): the geometry is drawn once, on first need.
 
-    A CT slab renders only its slices (the GAN draws the series' randomness
-    once and renders the slab's batches, which are the whole series' batches
-    at those positions, so the bytes are the same); the CT headers need
-    only the plan's grid; the SEG and SR need the geometry, never the pixels.
+    A CT slab renders only its slices from the labels of those slices and
+    their neighbours (the GAN draws the series' randomness once and renders
+    slice by slice, so the bytes are the whole series'); the CT headers need
+    only the plan's grid; the SEG and SR need the whole geometry, never the pixels.
     """
 
     def __init__(self, generator: LungCTGenerator, request: StudyRequest):
         self._generator, self._request = generator, request
+        self._labels: VisitLabels | None = None
         self._geometry: LungGeometry | None = None
         self._state: dict = {}
         ct = request.by_role("image")
@@ -218,9 +224,15 @@ class LungCTWork:
         self.parts = tuple(parts)
 
     @property
+    def labels(self) -> VisitLabels:
+        if self._labels is None:
+            self._labels = self._generator.visit_labels(self._request)
+        return self._labels
+
+    @property
     def geometry(self) -> LungGeometry:
         if self._geometry is None:
-            self._geometry = self._generator.geometry(self._request)
+            self._geometry = self._generator.geometry(self._request, self.labels)
         return self._geometry
 
     def make(self, part: Part) -> list[IODSpec]:
@@ -230,9 +242,9 @@ class LungCTWork:
             n = len(series.context.sop_instance_uids)
             if not 0 <= part.start < part.stop <= n:
                 raise ValueError(f"slices {part.start}..{part.stop} lie outside the series of {n}")
-            geometry = self.geometry
-            hu = self._generator.render_slab(geometry, request, self._state, part.start, part.stop)
-            return [CTSeriesSpec(study=request.study, series=series.context, hu=hu, grid=geometry.grid, first_slice=part.start)]
+            labels = self.labels
+            hu = self._generator.render_slab(labels, request, self._state, part.start, part.stop)
+            return [CTSeriesSpec(study=request.study, series=series.context, hu=hu, grid=labels.grid, first_slice=part.start)]
         spec = _segmentation(request, self.geometry) if series.slot.role == "segmentation" else _report(request, self.geometry)
         if spec is None:
             raise ValueError(f"series {part.series_index} has no source CT series")
@@ -248,7 +260,7 @@ class LungCTWork:
         return [CTSeriesSpec(study=request.study, series=series.context, hu=placeholder, grid=grid)]
 
     def close(self) -> None:
-        self._geometry, self._state = None, {}
+        self._labels, self._geometry, self._state = None, None, {}
 
 
 #: The pixel value of header-only CT specs (air); no attribute depends on it.
@@ -381,12 +393,13 @@ class GANLungCT(LungCTGenerator):
         batch = max(1, int(self.pipeline.batch_slices))
         return batch * max(1, -(-8 // batch))
 
-    def render_slab(self, geometry: LungGeometry, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
-        grid, pipeline = geometry.grid, self.pipeline
+    def render_slab(self, labels: VisitLabels, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
+        grid, pipeline = labels.grid, self.pipeline
         spacing = (grid.pixel_spacing_mm, grid.slice_spacing_mm)
+        labels.slices(start - 1, stop + 1)  # each slice is conditioned on its neighbours' labels too
         if "sample" not in state:  # the series' randomness, drawn as the whole-series render draws it
-            state["sample"] = pipeline.sample(request.draws.study_rng(self.stream), geometry.labels.shape, *spacing)
-        return pipeline(geometry.labels, *spacing, sample=state["sample"], slices=range(start, stop))
+            state["sample"] = pipeline.sample(request.draws.study_rng(self.stream), labels.volume.shape, *spacing)
+        return pipeline(labels.volume, *spacing, sample=state["sample"], slices=range(start, stop))
 
 
 def fingerprint(options: GeneratorOptions) -> str:

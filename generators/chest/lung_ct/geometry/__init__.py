@@ -22,7 +22,7 @@ Modules, in the order a label volume is made:
 * :mod:`.vessels`: the airway and vessel network, from the named control points
   of ``airways_vessels.json`` and trees grown into the lungs; :mod:`.tubes` splats it;
 * :mod:`.lesions`, :mod:`.placement`: lesion shapes, their drawing and their sites;
-* :mod:`.volume`: :func:`label_volume`; :mod:`.measure`: :func:`lesion_measurement`;
+* :mod:`.volume`: :func:`label_volume`, :class:`VisitLabels` (made slab by slab); :mod:`.measure`: :func:`lesion_measurement`;
 * :mod:`.labels`: the :class:`Label` codes.
 """
 
@@ -33,7 +33,7 @@ from .labels import Label
 from .lesions import LesionShape, LesionSite
 from .measure import LesionMeasurement, lesion_measurement
 from .placement import place_lesions
-from .volume import label_volume
+from .volume import VisitLabels, label_volume
 
 #: The grid type under its historical name.
 CTGrid = VolumeGrid
@@ -45,6 +45,7 @@ __all__ = [
     "LesionMeasurement",
     "LesionShape",
     "LesionSite",
+    "VisitLabels",
     "draw_anatomy",
     "label_volume",
     "lesion_measurement",

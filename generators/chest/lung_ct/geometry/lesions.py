@@ -19,7 +19,7 @@ from .fields import BodyLayers, HeightProfile, Plane, lung_side
 from .labels import Label
 from .measure import max_axial_diameter
 
-__all__ = ["LesionShape", "LesionSite", "draw_lesion", "draw_shape"]
+__all__ = ["LesionShape", "LesionSite", "draw_lesion", "draw_shape", "lesion_slices"]
 
 
 @dataclass(frozen=True)
@@ -75,22 +75,41 @@ def _shape_extent(shape: LesionShape) -> float:
     return max(shape.semi_axes) * (1.0 + sum(shape.bump_heights))
 
 
-def draw_lesion(labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float, value: int) -> None:
-    """Draw one lesion, scaled so that its longest axial diameter is ``diam``."""
-    ps, ss = grid.pixel_spacing_mm, grid.slice_spacing_mm
-    target = diam / ps  # in pixels
-    shape = site.shape
-    c = site.centre_mm
-    ext = _shape_extent(shape)
-    side_code = 1 if site.lung == "right" else 2
+_GROWTHS = 4  # times the first scale bound may be found too small (x 1.5 each)
+
+
+def _first_scale_bound(grid: VolumeGrid, site: LesionSite, diam: float) -> float:
     # Projected in-plane width at unit scale bounds the axial diameter from above.
-    width = _unit_width(shape)
-    s_lo = diam / width
-    s_hi = 1.3 * s_lo + 0.6 * ss + ps
-    for _ in range(4):
+    return 1.3 * (diam / _unit_width(site.shape)) + 0.6 * grid.slice_spacing_mm + grid.pixel_spacing_mm
+
+
+def lesion_slices(grid: VolumeGrid, site: LesionSite, diam: float) -> tuple[int, int]:
+    """Slices ``(k0, k1)`` that :func:`draw_lesion` may read or write for this lesion (a bound:
+    the box of its largest scale), so a volume needs only those slices to draw it."""
+    s_hi = _first_scale_bound(grid, site, diam) * 1.5 ** (_GROWTHS - 1)
+    half_mm = s_hi * _shape_extent(site.shape) + grid.pixel_spacing_mm
+    k = grid.index_of(*site.centre_mm)[0]
+    hk = half_mm / grid.slice_spacing_mm + 1
+    return max(0, int(np.floor(k - hk))), min(grid.n_slices, int(np.ceil(k + hk)) + 1)
+
+
+def draw_lesion(
+    labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float, value: int
+) -> tuple[slice, slice, slice] | None:
+    """Draw one lesion, scaled so that its longest axial diameter is ``diam``.
+
+    Returns the box of voxels it read (and wrote in), None when it lies off the grid.
+    """
+    ps = grid.pixel_spacing_mm
+    target = diam / ps  # in pixels
+    c = site.centre_mm
+    ext = _shape_extent(site.shape)
+    side_code = 1 if site.lung == "right" else 2
+    s_hi = _first_scale_bound(grid, site, diam)
+    for _ in range(_GROWTHS):
         box, rho, allowed = _lesion_box(labels, anat, grid, site, s_hi * ext + ps, side_code)
         if box is None:
-            return
+            return None
         if max_axial_diameter((rho <= s_hi) & allowed) >= target:
             break
         s_hi *= 1.5
@@ -116,6 +135,7 @@ def draw_lesion(labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: 
             mask[kk, rr, ccc] = True
     sub = labels[box]
     sub[mask] = value
+    return box
 
 
 @functools.lru_cache(maxsize=256)

@@ -91,18 +91,32 @@ def sample_tubes(ts: TubeSet, grid: VolumeGrid):
     return pts, rad
 
 
-def splat(labels: np.ndarray, grid: VolumeGrid, pts: np.ndarray, rad: np.ndarray, value: int, allowed) -> None:
-    """Set ``value`` in every allowed voxel within ``rad`` of a point (slab-widened in z)."""
+def splat(
+    labels: np.ndarray,
+    grid: VolumeGrid,
+    pts: np.ndarray,
+    rad: np.ndarray,
+    value: int,
+    allowed,
+    slices: tuple[int, int] | None = None,
+) -> None:
+    """Set ``value`` in every allowed voxel within ``rad`` of a point (slab-widened in z).
+
+    ``slices`` ``(k0, k1)`` limits the writes to those slices: each voxel's
+    result depends only on its own label and the spheres that cover it, so
+    splatting slice ranges one by one gives the volume splatting it whole does.
+    """
     if len(pts) == 0:
         return
     ps, ss = grid.pixel_spacing_mm, grid.slice_spacing_mm
     K, R, C = labels.shape
+    k_lo, k_hi = (0, K) if slices is None else slices
     k, r, c = grid.index_of(pts[:, 0], pts[:, 1], pts[:, 2])
     k, r, c = np.atleast_1d(k), np.atleast_1d(r), np.atleast_1d(c)
     # A thin vessel lying between two slice centres still shows in the slice whose slab it crosses.
     rz = np.sqrt(rad * rad + (0.5 * ss) ** 2) / ss
     rp = rad / ps
-    keep = (k > -rz - 1) & (k < K + rz) & (r > -rp - 1) & (r < R + rp)
+    keep = (k > k_lo - rz - 1) & (k < k_hi + rz) & (r > -rp - 1) & (r < R + rp)
     keep &= (c > -rp - 1) & (c < C + rp) & (rad > 0)
     k, r, c, rz, rp = k[keep], r[keep], c[keep], rz[keep], rp[keep]
     if k.size == 0:
@@ -140,7 +154,7 @@ def splat(labels: np.ndarray, grid: VolumeGrid, pts: np.ndarray, rad: np.ndarray
             ck = bk.astype(np.int64)[:, None] + ok[None]
             cr = br.astype(np.int64)[:, None] + orr[None]
             cc = bc.astype(np.int64)[:, None] + oc[None]
-            inside &= (ck >= 0) & (ck < K) & (cr >= 0) & (cr < R) & (cc >= 0) & (cc < C)
+            inside &= (ck >= k_lo) & (ck < k_hi) & (cr >= 0) & (cr < R) & (cc >= 0) & (cc < C)
             fi = ((ck * R + cr) * C + cc)[inside]
             fi = fi[lut[flat[fi]]]
             flat[fi] = value
