@@ -216,3 +216,22 @@ def test_rendered_hu_per_tissue():
     air = ndimage.binary_erosion(labels == Label.AIR, structure=np.ones((3, 5, 5), bool))
     assert 8.0 <= hu[muscle].std() <= 30.0
     assert hu[air].std() < hu[muscle].std()
+
+
+def test_a_visit_made_slab_by_slab_in_any_order_equals_the_whole_volume(patient):
+    """The first image of a series needs only its slab: slices, tubes and lesions made per slice
+    range (lesions reach across slabs) give the whole volume's bytes, whatever the order."""
+    from generators.chest.lung_ct.geometry.volume import VisitLabels, _anatomy
+
+    anatomy, sites = patient
+    lesions = [(sites[0], 30.0), (sites[1], 12.0), (sites[2], 0.0)]
+    _anatomy.cache_clear()
+    whole = label_volume(anatomy, SMALL, lesions)
+    assert (whole >= Label.TUMOUR).any()
+    for seed in (0, 1):
+        _anatomy.cache_clear()  # the anatomy is made per range too, not taken from the run above
+        visit = VisitLabels(anatomy, SMALL, lesions)
+        starts = np.random.default_rng(seed).permutation(range(0, SMALL.n_slices, 3))
+        for start in starts:
+            np.testing.assert_array_equal(visit.slices(int(start), int(start) + 3), whole[start : start + 3])
+        np.testing.assert_array_equal(visit.whole(), whole)

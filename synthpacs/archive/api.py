@@ -438,9 +438,11 @@ class Archive:
             data = self._cache.read(self._relative(ref))
             if data is not None:
                 return dcmread(io.BytesIO(data))
-        headers = self.header_instance(ref, prefetch=prefetch)
-        if headers is not None:
-            return headers[0].dataset(headers[1])
+            from ..imaging.registry import renders
+
+            if renders(ref.sop_class_uid):  # not generated yet (just read): from its headers
+                headers, index = self._headers_of(ref, prefetch)
+                return headers.dataset(index)
         return self.instance_dataset(ref)
 
     def header_instance(self, ref: InstanceRef, *, prefetch: bool = True) -> tuple[SeriesHeaders, int] | None:
@@ -451,6 +453,9 @@ class Archive:
 
         if not ref.synthetic or not renders(ref.sop_class_uid) or self._cache.exists(self._relative(ref)):
             return None
+        return self._headers_of(ref, prefetch)
+
+    def _headers_of(self, ref: InstanceRef, prefetch: bool) -> tuple[SeriesHeaders, int]:
         headers, index = self._series_headers(ref)
         if prefetch:  # after the headers: the generation would hold the GIL while they are built
             self.prefetch(ref.study_instance_uid)
