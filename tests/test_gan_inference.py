@@ -9,6 +9,7 @@ from generators.chest.lung_ct.networks import (
     N_CLASSES,
     LungCTGenerator,
     SliceRenderer,
+    interleave_phases,
     label_classes,
     polyphase_weight,
 )
@@ -19,8 +20,11 @@ def test_a_convolution_after_nearest_upsampling_is_a_polyphase_convolution_befor
     y = torch.randn(2, 5, 6, 7, generator=generator)
     weight = torch.randn(4, 5, 3, 3, generator=generator)
     direct = torch.nn.functional.conv2d(torch.nn.functional.interpolate(y, scale_factor=2.0, mode="nearest"), weight, padding=1)
-    polyphase = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(y, polyphase_weight(weight), padding=1), 2)
-    assert torch.allclose(direct, polyphase, atol=1e-5)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        phases = torch.nn.functional.conv2d(y.contiguous(memory_format=layout), polyphase_weight(weight), padding=1)
+        polyphase = torch.cat([interleave_phases(phases[i : i + 1].contiguous(memory_format=layout)) for i in range(2)])
+        assert polyphase.shape == direct.shape
+        assert torch.allclose(direct, polyphase, atol=1e-5)
 
 
 @pytest.mark.parametrize("noise", [True, False])

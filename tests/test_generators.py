@@ -260,6 +260,22 @@ def test_smoothing_along_z_correlates_neighbours_and_keeps_unit_variance():
     assert gp.smooth_along(draws, 0.0) is draws
 
 
+@pytest.mark.parametrize(
+    ("shape", "sigma", "axis"), [((9, 80, 64), 0.35, 0), ((9, 80, 64), 0.9, 1), ((5, 6), 0.35, 0), ((40, 9), 6.0, 0)]
+)
+def test_smoothing_is_scipys_gaussian_filter_rescaled_to_unit_variance(shape, sigma, axis):
+    from scipy.ndimage import gaussian_filter1d
+
+    draws = gp.standard_normal(np.random.default_rng(2), shape)
+    radius = int(3.0 * sigma + 0.5)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    expected = gaussian_filter1d(draws, sigma, axis=axis, mode="reflect", truncate=3.0) / np.sqrt((kernel**2).sum())
+    got = gp.smooth_along(draws, sigma, axis=axis)
+    assert got.dtype == np.float32 and got.shape == draws.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_truncation():
     w, avg = torch.ones(3), torch.zeros(3)
     assert torch.equal(gp.truncate(w, avg, 1.0), w)

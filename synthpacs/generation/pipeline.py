@@ -38,19 +38,40 @@ def smooth_along(values: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
 
     Used for the per-slice latent drift and the noise fields: neighbouring
     slices get correlated draws (correlation ``exp(-d^2 / (4 sigma^2))`` at a
-    distance of ``d`` slices) while every draw stays N(0, 1).
+    distance of ``d`` slices) while every draw stays N(0, 1). The kernel is
+    scipy's ``gaussian_filter1d`` (truncated at 3 sigma, edges reflected);
+    a short one (up to 7 taps, the per-pixel noise's) is applied as a sum of
+    shifted slabs, slab by slab, where scipy walks every line along the axis
+    (several times faster along the slice axis of a 512 x 512 series).
     """
-    if sigma <= 0.05 or values.shape[axis] < 2:
+    n = values.shape[axis] if values.ndim else 0
+    if sigma <= 0.05 or n < 2:
         return values
-    from scipy.ndimage import gaussian_filter1d
-
-    smoothed = gaussian_filter1d(values, sigma, axis=axis, mode="reflect", truncate=3.0)
-    # Variance of a unit-variance white sequence after the (normalised) kernel.
     radius = int(3.0 * sigma + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
     kernel /= kernel.sum()
-    return (smoothed / math.sqrt(float((kernel**2).sum()))).astype(np.float32, copy=False)
+    kernel /= math.sqrt(float((kernel**2).sum()))  # variance of a unit-variance white sequence after the kernel
+    if radius > 3 or radius >= n or values.size < 4096 * n:  # a long kernel, or slabs too small to gain
+        from scipy.ndimage import correlate1d
+
+        return correlate1d(values.astype(np.float32, copy=False), kernel, axis=axis, mode="reflect").astype(
+            np.float32, copy=False
+        )
+    # Slab by slab, so each stays in the CPU's cache; edges reflect as scipy's "reflect" (d c b a | a b c d | d c b a).
+    source = np.moveaxis(values.astype(np.float32, copy=False), axis, 0)
+    out = np.empty_like(source)
+    scratch = np.empty_like(source[0])
+    weights = [np.float32(w) for w in kernel]
+    for i in range(n):
+        for tap, weight in enumerate(weights):
+            j = i + tap - radius
+            j = -1 - j if j < 0 else (2 * n - 1 - j if j >= n else j)
+            if tap == 0:
+                np.multiply(source[j], weight, out=out[i])
+            else:
+                out[i] += np.multiply(source[j], weight, out=scratch)
+    return np.moveaxis(out, 0, axis)
 
 
 def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:

@@ -284,23 +284,43 @@ class LungCTGenerator(nn.Module):
         return self.base_hu(labels) + self.hu_scale * self.out(y)
 
 
-def polyphase_weight(weight: torch.Tensor) -> torch.Tensor:
-    """A 3x3 convolution after a 2x nearest upsample, as one 3x3 convolution before it.
+#: Which of a 3x3 kernel's taps (after a 2x nearest upsample) land on each 2x2 low-resolution tap:
+#: ``[phase, low-resolution tap, original tap]``. Phase 0 (even output rows) reads input rows i - 1
+#: and i, phase 1 (odd rows) rows i and i + 1.
+_PHASE_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
 
-    ``conv(upsample(y), weight)`` (padding 1) equals
-    ``pixel_shuffle(conv(y, polyphase_weight(weight)), 2)`` (padding 1): output
-    pixel (2i + a, 2j + b) sees rows i - 1, i (a = 0) or i, i + 1 (a = 1) of
-    ``y``, the taps that land on the same input pixel summed. ``weight`` is
-    (O, I, 3, 3); the result is (4 O, I, 3, 3) in pixel-shuffle order
-    (channel 4 o + 2 a + b).
+
+def polyphase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A 3x3 convolution after a 2x nearest upsample, as one 2x2 convolution before it.
+
+    Each output phase of ``conv(upsample(y), weight)`` (padding 1) reads only
+    a 2 x 2 window of ``y``, so the upsampled convolution is a 2x2 convolution
+    of ``y`` (padding 1, (H + 1) x (W + 1) outputs) with four output channels
+    per channel: output pixel (2i + a, 2j + b) is channel (2a + b) O + o of
+    that convolution at (i + a, j + b) (:func:`interleave_phases`). Four
+    ninths of the multiplications of the 3x3 form, none of them on zeros.
+    ``weight`` is (O, I, 3, 3); the result is (4 O, I, 2, 2), phase-major.
     """
-    taps = torch.tensor(
-        [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]],
-        dtype=weight.dtype,
-        device=weight.device,
-    )  # [phase, low-resolution offset -1/0/+1, original tap]
+    taps = torch.tensor(_PHASE_TAPS, dtype=weight.dtype, device=weight.device)
     out, inp = weight.shape[:2]
-    return torch.einsum("arp,oipq,bsq->oabirs", taps, weight, taps).reshape(4 * out, inp, 3, 3)
+    return torch.einsum("aup,oipq,bvq->aboiuv", taps, weight, taps).reshape(4 * out, inp, 2, 2)
+
+
+def interleave_phases(phases: torch.Tensor) -> torch.Tensor:
+    """The 2x2 polyphase convolution's output (1, 4 O, H + 1, W + 1), channels-last -> (1, O, 2H, 2W).
+
+    One strided copy: the four phases sit at offsets (a, b) of the same
+    buffer, so output (2i + a, 2j + b) is read at (i + a, j + b), channel
+    (2a + b) O + o, an affine function of (i, a, j, b, o).
+    """
+    _, channels, rows, columns = phases.shape
+    out, height, width = channels // 4, rows - 1, columns - 1
+    buffer = phases.permute(0, 2, 3, 1)
+    if not buffer.is_contiguous():
+        buffer = buffer.contiguous()
+    row, column = columns * channels, channels
+    view = buffer.as_strided((height, 2, width, 2, out), (row, row + 2 * out, column, column + out, 1), buffer.storage_offset())
+    return view.reshape(1, 2 * height, 2 * width, out).permute(0, 3, 1, 2)
 
 
 def _cpu_fusion_available() -> bool:
@@ -323,8 +343,9 @@ class SliceRenderer:
       slices' styles at once);
     * **no upsampled or concatenated tensors**: a decoder's 3x3 convolution
       over ``cat(upsample(y), skip)`` is split into the skip's convolution
-      plus :func:`polyphase_weight` on ``y`` at its own resolution,
-      pixel-shuffled and added inside the skip's convolution;
+      plus a 2x2 :func:`polyphase_weight` convolution of ``y`` at its own
+      resolution, its phases interleaved (:func:`interleave_phases`) and
+      added inside the skip's convolution;
     * **label embeddings from one table**: the slice's embedding and the mean
       of its neighbours' come from one lookup of the class triple
       (:meth:`codes`); the geometry channels (spacing, row position), the same
@@ -404,7 +425,7 @@ class SliceRenderer:
     # -- one slice ------------------------------------------------------------------------
 
     def _conv(self, x, weight, bias, leaky: bool, add: torch.Tensor | None = None) -> torch.Tensor:
-        padding = [weight.shape[-1] // 2] * 2
+        padding = [1, 1] if weight.shape[-1] > 1 else [0, 0]  # 3x3 "same", 2x2 polyphase (H + 1 outputs), 1x1
         if self.fused:
             op = torch.ops.mkldnn._convolution_pointwise
             if add is not None:
@@ -419,8 +440,8 @@ class SliceRenderer:
     def _folded(self, weight, bias, style, index: int):
         scale, shift = style[0][index], style[1][index]
         reshaped = scale[:, None, None, None]
-        if weight.shape[0] != scale.shape[0]:  # polyphase: four output channels per channel
-            reshaped = scale.repeat_interleave(weight.shape[0] // scale.shape[0])[:, None, None, None]
+        if weight.shape[0] != scale.shape[0]:  # polyphase: the channels once per phase
+            reshaped = scale.repeat(weight.shape[0] // scale.shape[0])[:, None, None, None]
         folded_bias = None if bias is None else (bias * scale + shift).to(self.dtype)
         return (weight * reshaped).to(self.dtype).contiguous(), folded_bias
 
@@ -464,7 +485,7 @@ class SliceRenderer:
         for level, (poly, skip_weight, bias) in enumerate(self.decoders):
             wp, _ = self._folded(poly, None, styles[2 + 2 * level], index)
             ws, bs = self._folded(skip_weight, bias, styles[2 + 2 * level], index)
-            up = self._noise(F.pixel_shuffle(self._conv(y, wp, None, False), 2), fine[2 - level], injections[level])
+            up = self._noise(interleave_phases(self._conv(y, wp, None, False)), fine[2 - level], injections[level])
             y = self._conv(skips[level], ws, bs, True, add=up)
             conv2 = second[level]
             if conv2 is not None:

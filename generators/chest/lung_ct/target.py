@@ -402,8 +402,13 @@ class GANLungCT(LungCTGenerator):
         return pipeline(labels.volume, *spacing, sample=state["sample"], slices=range(start, stop))
 
 
+#: Bumped whenever inference computes the network's function differently enough to move a voxel
+#: by a unit (2: the 2x2 polyphase decoder and the shifted-slab noise smoothing).
+INFERENCE_VERSION = 2
+
+
 def fingerprint(options: GeneratorOptions) -> str:
-    """What the pixels depend on beyond the universe: renderer, weights (SHA-256 prefix) and psi.
+    """What the pixels depend on beyond the universe: renderer, weights (SHA-256 prefix), inference and psi.
 
     Cheap (reads ``generator.json`` only, no torch): the archive keys its
     instance cache by it, so switching ``renderer``, ``weights`` or
@@ -417,7 +422,7 @@ def fingerprint(options: GeneratorOptions) -> str:
         sha = str(read_record(options.weights or FOLDER).get("weights_sha256", "unrecorded"))[:16]
     except WeightsError:
         sha = "unreadable"  # loading the target will report why
-    return f"gan-{sha}-psi{options.psi:g}"
+    return f"gan-{sha}-i{INFERENCE_VERSION}-psi{options.psi:g}"
 
 
 def load(options: GeneratorOptions) -> LungCTGenerator:
