@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import ExitStack
+from urllib.parse import parse_qs
 
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -100,7 +102,60 @@ def create_app(pacs) -> Flask:
         log.exception("request %s %s failed", request.method, request.path)
         return _error(500, "Internal Server Error", f"{type(exc).__name__}: {exc}")
 
+    app.wsgi_app = _ClientRequests(app.wsgi_app, pacs.archive)  # type: ignore[method-assign]
     return app
+
+
+def _study_of(environ) -> str | None:
+    """The study a request is about: ``.../studies/{uid}...`` (DICOMweb) or ``studyUID=`` (WADO-URI)."""
+    parts = environ.get("PATH_INFO", "").split("/")
+    if "studies" in parts:
+        at = parts.index("studies") + 1
+        if at < len(parts) and parts[at]:
+            return parts[at]
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    return query.get("studyUID", [None])[0]
+
+
+class _ClientRequests:
+    """WSGI middleware: every request counts as a client waiting until its response is sent.
+
+    A streamed response (a multipart series retrieve) counts until the last
+    byte is written or the client goes away (waitress closes the iterable).
+    Background generation of other studies pauses meanwhile, never that of
+    the study the request is about.
+    """
+
+    def __init__(self, app, archive):
+        self.app, self.archive = app, archive
+
+    def __call__(self, environ, start_response):
+        waiting = ExitStack()
+        waiting.enter_context(self.archive.client_request(_study_of(environ)))
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            waiting.close()
+            raise
+        return _Closing(body, waiting.close)
+
+
+class _Closing:
+    """A WSGI response iterable that runs ``on_close`` (idempotent) when the server closes it."""
+
+    def __init__(self, body, on_close):
+        self.body, self.on_close = body, on_close
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self):
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.on_close()
 
 
 class HTTPServer:

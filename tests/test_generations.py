@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -141,5 +142,51 @@ def test_the_prefetch_queue_is_bounded():
         assert gen.prefetch("b") and gen.prefetch("c")
         assert not gen.prefetch("d")  # the queue holds two studies not started
         held.set()
+    finally:
+        gen.close()
+
+
+def test_background_work_pauses_while_a_request_about_another_study_is_in_flight_and_goes_on_after():
+    from synthpacs.generation.cooperative import checkpoint
+
+    fake = FakeStudies(n_parts=3)
+
+    def open_with_checkpoints(study: str):
+        maker = fake.open(study)
+        make = maker.make
+
+        def make_after_a_checkpoint(index: int) -> None:
+            checkpoint()
+            make(index)
+
+        maker.make = make_after_a_checkpoint  # type: ignore[method-assign]
+        return maker
+
+    def until(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
+    gen = Generations(open_with_checkpoints, fake.is_cached, workers=2, max_pause=30)
+    try:
+        with gen.foreground():
+            assert gen.prefetch("s")
+            until(lambda: gen.pauses == 1)
+            time.sleep(0.2)
+            assert fake.made == []  # held at its first checkpoint while the request is in flight
+            gen.wait_for("s", "s-1-0", timeout=10)  # a client waiting on the study lets it go on at once
+        assert ("s", 1) in fake.made
+        until(lambda: len(fake.made) == 3)
+        with gen.foreground():
+            assert gen.prefetch("t")
+            until(lambda: gen.pauses == 2)
+            time.sleep(0.2)
+            assert not [part for part in fake.made if part[0] == "t"]
+        until(lambda: len(fake.made) == 6)  # the request ended: the prefetch goes on
+        with gen.foreground("u"):  # a request about the study itself never holds it back
+            assert gen.prefetch("u")
+            until(lambda: len(fake.made) == 9)
+        assert gen.pauses == 2
     finally:
         gen.close()

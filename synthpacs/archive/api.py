@@ -491,6 +491,11 @@ class Archive:
             return False
         return self._generations.prefetch(study_uid)
 
+    def client_request(self, study_uid: str | None = None):
+        """Context manager around a request a client waits on, about ``study_uid`` or no one study:
+        background generation of other studies pauses meanwhile."""
+        return self._generations.foreground(study_uid)
+
     def generate_study(self, study_uid: str) -> list[InstanceRef]:
         """Make (or fetch from cache) every instance of a study; returns its refs."""
         refs = self.instances(study_uid)

@@ -16,6 +16,15 @@ the part that holds its instance. What is asked for is made next:
   at once: a waited-on study displaces one nobody waits on (its remaining
   parts are made again on demand, from the same keyed draws). The prefetch
   queue holds at most ``prefetch_queue`` studies; more are dropped.
+* **Clients first.** While a client request about another study (or about
+  none) is in flight (:meth:`Generations.foreground`), work nobody waits on
+  (``CONTINUE`` and ``PREFETCH``) pauses at the target's checkpoints
+  (:mod:`synthpacs.generation.cooperative`), for at most ``max_pause``
+  seconds at a time, so that it never slows that request down; it goes on
+  at once when a study someone waits on wants a worker. Requests
+  about the study itself (its frames, a streamed retrieve of it) never
+  pause it, and a request that waits on it makes it ``WAITED``: it goes on
+  at once.
 * **Failures.** A part that fails ends its study's generation: every request
   waiting on it gets :class:`GenerationFailed` with the reason, nothing of it
   is cached as good, and the next request starts afresh.
@@ -30,11 +39,15 @@ import enum
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import GenerationFailed
+from ..generation.cooperative import pausing
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +119,7 @@ class Generations:
         workers: int = 2,
         max_studies: int = 2,
         prefetch_queue: int = 4,
+        max_pause: float = 2.0,
         on_finished: Callable[[str], None] | None = None,
     ):
         if workers < 1 or max_studies < 1 or prefetch_queue < 0:
@@ -118,8 +132,12 @@ class Generations:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._busy_prefetch = 0
+        self.max_pause = max_pause
+        self._clients = threading.Condition()  # its own lock: entered on every request, never held long
+        self._client_requests: Counter[str | None] = Counter()  # study UID (None: no one study) -> requests
         self.parts_made = 0  # for tests and benchmarks
         self.studies_opened = 0
+        self.pauses = 0
 
     # -- what clients call ------------------------------------------------------------------
 
@@ -182,6 +200,21 @@ class Generations:
             self._add(study_uid, Priority.PREFETCH)
             self._cond.notify_all()
             return True
+
+    @contextmanager
+    def foreground(self, study_uid: str | None = None) -> Iterator[None]:
+        """A client request in flight (about ``study_uid``, or no one study): background work
+        on other studies pauses at its checkpoints until it ends."""
+        with self._clients:
+            self._client_requests[study_uid] += 1
+        try:
+            yield
+        finally:
+            with self._clients:
+                self._client_requests[study_uid] -= 1
+                if not self._client_requests[study_uid]:
+                    del self._client_requests[study_uid]
+                self._clients.notify_all()
 
     def in_flight(self) -> set[str]:
         with self._cond:
@@ -283,7 +316,34 @@ class Generations:
                 except Exception:
                     log.exception("after generating study %s", study.uid)
 
+    def _yield_to_clients(self, study: _Study) -> None:
+        """A worker's checkpoint: work nobody waits on waits while requests about other studies
+        are in flight (``max_pause`` s at most)."""
+        deadline = None
+        with self._clients:
+            while self._others_in_flight(study.uid) and study.priority != Priority.WAITED and not self._waited_queued():
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.max_pause
+                    self.pauses += 1
+                elif now >= deadline:
+                    return
+                self._clients.wait(0.02)  # and look again: a request may have started waiting on this study
+
+    def _others_in_flight(self, study_uid: str) -> bool:
+        return self._client_requests.total() > self._client_requests.get(study_uid, 0)
+
+    def _waited_queued(self) -> bool:
+        """Whether a study someone waits on wants a worker (then a paused part goes on, to free its
+        worker sooner), or the archive is closing."""
+        with self._cond:
+            return self._closed or any(s.priority == Priority.WAITED and not s.running for s in self._studies.values())
+
     def _step(self, study: _Study) -> None:
+        with pausing(lambda: self._yield_to_clients(study)):
+            self._make_next(study)
+
+    def _make_next(self, study: _Study) -> None:
         """Open the study if need be, then make (or find cached) its next part."""
         if study.maker is None:
             maker = self._open(study.uid)

@@ -199,6 +199,11 @@ def handle_find(event, archive: Archive, worklist: Worklist, ae_title: str) -> I
     Yields one pending identifier per match as the catalog finds it, and
     stops with Cancel as soon as the peer sends C-CANCEL.
     """
+    with archive.client_request():  # background prefetch pauses while a peer waits on matches
+        yield from _find(event, archive, worklist, ae_title)
+
+
+def _find(event, archive: Archive, worklist: Worklist, ae_title: str) -> Iterator[tuple]:
     sop_class = str(event.request.AffectedSOPClassUID)
     try:
         identifier = event.identifier

@@ -30,6 +30,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from synthpacs.generation.cooperative import checkpoint
 from synthpacs.generation.pipeline import GANPipeline, mix, smooth_along, standard_normal, truncate
 
 from .networks import LESION_CLASS, N_CLASSES, LungCTGenerator, SliceRenderer
@@ -268,6 +269,7 @@ class LungCTPipeline(GANPipeline):
             codes = SliceRenderer.codes(classes)
             base = net.class_hu[classes[:, 1].long()][:, None]
             for i, k in enumerate(ks.tolist()):
+                checkpoint()  # background work yields to client requests between slices
                 maps: list[torch.Tensor | None] | None = None
                 if noise_mode != "none":
                     maps = [torch.from_numpy(n[k])[None, None].to(device) for n in noise]

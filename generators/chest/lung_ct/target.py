@@ -20,6 +20,7 @@ from pydicom.sr.codedict import codes
 
 from synthpacs.errors import ConfigError
 from synthpacs.generation.contract import GeneratorOptions, Part, StudyRequest
+from synthpacs.generation.cooperative import checkpoint
 from synthpacs.imaging.spec import (
     CTSeriesSpec,
     IODSpec,
@@ -129,6 +130,7 @@ class LungCTGenerator:
 
         def draw() -> tuple[ChestAnatomy, list[LesionSite]]:
             anatomy = draw_anatomy(draws.rng("anatomy"), grid, request.patient_sex)
+            checkpoint()  # outside every lock: background work yields to client requests here
             return anatomy, place_lesions(anatomy, grid, n_lesions, draws.rng("lesions"))
 
         key = (draws.plan_draws().key, request.patient_index, request.patient_sex, n_lesions, grid)
