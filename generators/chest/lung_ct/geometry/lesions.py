@@ -8,6 +8,7 @@ longest axial diameter on the grid is the visit's diameter.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,9 +95,20 @@ def lesion_slices(grid: VolumeGrid, site: LesionSite, diam: float) -> tuple[int,
 
 
 def draw_lesion(
-    labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float, value: int
+    labels: np.ndarray,
+    anat: ChestAnatomy,
+    grid: VolumeGrid,
+    site: LesionSite,
+    diam: float,
+    value: int,
+    prepare: Callable[[int, int], None] | None = None,
 ) -> tuple[slice, slice, slice] | None:
     """Draw one lesion, scaled so that its longest axial diameter is ``diam``.
+
+    ``prepare(k0, k1)``, when given, is called before slices ``k0..k1-1`` of
+    ``labels`` are read (a volume made on demand labels them then): the box
+    grows only when the first scale proves too small, so usually far fewer
+    slices than :func:`lesion_slices` bounds are needed.
 
     Returns the box of voxels it read (and wrote in), None when it lies off the grid.
     """
@@ -107,7 +119,7 @@ def draw_lesion(
     side_code = 1 if site.lung == "right" else 2
     s_hi = _first_scale_bound(grid, site, diam)
     for _ in range(_GROWTHS):
-        box, rho, allowed = _lesion_box(labels, anat, grid, site, s_hi * ext + ps, side_code)
+        box, rho, allowed = _lesion_box(labels, anat, grid, site, s_hi * ext + ps, side_code, prepare)
         if box is None:
             return None
         if max_axial_diameter((rho <= s_hi) & allowed) >= target:
@@ -159,7 +171,7 @@ def _unit_width(shape: LesionShape) -> float:
     return float(np.sqrt(d2.max()))
 
 
-def _lesion_box(labels, anat, grid, site, half_mm, side_code):
+def _lesion_box(labels, anat, grid, site, half_mm, side_code, prepare=None):
     ps, ss = grid.pixel_spacing_mm, grid.slice_spacing_mm
     K, R, C = labels.shape
     k, r, c = grid.index_of(*site.centre_mm)
@@ -170,6 +182,8 @@ def _lesion_box(labels, anat, grid, site, half_mm, side_code):
     if k0 >= k1 or r0 >= r1 or c0 >= c1:
         return None, None, None
     box = (slice(k0, k1), slice(r0, r1), slice(c0, c1))
+    if prepare is not None:
+        prepare(k0, k1)
     xs = grid.x_mm()[c0:c1]
     ys = grid.y_mm()[r0:r1]
     zs = grid.z_mm()[k0:k1]

@@ -121,24 +121,29 @@ class VisitLabels:
     def slices(self, start: int, stop: int) -> np.ndarray:
         """Slices ``start..stop-1`` (clipped to the grid), final."""
         start, stop = max(0, start), min(self.grid.n_slices, stop)
-        # The lesions reaching these slices, and (first) every earlier lesion reaching theirs.
-        needed: set[int] = set()
-        pending = self._overlapping(start, stop, len(self._lesions))
-        while pending:
-            i = pending.pop()
-            if i not in needed and not self._drawn[i]:
-                needed.add(i)
-                pending += self._overlapping(*self._reach[i], before=i)
         self._copy_anatomy(start, stop)
-        for i in sorted(needed):
-            a, b = self._reach[i]
-            self._copy_anatomy(a, b)
-            site, diam = self._lesions[i]
-            box = draw_lesion(self.volume, self.anatomy, self.grid, site, diam, int(Label.TUMOUR) + i)
-            if box is not None and not (a <= box[0].start and box[0].stop <= b):
-                raise RuntimeError(f"lesion {i} reached slices {box[0]} beyond its bound {a}..{b}")
-            self._drawn[i] = True
+        for i in self._overlapping(start, stop, len(self._lesions)):
+            self._draw(i)
         return self.volume[start:stop]
+
+    def _draw(self, i: int) -> None:
+        """Draw lesion ``i`` as ``label_volume`` does, after the anatomy and the earlier lesions of
+        every slice it reads; its reach becomes the box it drew in."""
+        if self._drawn[i]:
+            return
+        bound = self._reach[i]
+
+        def prepare(k0: int, k1: int) -> None:
+            if not (bound[0] <= k0 and k1 <= bound[1]):
+                raise RuntimeError(f"lesion {i} reached slices {k0}..{k1} beyond its bound {bound[0]}..{bound[1]}")
+            for j in self._overlapping(k0, k1, before=i):
+                self._draw(j)
+            self._copy_anatomy(k0, k1)
+
+        site, diam = self._lesions[i]
+        box = draw_lesion(self.volume, self.anatomy, self.grid, site, diam, int(Label.TUMOUR) + i, prepare=prepare)
+        self._drawn[i] = True
+        self._reach[i] = (box[0].start, box[0].stop) if box is not None else (0, 0)
 
     def whole(self) -> np.ndarray:
         self.slices(0, self.grid.n_slices)
