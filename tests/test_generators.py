@@ -434,3 +434,17 @@ def test_cli_asking_for_cuda_without_cuda_is_a_clear_error(tmp_path):
         assert result.returncode == 2, result.stderr
         assert "invalid device in flag --device: 'cuda' asks for CUDA, but none is available" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_keyed_noise_is_the_smoothed_stack_of_per_slice_draws_and_any_slice_alone_is_the_same():
+    whole = gp.KeyedNoise(7, 0, (12, 16, 20), 0.35)
+    stack = np.asarray(whole)
+    white = np.stack([gp.KeyedNoise(7, 0, (12, 16, 20), 0.0)[k] for k in range(12)])  # sigma 0: the draws
+    np.testing.assert_allclose(stack, gp.smooth_along(white, 0.35, axis=0), atol=1e-5)
+    for k in (0, 5, 11):  # a slice made alone, by a fresh stack, is the same slice
+        assert np.array_equal(gp.KeyedNoise(7, 0, (12, 16, 20), 0.35)[k], stack[k])
+    assert not np.array_equal(np.asarray(gp.KeyedNoise(7, 1, (12, 16, 20), 0.35)), stack)  # another level
+    assert not np.array_equal(np.asarray(gp.KeyedNoise(8, 0, (12, 16, 20), 0.35)), stack)  # another key
+    assert abs(float(stack.std()) - 1.0) < 0.05
+    with pytest.raises(IndexError):
+        whole[12]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,11 +48,8 @@ def smooth_along(values: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
     n = values.shape[axis] if values.ndim else 0
     if sigma <= 0.05 or n < 2:
         return values
-    radius = int(3.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    kernel /= kernel.sum()
-    kernel /= math.sqrt(float((kernel**2).sum()))  # variance of a unit-variance white sequence after the kernel
+    kernel = unit_kernel(sigma)
+    radius = len(kernel) // 2
     if radius > 3 or radius >= n or values.size < 4096 * n:  # a long kernel, or slabs too small to gain
         from scipy.ndimage import correlate1d
 
@@ -65,13 +63,95 @@ def smooth_along(values: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
     weights = [np.float32(w) for w in kernel]
     for i in range(n):
         for tap, weight in enumerate(weights):
-            j = i + tap - radius
-            j = -1 - j if j < 0 else (2 * n - 1 - j if j >= n else j)
+            j = reflect(i + tap - radius, n)
             if tap == 0:
                 np.multiply(source[j], weight, out=out[i])
             else:
                 out[i] += np.multiply(source[j], weight, out=scratch)
     return np.moveaxis(out, 0, axis)
+
+
+def unit_kernel(sigma: float) -> np.ndarray:
+    """scipy's Gaussian kernel (truncated at 3 sigma) scaled so that white N(0, 1) draws stay N(0, 1)."""
+    radius = int(3.0 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    return kernel / math.sqrt(float((kernel**2).sum()))
+
+
+def reflect(j: int, n: int) -> int:
+    """Index ``j`` reflected into ``0..n-1`` as scipy's "reflect" mode does (d c b a | a b c d | d c b a)."""
+    return -1 - j if j < 0 else (2 * n - 1 - j if j >= n else j)
+
+
+class KeyedNoise:
+    """A stack of N(0, 1) maps, (n, h, w), smoothed along its first axis, made slice by slice on demand.
+
+    Slice ``k``'s white draws come from their own generator, keyed by
+    (``key``, ``level``, ``k``), so a slab needs only its own slices and
+    their neighbours, never the draws of the whole series; the smoothing is
+    :func:`smooth_along`'s (the same kernel and edges). ``noise[k]`` is one
+    map; ``numpy.asarray(noise)`` the whole stack.
+    """
+
+    def __init__(self, key: int, level: int, shape: tuple[int, int, int], sigma: float, keep: int = 24):
+        self.key, self.level, self.shape, self.sigma = int(key), int(level), tuple(shape), float(sigma)
+        self._kernel = unit_kernel(sigma) if sigma > 0.05 and shape[0] >= 2 else np.ones(1)
+        self._white: dict[int, np.ndarray] = {}  # the last few slices' draws (a slab and its neighbours)
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _draws(self, k: int) -> np.ndarray:
+        white = self._white.get(k)
+        if white is None:
+            seed = np.random.SeedSequence(self.key, spawn_key=(self.level, k))
+            white = standard_normal(np.random.Generator(np.random.PCG64(seed)), self.shape[1:])
+            self._white[k] = white
+            while len(self._white) > self._keep:
+                del self._white[next(iter(self._white))]
+        return white
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        n = self.shape[0]
+        if not -n <= k < n:
+            raise IndexError(f"slice {k} of {n}")
+        k %= n
+        radius = len(self._kernel) // 2
+        with self._lock:
+            if radius == 0:
+                return self._draws(k)
+            out = np.multiply(self._draws(reflect(k - radius, n)), np.float32(self._kernel[0]))
+            scratch = np.empty_like(out)
+            for tap in range(1, len(self._kernel)):
+                out += np.multiply(self._draws(reflect(k + tap - radius, n)), np.float32(self._kernel[tap]), out=scratch)
+            return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        stack = np.stack([self[k] for k in range(self.shape[0])])
+        return stack if dtype is None else stack.astype(dtype, copy=False)
+
+
+class MixedNoise:
+    """Slice by slice, :func:`mix` of two noise stacks of the same shape (interpolation frames)."""
+
+    def __init__(self, a, b, t: float):
+        if len(a) != len(b):
+            raise ValueError("the two noise stacks differ in length")
+        self.a, self.b, self.t = a, b, float(t)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return mix(np.asarray(self.a[k]), np.asarray(self.b[k]), self.t)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        stack = np.stack([self[k] for k in range(len(self))])
+        return stack if dtype is None else stack.astype(dtype, copy=False)
 
 
 def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:

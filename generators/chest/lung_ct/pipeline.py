@@ -11,9 +11,10 @@ reformats show no banding:
   with a correlation length of ``drift_mm``), so style changes slowly over
   centimetres, never from one slice to the next;
 * **noise** drawn as 3-D fields: the per-pixel maps are correlated between
-  neighbouring slices as the teacher's texture is (``noise_z_sigma_slices``),
-  and the 1/8-resolution density field is smooth in all three directions
-  (``field_mm``);
+  neighbouring slices as the teacher's texture is (``noise_z_sigma_slices``;
+  each slice's draws keyed by the slice, :class:`KeyedNoise`, so a slab
+  draws only its own), and the 1/8-resolution density field is smooth in
+  all three directions (``field_mm``);
 * each slice sees its neighbours' labels (2.5-D conditioning).
 
 All randomness is drawn on the CPU from the ``numpy.random.Generator`` the
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from synthpacs.generation.cooperative import checkpoint
-from synthpacs.generation.pipeline import GANPipeline, mix, smooth_along, standard_normal, truncate
+from synthpacs.generation.pipeline import GANPipeline, KeyedNoise, MixedNoise, mix, smooth_along, standard_normal, truncate
 
 from .networks import LESION_CLASS, N_CLASSES, LungCTGenerator, SliceRenderer
 
@@ -60,7 +61,7 @@ class LatentSample:
 
     z: np.ndarray  # (z_dim,) the series latent
     drift: np.ndarray  # (n_slices, z_dim - style_dims) smooth per-slice drift of the free entries
-    noise: list[np.ndarray] = field(default_factory=list)  # per input map, (n_slices, h, w), N(0, 1)
+    noise: list[Any] = field(default_factory=list)  # per input map, (n_slices, h, w) N(0, 1): arrays or KeyedNoise
 
     @staticmethod
     def interpolate(a: LatentSample, b: LatentSample, t: float) -> LatentSample:
@@ -71,7 +72,7 @@ class LatentSample:
         """
         if a.z.shape != b.z.shape or a.drift.shape != b.drift.shape or len(a.noise) != len(b.noise):
             raise ValueError("the two samples were drawn for different series shapes")
-        return LatentSample(mix(a.z, b.z, t), mix(a.drift, b.drift, t), [mix(x, y, t) for x, y in zip(a.noise, b.noise)])
+        return LatentSample(mix(a.z, b.z, t), mix(a.drift, b.drift, t), [MixedNoise(x, y, t) for x, y in zip(a.noise, b.noise)])
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -159,10 +160,11 @@ class LungCTPipeline(GANPipeline):
         z = standard_normal(rng, (net.z_dim,))
         z[: net.style_dims] = np.clip(z[: net.style_dims], -s["style_clip"], s["style_clip"])
         drift = smooth_along(standard_normal(rng, (n_slices, net.z_dim - net.style_dims)), s["drift_mm"] / slice_spacing_mm)
-        noise = []
-        for level in range(net.noise_levels):
-            maps = standard_normal(rng, (n_slices, height >> level, width >> level))
-            noise.append(smooth_along(maps, s["noise_z_sigma_slices"], axis=0))
+        key = int(rng.integers(0, 2**63))  # the per-pixel maps: each slice's draws keyed by it, made when rendered
+        noise: list[Any] = [
+            KeyedNoise(key, level, (n_slices, height >> level, width >> level), s["noise_z_sigma_slices"])
+            for level in range(net.noise_levels)
+        ]
         cell = pixel_spacing_mm * 8.0
         noise.append(
             smooth_field(
@@ -272,7 +274,7 @@ class LungCTPipeline(GANPipeline):
                 checkpoint()  # background work yields to client requests between slices
                 maps: list[torch.Tensor | None] | None = None
                 if noise_mode != "none":
-                    maps = [torch.from_numpy(n[k])[None, None].to(device) for n in noise]
+                    maps = [torch.from_numpy(np.asarray(n[k]))[None, None].to(device) for n in noise]
                 hu = renderer(codes[i : i + 1], base[i : i + 1], styles, k, maps)[0, 0, :rows, :columns]
                 out[start + i] = torch.round(hu).clamp_(MIN_HU, MAX_HU).to(torch.int16).cpu().numpy()
             if progress is not None:

@@ -405,7 +405,7 @@ class GANLungCT(LungCTGenerator):
 
 
 #: Bumped whenever inference computes the network's function differently enough to move a voxel
-#: by a unit (2: the 2x2 polyphase decoder and the shifted-slab noise smoothing).
+#: by a unit (2: the 2x2 polyphase decoder, per-slice keyed noise smoothed along z slab by slab).
 INFERENCE_VERSION = 2
 
 
