@@ -137,10 +137,15 @@ class LungCTGenerator:
         anatomy, sites = self._patients.get(key, draw)
         return VisitLabels(anatomy, grid, list(zip(sites, request.lesion_diameters_mm)))
 
-    def geometry(self, request: StudyRequest, labels: VisitLabels | None = None) -> LungGeometry:
-        """The label volume, grid and lesion findings of one study (no pixels yet)."""
+    def geometry(self, request: StudyRequest, labels: VisitLabels | None = None, lesions_only: bool = False) -> LungGeometry:
+        """The label volume, grid and lesion findings of one study (no pixels yet).
+
+        ``lesions_only``: only the lesions' voxels are final (the slices their
+        boxes read), enough for the SEG and the SR, which read nothing else.
+        """
         labels = labels if labels is not None else self.visit_labels(request)
-        volume, grid, draws = labels.whole(), labels.grid, request.draws
+        volume = labels.with_lesions() if lesions_only else labels.whole()
+        grid, draws = labels.grid, request.draws
         lesions = []
         for i, site in enumerate(labels.sites):
             measured = lesion_measurement(volume, grid, i)
@@ -209,7 +214,8 @@ class LungCTWork:
     A CT slab renders only its slices from the labels of those slices and
     their neighbours (the GAN draws the series' randomness once and renders
     slice by slice, so the bytes are the whole series'); the CT headers need
-    only the plan's grid; the SEG and SR need the whole geometry, never the pixels.
+    only the plan's grid; the SEG and SR need the lesions (the slices their boxes
+    read), never the pixels nor the rest of the label volume.
     """
 
     def __init__(self, generator: LungCTGenerator, request: StudyRequest):
@@ -234,7 +240,7 @@ class LungCTWork:
     @property
     def geometry(self) -> LungGeometry:
         if self._geometry is None:
-            self._geometry = self._generator.geometry(self._request, self.labels)
+            self._geometry = self._generator.geometry(self._request, self.labels, lesions_only=True)
         return self._geometry
 
     def make(self, part: Part) -> list[IODSpec]:

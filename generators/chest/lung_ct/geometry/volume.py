@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from synthpacs.generation.cooperative import checkpoint
 from synthpacs.imaging.spatial import VolumeGrid
 
 from .anatomy import ChestAnatomy
@@ -27,6 +28,10 @@ from .tubes import sample_tubes, splat
 from .vessels import network
 
 __all__ = ["VisitLabels", "anatomy_volume", "label_volume"]
+
+
+#: Slices labelled between two checkpoints (about 0.2 s).
+_SLICES_PER_STEP = 4
 
 
 def _runs(missing: np.ndarray, offset: int) -> list[tuple[int, int]]:
@@ -62,18 +67,26 @@ class _AnatomySlices:
         return (*self._plane, self._tubes)
 
     def ensure(self, start: int, stop: int) -> np.ndarray:
-        """Label slices ``start..stop-1`` (those not labelled yet); returns the whole volume."""
-        with self._lock:
-            missing = ~self._done[start:stop]
-            if missing.any():
+        """Label slices ``start..stop-1`` (those not labelled yet); returns the whole volume.
+
+        A few slices at a time, with a checkpoint outside the lock between them
+        (background work yields to clients there; the tubes splat the same per
+        range as whole).
+        """
+        while True:
+            with self._lock:
+                missing = ~self._done[start:stop]
+                if not missing.any():
+                    return self.volume
                 pl, table, tubes = self._prepare()
-                for a, b in _runs(missing, start):
-                    for k in range(a, b):
-                        self.volume[k] = slice_labels(self.anat, pl, float(self.grid.z_mm()[k]), table)
-                    for pts, rad, value, allowed in tubes:
-                        splat(self.volume, self.grid, pts, rad, value, allowed, slices=(a, b))
-                    self._done[a:b] = True
-        return self.volume
+                a, b = _runs(missing, start)[0]
+                b = min(b, a + _SLICES_PER_STEP)
+                for k in range(a, b):
+                    self.volume[k] = slice_labels(self.anat, pl, float(self.grid.z_mm()[k]), table)
+                for pts, rad, value, allowed in tubes:
+                    splat(self.volume, self.grid, pts, rad, value, allowed, slices=(a, b))
+                self._done[a:b] = True
+            checkpoint()
 
 
 @functools.lru_cache(maxsize=2)
@@ -147,6 +160,13 @@ class VisitLabels:
 
     def whole(self) -> np.ndarray:
         self.slices(0, self.grid.n_slices)
+        return self.volume
+
+    def with_lesions(self) -> np.ndarray:
+        """The volume with every lesion drawn: its lesion voxels are final (what a SEG and a
+        measurement read); slices no lesion reads may still be unlabelled."""
+        for i in range(len(self._lesions)):
+            self._draw(i)
         return self.volume
 
     def _copy_anatomy(self, start: int, stop: int) -> None:
