@@ -146,7 +146,7 @@ def test_the_prefetch_queue_is_bounded():
         gen.close()
 
 
-def test_background_work_pauses_while_a_request_about_another_study_is_in_flight_and_goes_on_after():
+def test_background_work_pauses_while_client_requests_are_in_flight_and_goes_on_after():
     from synthpacs.generation.cooperative import checkpoint
 
     fake = FakeStudies(n_parts=3)
@@ -184,9 +184,13 @@ def test_background_work_pauses_while_a_request_about_another_study_is_in_flight
             time.sleep(0.2)
             assert not [part for part in fake.made if part[0] == "t"]
         until(lambda: len(fake.made) == 6)  # the request ended: the prefetch goes on
-        with gen.foreground("u"):  # a request about the study itself never holds it back
+        with gen.foreground("u"):  # even one about its own study holds a prefetch back (its metadata)
             assert gen.prefetch("u")
+            until(lambda: gen.pauses == 3)
+            time.sleep(0.2)
+            assert not [part for part in fake.made if part[0] == "u"]
+            gen.wait_for("u", "u-0-0", timeout=10)  # now a client touched it: requests about it let it go on
             until(lambda: len(fake.made) == 9)
-        assert gen.pauses == 2
+        assert gen.pauses == 3
     finally:
         gen.close()

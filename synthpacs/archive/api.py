@@ -487,7 +487,11 @@ class Archive:
         Returns whether it is queued or under way (False: prefetch is off, the
         study is not synthetic, or the queue is full).
         """
-        if not self.config.prefetch or self._synthetic_study(study_uid) is None:
+        if not self.config.prefetch:
+            return False
+        if self._generations.has(study_uid):  # metadata asks once per instance: no catalog query then
+            return True
+        if self._synthetic_study(study_uid) is None:
             return False
         return self._generations.prefetch(study_uid)
 

@@ -16,15 +16,15 @@ the part that holds its instance. What is asked for is made next:
   at once: a waited-on study displaces one nobody waits on (its remaining
   parts are made again on demand, from the same keyed draws). The prefetch
   queue holds at most ``prefetch_queue`` studies; more are dropped.
-* **Clients first.** While a client request about another study (or about
-  none) is in flight (:meth:`Generations.foreground`), work nobody waits on
-  (``CONTINUE`` and ``PREFETCH``) pauses at the target's checkpoints
-  (:mod:`synthpacs.generation.cooperative`), for at most ``max_pause``
-  seconds at a time, so that it never slows that request down; it goes on
-  at once when a study someone waits on wants a worker. Requests
-  about the study itself (its frames, a streamed retrieve of it) never
-  pause it, and a request that waits on it makes it ``WAITED``: it goes on
-  at once.
+* **Clients first.** While a client request is in flight
+  (:meth:`Generations.foreground`), work nobody waits on pauses at the
+  target's checkpoints (:mod:`synthpacs.generation.cooperative`), for at
+  most ``max_pause`` seconds at a time, so that it never slows that request
+  down: a ``PREFETCH`` for any request (its own study's metadata included),
+  a ``CONTINUE`` study for requests about other studies (a streamed
+  retrieve of the study itself never holds it back). It goes on at once
+  when a study someone waits on wants a worker, and a request that waits on
+  it makes it ``WAITED``.
 * **Failures.** A part that fails ends its study's generation: every request
   waiting on it gets :class:`GenerationFailed` with the reason, nothing of it
   is cached as good, and the next request starts afresh.
@@ -216,6 +216,11 @@ class Generations:
                     del self._client_requests[study_uid]
                 self._clients.notify_all()
 
+    def has(self, study_uid: str) -> bool:
+        """Whether a study is being generated, or queued to be."""
+        with self._cond:
+            return study_uid in self._studies
+
     def in_flight(self) -> set[str]:
         with self._cond:
             return set(self._studies)
@@ -321,7 +326,7 @@ class Generations:
         are in flight (``max_pause`` s at most)."""
         deadline = None
         with self._clients:
-            while self._others_in_flight(study.uid) and study.priority != Priority.WAITED and not self._waited_queued():
+            while self._holds_back(study) and not self._waited_queued():
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.max_pause
@@ -330,8 +335,16 @@ class Generations:
                     return
                 self._clients.wait(0.02)  # and look again: a request may have started waiting on this study
 
-    def _others_in_flight(self, study_uid: str) -> bool:
-        return self._client_requests.total() > self._client_requests.get(study_uid, 0)
+    def _holds_back(self, study: _Study) -> bool:
+        """Whether a client request in flight holds this study's work back: any request holds a
+        prefetch back; a study a client touched goes on while the requests are about it."""
+        priority = study.priority
+        if priority == Priority.WAITED:
+            return False
+        total = self._client_requests.total()
+        if priority == Priority.PREFETCH:
+            return total > 0
+        return total > self._client_requests.get(study.uid, 0)
 
     def _waited_queued(self) -> bool:
         """Whether a study someone waits on wants a worker (then a paused part goes on, to free its
@@ -346,6 +359,7 @@ class Generations:
     def _make_next(self, study: _Study) -> None:
         """Open the study if need be, then make (or find cached) its next part."""
         if study.maker is None:
+            self._yield_to_clients(study)  # opening draws the patient's anatomy: not while a client waits
             maker = self._open(study.uid)
             part_of = {sop: i for i, sops in enumerate(maker.parts) for sop in sops}
             with self._cond:
