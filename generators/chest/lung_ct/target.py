@@ -410,8 +410,8 @@ class GANLungCT(LungCTGenerator):
         return pipeline(labels.volume, *spacing, sample=state["sample"], slices=range(start, stop))
 
 
-#: Bumped whenever inference computes the network's function differently enough to move a voxel
-#: by a unit (2: the 2x2 polyphase decoder, per-slice keyed noise smoothed along z slab by slab).
+#: Bumped whenever inference changes the pixels a study gets (2: the 2x2 polyphase decoder,
+#: moving 1 HU on 5e-6 of voxels; the per-pixel noise drawn per slice from keyed generators).
 INFERENCE_VERSION = 2
 
 
