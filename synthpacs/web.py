@@ -122,8 +122,9 @@ class _ClientRequests:
 
     A streamed response (a multipart series retrieve) counts until the last
     byte is written or the client goes away (waitress closes the iterable).
-    Background generation of other studies pauses meanwhile, never that of
-    the study the request is about.
+    Background generation pauses meanwhile (``Generations.foreground``: a
+    prefetch for any request, a study a client touched for requests about
+    other studies).
     """
 
     def __init__(self, app, archive):

@@ -204,7 +204,7 @@ class Generations:
     @contextmanager
     def foreground(self, study_uid: str | None = None) -> Iterator[None]:
         """A client request in flight (about ``study_uid``, or no one study): background work
-        on other studies pauses at its checkpoints until it ends."""
+        pauses at its checkpoints until it ends (see :meth:`_holds_back`)."""
         with self._clients:
             self._client_requests[study_uid] += 1
         try:
@@ -322,8 +322,7 @@ class Generations:
                     log.exception("after generating study %s", study.uid)
 
     def _yield_to_clients(self, study: _Study) -> None:
-        """A worker's checkpoint: work nobody waits on waits while requests about other studies
-        are in flight (``max_pause`` s at most)."""
+        """A worker's checkpoint: work the requests in flight hold back waits (``max_pause`` s at most)."""
         deadline = None
         with self._clients:
             while self._holds_back(study) and not self._waited_queued():
