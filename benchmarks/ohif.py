@@ -6,7 +6,7 @@ study is cold: never retrieved, listed by a study-level QIDO that names no
 study (so nothing prefetches it). The clock starts when the browser is sent
 to the viewer URL and stops when the viewport's canvas holds an image (the
 OHIF test's criterion: over 5 % of its pixels lit, spread over 10 grey
-levels). The browser is the one the OHIF test drives (``tests/e2e/cdp.py``).
+levels, ``tests/e2e/viewport.py``) in the browser the OHIF test drives (``tests/e2e/cdp.py``).
 """
 
 from __future__ import annotations
@@ -21,16 +21,6 @@ from .on_demand import _p50
 
 Row = tuple[str, str, str]
 TESTS = Path(__file__).resolve().parent.parent / "tests"
-# The test's measure of a drawn viewport, so the benchmark and the test agree on "an image".
-LIT_VIEWPORT = """(() => {
-  const canvas = document.querySelector('canvas.cornerstone-canvas');
-  if (!canvas || !canvas.width) return null;
-  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let lit = 0, sum = 0, sum2 = 0;
-  for (let i = 0; i < data.length; i += 4) { const v = data[i]; sum += v; sum2 += v * v; if (v > 10) lit++; }
-  const n = data.length / 4, mean = sum / n, sd = Math.sqrt(Math.max(0, sum2 / n - mean * mean));
-  return lit / n > 0.05 && sd > 10 ? {lit: lit / n, sd} : null;
-})()"""
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -39,6 +29,7 @@ def run(quick: bool = False) -> list[Row]:
         return [("OHIF time to first image", "not measured", "needs chromium and OHIF (make system-tools ohif)")]
     sys.path.insert(0, str(TESTS))  # the Chrome DevTools driver lives beside the OHIF test
     from e2e.cdp import Browser
+    from e2e.viewport import DRAWN
 
     n = 3 if quick else 5
     server = _Server(quick, 1_000)
@@ -57,7 +48,7 @@ def run(quick: bool = False) -> list[Row]:
                 browser.navigate("about:blank")
                 started = time.perf_counter()
                 browser.navigate(f"{server.base}/ohif/viewer?StudyInstanceUIDs={study}")
-                if not browser.wait_for(LIT_VIEWPORT, timeout=120, interval=0.1):
+                if not browser.wait_for(DRAWN, timeout=120, interval=0.1):
                     raise RuntimeError(f"OHIF showed no image of {study}: {browser.console[-5:]}")
                 seconds.append(time.perf_counter() - started)
         rows.append((f"OHIF: never-viewed study to a non-blank viewport, p50 of {n}", f"{_p50(seconds):.1f}", "s"))

@@ -15,19 +15,10 @@ import time
 import pytest
 from conftest import IN_CI, require_tool
 from e2e.dicomweb import find_synthetic_study, start_server
+from e2e.viewport import CANVAS_STATS, DRAWN
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-# Lit pixels and their spread in the viewport's 2D canvas (Cornerstone3D copies its WebGL output there).
-CANVAS_STATS = """(() => {
-  const canvas = document.querySelector('canvas.cornerstone-canvas');
-  if (!canvas || !canvas.width) return null;
-  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let lit = 0, sum = 0, sum2 = 0;
-  for (let i = 0; i < data.length; i += 4) { const v = data[i]; sum += v; sum2 += v * v; if (v > 10) lit++; }
-  const n = data.length / 4, mean = sum / n;
-  return {lit: lit / n, sd: Math.sqrt(Math.max(0, sum2 / n - mean * mean))};
-})()"""
 SEGMENTATIONS = """(() => {
   const found = window.services && window.services.segmentationService.getSegmentations();
   return found && found.length ? found.map(s => ({label: s.label, segments: Object.keys(s.segments || {}).length})) : null;
@@ -84,7 +75,7 @@ def test_ohif_opens_a_synthetic_ct_and_its_seg(server, tmp_path):
 
         started = time.monotonic()
         browser.navigate(f"{base}/ohif/viewer?StudyInstanceUIDs={study.study}")
-        stats = browser.wait_for(f"(s => s && s.lit > 0.05 && s.sd > 10 ? s : null)({CANVAS_STATS})", timeout=90)
+        stats = browser.wait_for(DRAWN, timeout=90)
         assert stats, f"the viewport stayed blank: {browser.evaluate(CANVAS_STATS)}; console: {browser.console[-10:]}"
         first_image = time.monotonic() - started
 

@@ -85,7 +85,21 @@ def reflect(j: int, n: int) -> int:
     return -1 - j if j < 0 else (2 * n - 1 - j if j >= n else j)
 
 
-class KeyedNoise:
+class _Stack:
+    """Maps made one slice at a time (``stack[k]``); ``numpy.asarray(stack)`` is all of them."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        stack = np.stack([self[k] for k in range(len(self))])
+        return stack if dtype is None else stack.astype(dtype, copy=False)
+
+
+class KeyedNoise(_Stack):
     """A stack of N(0, 1) maps, (n, h, w), smoothed along its first axis, made slice by slice on demand.
 
     Slice ``k``'s white draws come from their own generator, keyed by
@@ -130,12 +144,8 @@ class KeyedNoise:
                 out += np.multiply(self._draws(reflect(k + tap - radius, n)), np.float32(self._kernel[tap]), out=scratch)
             return out
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        stack = np.stack([self[k] for k in range(self.shape[0])])
-        return stack if dtype is None else stack.astype(dtype, copy=False)
 
-
-class MixedNoise:
+class MixedNoise(_Stack):
     """Slice by slice, :func:`mix` of two noise stacks of the same shape (interpolation frames)."""
 
     def __init__(self, a, b, t: float):
@@ -148,10 +158,6 @@ class MixedNoise:
 
     def __getitem__(self, k: int) -> np.ndarray:
         return mix(np.asarray(self.a[k]), np.asarray(self.b[k]), self.t)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        stack = np.stack([self[k] for k in range(len(self))])
-        return stack if dtype is None else stack.astype(dtype, copy=False)
 
 
 def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
