@@ -221,13 +221,21 @@ def test_rendered_hu_per_tissue():
 def test_a_visit_made_slab_by_slab_in_any_order_equals_the_whole_volume(patient):
     """The first image of a series needs only its slab: slices, tubes and lesions made per slice
     range (lesions reach across slabs) give the whole volume's bytes, whatever the order."""
-    from generators.chest.lung_ct.geometry.volume import VisitLabels, _anatomy
+    from generators.chest.lung_ct.geometry.lesions import draw_lesion
+    from generators.chest.lung_ct.geometry.volume import VisitLabels, _anatomy, anatomy_volume
 
     anatomy, sites = patient
     lesions = [(sites[0], 30.0), (sites[1], 12.0), (sites[2], 0.0)]
     _anatomy.cache_clear()
     whole = label_volume(anatomy, SMALL, lesions)
     assert (whole >= Label.TUMOUR).any()
+    # Lesions drawn on their own windows of the anatomy give what drawing them one after the
+    # other on the whole anatomy volume gives.
+    reference = anatomy_volume(anatomy, SMALL).copy()
+    for i, (site, diameter) in enumerate(lesions):
+        if diameter > 0:
+            draw_lesion(reference, anatomy, SMALL, site, diameter, int(Label.TUMOUR) + i)
+    np.testing.assert_array_equal(whole, reference)
     for seed in (0, 1):
         _anatomy.cache_clear()  # the anatomy is made per range too, not taken from the run above
         visit = VisitLabels(anatomy, SMALL, lesions)
@@ -235,3 +243,22 @@ def test_a_visit_made_slab_by_slab_in_any_order_equals_the_whole_volume(patient)
         for start in starts:
             np.testing.assert_array_equal(visit.slices(int(start), int(start) + 3), whole[start : start + 3])
         np.testing.assert_array_equal(visit.whole(), whole)
+
+
+def test_a_window_of_the_anatomy_is_labelled_as_the_whole_volume_is(patient):
+    """A lesion reads its box of the anatomy labelled on its own (rows and columns too)."""
+    from generators.chest.lung_ct.geometry.volume import _anatomy, anatomy_volume
+
+    anatomy, _ = patient
+    _anatomy.cache_clear()
+    whole = anatomy_volume(anatomy, SMALL).copy()
+    _anatomy.cache_clear()
+    slices = _anatomy(anatomy, SMALL)
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        k0, r0, c0 = (int(rng.integers(0, n - 2)) for n in SMALL.shape)
+        k1, r1, c1 = (min(n, a + int(rng.integers(1, 80))) for n, a in zip(SMALL.shape, (k0, r0, c0)))
+        box = (slice(k0, k1), slice(r0, r1), slice(c0, c1))
+        np.testing.assert_array_equal(slices.window(box), whole[box])
+    # A visit's lesions alone label a few percent of the slices' voxels, not whole slices.
+    assert not slices._done.any()

@@ -100,6 +100,8 @@ class Plane:
         for name, value in vars(self).items():
             if isinstance(value, np.ndarray) and value.ndim == 2:
                 value = value[rows, cols]
+            elif name in ("x1d", "y1d"):  # a window is a grid plane too, of its own rows and columns
+                value = value[cols] if name == "x1d" else value[rows]
             elif name == "harm":
                 value = tuple(h[rows, cols] for h in value)
             setattr(sub, name, value)

@@ -1,8 +1,9 @@
 """Lung lesions: fixed irregular shapes, drawn at each visit's size.
 
 A lesion's shape (:class:`LesionShape`) and site (:class:`LesionSite`) are
-drawn once and kept for life; :func:`draw_lesion` scales the shape until its
-longest axial diameter on the grid is the visit's diameter.
+drawn once and kept for life; :func:`lesion_mask` scales the shape until its
+longest axial diameter on the grid is the visit's diameter, reading only the
+labels of a box around the site.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .fields import BodyLayers, HeightProfile, Plane, lung_side
 from .labels import Label
 from .measure import max_axial_diameter
 
-__all__ = ["LesionShape", "LesionSite", "draw_lesion", "draw_shape", "lesion_slices"]
+__all__ = ["LesionShape", "LesionSite", "draw_lesion", "draw_shape", "lesion_bound", "lesion_mask"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,10 @@ def _lesion_rotation(shape: LesionShape) -> np.ndarray:
     return np.asarray(shape.rotation, float).reshape(3, 3)
 
 
-def _lesion_rho(shape: LesionShape, centre, px, py, pz):
-    """Scale at which each point lies on the lesion surface (inside iff rho <= s)."""
+def _lesion_rho(shape: LesionShape, centre, px, py, pz, limit: float = np.inf):
+    """Scale at which each point lies on the lesion surface (inside iff rho <= s), for the
+    scales up to ``limit``: a point that cannot join by then gets inf (the lobulations,
+    the costly part, are evaluated only where they can matter)."""
     R = _lesion_rotation(shape)
     dx, dy, dz = px - centre[0], py - centre[1], pz - centre[2]
     ax = shape.semi_axes
@@ -63,17 +66,27 @@ def _lesion_rho(shape: LesionShape, centre, px, py, pz):
     vy = (R[0, 1] * dx + R[1, 1] * dy + R[2, 1] * dz) / ax[1]
     vz = (R[0, 2] * dx + R[1, 2] * dy + R[2, 2] * dz) / ax[2]
     norm = np.sqrt(vx * vx + vy * vy + vz * vz)
+    rho = np.full(norm.shape, np.inf)
+    # f lies in [1, 1 + sum(h)], so rho = norm / f <= limit needs norm <= limit * (1 + sum(h)).
+    near = norm <= limit * (1.0 + sum(shape.bump_heights))
+    vx, vy, vz, norm = (np.broadcast_to(v, near.shape)[near] for v in (vx, vy, vz, norm))
     inv = 1.0 / np.maximum(norm, 1e-9)
-    f = 1.0
+    f = np.ones(norm.shape)
     for n, h, k in zip(shape.bump_directions, shape.bump_heights, shape.bump_sharpness):
         cosang = (vx * n[0] + vy * n[1] + vz * n[2]) * inv
-        f = f + h * np.maximum(cosang, 0.0) ** k
-    return norm / f
+        facing = cosang > 0.0  # elsewhere the bump adds h * 0 ** k = 0
+        f[facing] = f[facing] + h * cosang[facing] ** k
+    rho[near] = norm / f
+    return rho
 
 
-def _shape_extent(shape: LesionShape) -> float:
-    """Largest distance from the centre to the surface at unit scale."""
-    return max(shape.semi_axes) * (1.0 + sum(shape.bump_heights))
+@functools.lru_cache(maxsize=256)
+def _shape_extents(shape: LesionShape) -> tuple[float, float, float]:
+    """Half-widths along x, y and z of a box holding the unit-scale shape: every surface point
+    has ``|v| <= 1 + sum(h)`` in the lesion frame, whose ellipsoid this box bounds."""
+    axes = _lesion_rotation(shape) * np.asarray(shape.semi_axes)[None, :]
+    x, y, z = (1.0 + sum(shape.bump_heights)) * np.sqrt((axes**2).sum(axis=1))
+    return float(x), float(y), float(z)
 
 
 _GROWTHS = 4  # times the first scale bound may be found too small (x 1.5 each)
@@ -84,44 +97,43 @@ def _first_scale_bound(grid: VolumeGrid, site: LesionSite, diam: float) -> float
     return 1.3 * (diam / _unit_width(site.shape)) + 0.6 * grid.slice_spacing_mm + grid.pixel_spacing_mm
 
 
-def lesion_slices(grid: VolumeGrid, site: LesionSite, diam: float) -> tuple[int, int]:
-    """Slices ``(k0, k1)`` that :func:`draw_lesion` may read or write for this lesion (a bound:
-    the box of its largest scale), so a volume needs only those slices to draw it."""
+Box = tuple[slice, slice, slice]
+#: What a lesion reads: the labels of a box of the grid (anatomy and earlier lesions), read-only.
+Reader = Callable[[Box], np.ndarray]
+
+
+def lesion_bound(grid: VolumeGrid, site: LesionSite, diam: float) -> Box | None:
+    """The box :func:`lesion_mask` may read or write for this lesion (that of its largest
+    scale), None when it lies off the grid; a volume needs only this box to draw it."""
     s_hi = _first_scale_bound(grid, site, diam) * 1.5 ** (_GROWTHS - 1)
-    half_mm = s_hi * _shape_extent(site.shape) + grid.pixel_spacing_mm
-    k = grid.index_of(*site.centre_mm)[0]
-    hk = half_mm / grid.slice_spacing_mm + 1
-    return max(0, int(np.floor(k - hk))), min(grid.n_slices, int(np.ceil(k + hk)) + 1)
+    return _box(grid, site, _half_widths(site, s_hi, grid.pixel_spacing_mm))
 
 
-def draw_lesion(
-    labels: np.ndarray,
-    anat: ChestAnatomy,
-    grid: VolumeGrid,
-    site: LesionSite,
-    diam: float,
-    value: int,
-    prepare: Callable[[int, int], None] | None = None,
-) -> tuple[slice, slice, slice] | None:
-    """Draw one lesion, scaled so that its longest axial diameter is ``diam``.
+def lesion_mask(
+    read: Reader, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float
+) -> tuple[Box, np.ndarray] | None:
+    """One lesion's voxels, scaled so that its longest axial diameter is ``diam``.
 
-    ``prepare(k0, k1)``, when given, is called before slices ``k0..k1-1`` of
-    ``labels`` are read (a volume made on demand labels them then): the box
-    grows only when the first scale proves too small, so usually far fewer
-    slices than :func:`lesion_slices` bounds are needed.
+    ``read(box)`` gives the labels the lesion lies in (the anatomy and every
+    earlier lesion), only over the box it needs: the voxels the shape can
+    reach at the largest scale tried (which grows only when the first proves
+    too small), so a window of a few slices and rows is usually all that is
+    labelled.
 
-    Returns the box of voxels it read (and wrote in), None when it lies off the grid.
+    Returns the box it read and the mask of its voxels there, None when it lies off the grid.
     """
     ps = grid.pixel_spacing_mm
     target = diam / ps  # in pixels
     c = site.centre_mm
-    ext = _shape_extent(site.shape)
+    centre = tuple(int(round(v)) for v in grid.index_of(*c))
     side_code = 1 if site.lung == "right" else 2
     s_hi = _first_scale_bound(grid, site, diam)
     for _ in range(_GROWTHS):
-        box, rho, allowed = _lesion_box(labels, anat, grid, site, s_hi * ext + ps, side_code, prepare)
-        if box is None:
+        outer = _box(grid, site, _half_widths(site, s_hi, ps))
+        if outer is None:
             return None
+        box, rho = _reach(outer, _box_rho(grid, site, outer, s_hi), s_hi, centre)
+        allowed = _allowed(read(box), box, anat, grid, side_code)
         if max_axial_diameter((rho <= s_hi) & allowed) >= target:
             break
         s_hi *= 1.5
@@ -140,13 +152,23 @@ def draw_lesion(
     mask = (rho <= s) & allowed
     if not mask.any():
         # Smaller than a voxel: keep the voxel nearest the centre so the lesion is still there.
-        k, r, cc = (int(round(v)) for v in grid.index_of(*c))
+        k, r, cc = centre
         kk, rr, ccc = k - box[0].start, r - box[1].start, cc - box[2].start
         inside = 0 <= kk < mask.shape[0] and 0 <= rr < mask.shape[1] and 0 <= ccc < mask.shape[2]
         if inside and allowed[kk, rr, ccc]:
             mask[kk, rr, ccc] = True
-    sub = labels[box]
-    sub[mask] = value
+    return box, mask
+
+
+def draw_lesion(
+    labels: np.ndarray, anat: ChestAnatomy, grid: VolumeGrid, site: LesionSite, diam: float, value: int
+) -> Box | None:
+    """Draw one lesion into a whole label volume (see :func:`lesion_mask`); returns its box."""
+    found = lesion_mask(labels.__getitem__, anat, grid, site, diam)
+    if found is None:
+        return None
+    box, mask = found
+    labels[box][mask] = value
     return box
 
 
@@ -171,32 +193,60 @@ def _unit_width(shape: LesionShape) -> float:
     return float(np.sqrt(d2.max()))
 
 
-def _lesion_box(labels, anat, grid, site, half_mm, side_code, prepare=None):
-    ps, ss = grid.pixel_spacing_mm, grid.slice_spacing_mm
-    K, R, C = labels.shape
+def _half_widths(site: LesionSite, scale: float, margin: float) -> tuple[float, float, float]:
+    x, y, z = _shape_extents(site.shape)
+    return scale * x + margin, scale * y + margin, scale * z + margin
+
+
+def _box(grid: VolumeGrid, site: LesionSite, half_mm: tuple[float, float, float]) -> Box | None:
+    """The voxels within ``half_mm`` (x, y, z) of the site's centre (plus a voxel), clipped to the grid."""
+    K, R, C = grid.shape
     k, r, c = grid.index_of(*site.centre_mm)
-    hk, hp = half_mm / ss + 1, half_mm / ps + 1
+    hk, hr, hc = (
+        half_mm[2] / grid.slice_spacing_mm + 1,
+        half_mm[1] / grid.pixel_spacing_mm + 1,
+        half_mm[0] / grid.pixel_spacing_mm + 1,
+    )
     k0, k1 = max(0, int(np.floor(k - hk))), min(K, int(np.ceil(k + hk)) + 1)
-    r0, r1 = max(0, int(np.floor(r - hp))), min(R, int(np.ceil(r + hp)) + 1)
-    c0, c1 = max(0, int(np.floor(c - hp))), min(C, int(np.ceil(c + hp)) + 1)
+    r0, r1 = max(0, int(np.floor(r - hr))), min(R, int(np.ceil(r + hr)) + 1)
+    c0, c1 = max(0, int(np.floor(c - hc))), min(C, int(np.ceil(c + hc)) + 1)
     if k0 >= k1 or r0 >= r1 or c0 >= c1:
-        return None, None, None
-    box = (slice(k0, k1), slice(r0, r1), slice(c0, c1))
-    if prepare is not None:
-        prepare(k0, k1)
-    xs = grid.x_mm()[c0:c1]
-    ys = grid.y_mm()[r0:r1]
-    zs = grid.z_mm()[k0:k1]
-    rho = _lesion_rho(site.shape, site.centre_mm, xs[None, None, :], ys[None, :, None], zs[:, None, None])
-    sub = labels[box]
-    shape2 = (r1 - r0, c1 - c0)
+        return None
+    return slice(k0, k1), slice(r0, r1), slice(c0, c1)
+
+
+def _box_rho(grid: VolumeGrid, site: LesionSite, box: Box, limit: float) -> np.ndarray:
+    """The scale at which each voxel of a box joins the lesion, for scales up to ``limit``."""
+    xs, ys, zs = grid.x_mm()[box[2]], grid.y_mm()[box[1]], grid.z_mm()[box[0]]
+    return _lesion_rho(site.shape, site.centre_mm, xs[None, None, :], ys[None, :, None], zs[:, None, None], limit)
+
+
+def _reach(box: Box, rho: np.ndarray, limit: float, centre: tuple[int, ...]) -> tuple[Box, np.ndarray]:
+    """The part of a box the lesion can reach up to scale ``limit`` (and the centre voxel, which
+    a lesion smaller than a voxel keeps), with its ``rho``: no voxel outside it can join."""
+    reach = rho <= limit
+    inside = [c - b.start for c, b in zip(centre, box)]
+    if all(0 <= i < n for i, n in zip(inside, reach.shape)):
+        reach[tuple(inside)] = True
+    if not reach.any():
+        reach[0, 0, 0] = True  # nothing joins: one voxel stands for the box
+    extent = [np.flatnonzero(reach.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3)]
+    crop = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extent)
+    k, r, c = (slice(b.start + a.start, b.start + a.stop) for b, a in zip(box, crop))
+    return (k, r, c), rho[crop]
+
+
+def _allowed(sub: np.ndarray, box: Box, anat: ChestAnatomy, grid: VolumeGrid, side_code: int) -> np.ndarray:
+    """Where in a box the lesion may grow: its own lung, and the vessels in it."""
+    xs, ys, zs = grid.x_mm()[box[2]], grid.y_mm()[box[1]], grid.z_mm()[box[0]]
+    shape2 = sub.shape[1:]
     pl = Plane(anat, np.broadcast_to(xs[None, :], shape2), np.broadcast_to(ys[:, None], shape2))
     allowed = np.zeros(sub.shape, bool)
     for i, z in enumerate(zs):
         pr = HeightProfile(anat, float(z))
         side = lung_side(anat, pl, pr, BodyLayers(anat, pl, pr))
         allowed[i] = (sub[i] == Label.LUNG) | ((sub[i] == Label.VESSEL) & (side == side_code))
-    return box, rho, allowed
+    return allowed
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -99,25 +99,30 @@ def splat(
     value: int,
     allowed,
     slices: tuple[int, int] | None = None,
+    origin: tuple[int, int, int] = (0, 0, 0),
 ) -> None:
     """Set ``value`` in every allowed voxel within ``rad`` of a point (slab-widened in z).
 
-    ``slices`` ``(k0, k1)`` limits the writes to those slices: each voxel's
-    result depends only on its own label and the spheres that cover it, so
-    splatting slice ranges one by one gives the volume splatting it whole does.
+    ``labels`` holds the box of the grid that starts at voxel ``origin`` (the
+    whole grid by default); ``slices`` ``(k0, k1)`` limits the writes to those
+    slices of the grid. Each voxel's result depends only on its own label and
+    the spheres that cover it, so splatting slice ranges or boxes one by one
+    gives what splatting the volume whole does.
     """
     if len(pts) == 0:
         return
     ps, ss = grid.pixel_spacing_mm, grid.slice_spacing_mm
     K, R, C = labels.shape
-    k_lo, k_hi = (0, K) if slices is None else slices
+    k0, r_lo, c_lo = origin
+    k_lo, k_hi = (k0, k0 + K) if slices is None else (max(k0, slices[0]), min(k0 + K, slices[1]))
+    r_hi, c_hi = r_lo + R, c_lo + C
     k, r, c = grid.index_of(pts[:, 0], pts[:, 1], pts[:, 2])
     k, r, c = np.atleast_1d(k), np.atleast_1d(r), np.atleast_1d(c)
     # A thin vessel lying between two slice centres still shows in the slice whose slab it crosses.
     rz = np.sqrt(rad * rad + (0.5 * ss) ** 2) / ss
     rp = rad / ps
-    keep = (k > k_lo - rz - 1) & (k < k_hi + rz) & (r > -rp - 1) & (r < R + rp)
-    keep &= (c > -rp - 1) & (c < C + rp) & (rad > 0)
+    keep = (k > k_lo - rz - 1) & (k < k_hi + rz) & (r > r_lo - rp - 1) & (r < r_hi + rp)
+    keep &= (c > c_lo - rp - 1) & (c < c_hi + rp) & (rad > 0)
     k, r, c, rz, rp = k[keep], r[keep], c[keep], rz[keep], rp[keep]
     if k.size == 0:
         return
@@ -154,7 +159,7 @@ def splat(
             ck = bk.astype(np.int64)[:, None] + ok[None]
             cr = br.astype(np.int64)[:, None] + orr[None]
             cc = bc.astype(np.int64)[:, None] + oc[None]
-            inside &= (ck >= k_lo) & (ck < k_hi) & (cr >= 0) & (cr < R) & (cc >= 0) & (cc < C)
-            fi = ((ck * R + cr) * C + cc)[inside]
+            inside &= (ck >= k_lo) & (ck < k_hi) & (cr >= r_lo) & (cr < r_hi) & (cc >= c_lo) & (cc < c_hi)
+            fi = (((ck - k0) * R + (cr - r_lo)) * C + (cc - c_lo))[inside]
             fi = fi[lut[flat[fi]]]
             flat[fi] = value

@@ -3,8 +3,10 @@
 A volume is made in slice ranges, on demand: the first image of a series needs
 only its own slab. Every range is exactly what the whole volume holds there:
 slices are labelled one at a time, tubes splatted per range (a voxel's result
-depends on its own label only), and a lesion, which reads the slices of its
-box, is drawn once those slices and every earlier lesion overlapping them are.
+depends on its own label only). A lesion is drawn on its own box of the
+anatomy, labelled as a window (rows and columns too, so the SEG and SR of a
+study need only a few percent of its voxels), with the earlier lesions in that
+box painted in; the volume is the anatomy with every lesion painted in order.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .anatomy import ChestAnatomy
 from .body import slice_labels, table_mask
 from .fields import Plane
 from .labels import MAX_LESIONS, Label
-from .lesions import LesionSite, draw_lesion, lesion_slices
+from .lesions import Box, LesionSite, lesion_bound, lesion_mask
 from .tubes import sample_tubes, splat
 from .vessels import network
 
@@ -32,6 +34,8 @@ __all__ = ["VisitLabels", "anatomy_volume", "label_volume"]
 
 #: Slices labelled between two checkpoints (about 0.2 s).
 _SLICES_PER_STEP = 4
+#: Slices of a window (a lesion's box: a few percent of a slice) labelled between two checkpoints.
+_WINDOW_SLICES_PER_STEP = 16
 
 
 def _runs(missing: np.ndarray, offset: int) -> list[tuple[int, int]]:
@@ -88,6 +92,25 @@ class _AnatomySlices:
                 self._done[a:b] = True
             checkpoint()
 
+    def window(self, box: Box) -> np.ndarray:
+        """The anatomy of a box of the grid, labelled on its own (rows and columns too): exactly
+        what the volume holds there, as a new array."""
+        ks, rows, cols = box
+        with self._lock:
+            if self._done[ks].all():
+                return self.volume[box].copy()
+            pl, table, tubes = self._prepare()
+        window, table = pl.window(rows, cols), table[rows, cols]
+        z = self.grid.z_mm()
+        out = np.empty((ks.stop - ks.start, rows.stop - rows.start, cols.stop - cols.start), np.uint8)
+        for i, k in enumerate(range(ks.start, ks.stop)):
+            out[i] = slice_labels(self.anat, window, float(z[k]), table)
+            if i % _WINDOW_SLICES_PER_STEP == _WINDOW_SLICES_PER_STEP - 1:
+                checkpoint()
+        for pts, rad, value, allowed in tubes:
+            splat(out, self.grid, pts, rad, value, allowed, origin=(ks.start, rows.start, cols.start))
+        return out
+
 
 @functools.lru_cache(maxsize=2)
 def _anatomy(anat: ChestAnatomy, grid: VolumeGrid) -> _AnatomySlices:
@@ -100,6 +123,27 @@ def anatomy_volume(anat: ChestAnatomy, grid: VolumeGrid) -> np.ndarray:
     view = _anatomy(anat, grid).ensure(0, grid.n_slices).view()
     view.setflags(write=False)
     return view
+
+
+def _overlap(a: Box | None, b: Box) -> Box | None:
+    """The intersection of two boxes, None when they do not meet."""
+    if a is None:
+        return None
+    inter = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    return None if any(s.start >= s.stop for s in inter) else (inter[0], inter[1], inter[2])
+
+
+def _paint(target: np.ndarray, target_box: Box, lesion: tuple[Box, np.ndarray] | None, value: int) -> None:
+    """Set ``value`` where a lesion's mask lies inside ``target`` (which holds ``target_box``)."""
+    if lesion is None:
+        return
+    box, mask = lesion
+    inter = _overlap(box, target_box)
+    if inter is None:
+        return
+    there = tuple(slice(i.start - t.start, i.stop - t.start) for i, t in zip(inter, target_box))
+    inside = tuple(slice(i.start - m.start, i.stop - m.start) for i, m in zip(inter, box))
+    target[there][mask[inside]] = value
 
 
 class VisitLabels:
@@ -123,59 +167,60 @@ class VisitLabels:
         self.anatomy, self.grid = anatomy, grid
         self.sites = [site for site, _ in lesions]
         self._lesions = [(site, float(diam)) for site, diam in lesions]
-        self._reach = [lesion_slices(grid, site, diam) if diam > 0 else (0, 0) for site, diam in self._lesions]
-        self._drawn = [diam <= 0 for _, diam in self._lesions]
-        self._copied = np.zeros(grid.n_slices, bool)
+        # Where each lesion may lie (its largest box), then, once drawn, the box it drew in.
+        self._bounds: list[Box | None] = [lesion_bound(grid, site, diam) if diam > 0 else None for site, diam in self._lesions]
+        self._masks: list[tuple[Box, np.ndarray] | None] = [None] * len(lesions)
+        self._drawn = [bound is None for bound in self._bounds]
+        self._final = np.zeros(grid.n_slices, bool)
         self.volume = np.zeros(grid.shape, np.uint8)
 
-    def _overlapping(self, start: int, stop: int, before: int) -> list[int]:
-        return [j for j in range(before) if self._reach[j][0] < stop and start < self._reach[j][1]]
+    @staticmethod
+    def _value(i: int) -> int:
+        return int(Label.TUMOUR) + i
+
+    def _mask(self, i: int) -> tuple[Box, np.ndarray] | None:
+        """Lesion ``i``'s box and voxels, drawn on the anatomy and the earlier lesions of its box."""
+        if not self._drawn[i]:
+            site, diam = self._lesions[i]
+            drawn = lesion_mask(lambda box: self._read(box, before=i), self.anatomy, self.grid, site, diam)
+            self._masks[i], self._bounds[i], self._drawn[i] = drawn, drawn[0] if drawn else None, True
+        return self._masks[i]
+
+    def _read(self, box: Box, before: int) -> np.ndarray:
+        """The labels of a box as lesion ``before`` finds them: the anatomy, lesions ``0..before-1``."""
+        sub = _anatomy(self.anatomy, self.grid).window(box)
+        for j in range(before):
+            if _overlap(self._bounds[j], box) is not None:
+                _paint(sub, box, self._mask(j), self._value(j))
+        return sub
 
     def slices(self, start: int, stop: int) -> np.ndarray:
         """Slices ``start..stop-1`` (clipped to the grid), final."""
         start, stop = max(0, start), min(self.grid.n_slices, stop)
-        self._copy_anatomy(start, stop)
-        for i in self._overlapping(start, stop, len(self._lesions)):
-            self._draw(i)
+        missing = ~self._final[start:stop]
+        if missing.any():
+            anatomy = _anatomy(self.anatomy, self.grid).ensure(start, stop)
+            _, R, C = self.grid.shape
+            for a, b in _runs(missing, start):
+                run = (slice(a, b), slice(0, R), slice(0, C))
+                self.volume[a:b] = anatomy[a:b]
+                for i in range(len(self._lesions)):
+                    if _overlap(self._bounds[i], run) is not None:
+                        _paint(self.volume[a:b], run, self._mask(i), self._value(i))
+                self._final[a:b] = True
         return self.volume[start:stop]
-
-    def _draw(self, i: int) -> None:
-        """Draw lesion ``i`` as ``label_volume`` does, after the anatomy and the earlier lesions of
-        every slice it reads; its reach becomes the box it drew in."""
-        if self._drawn[i]:
-            return
-        bound = self._reach[i]
-
-        def prepare(k0: int, k1: int) -> None:
-            if not (bound[0] <= k0 and k1 <= bound[1]):
-                raise RuntimeError(f"lesion {i} reached slices {k0}..{k1} beyond its bound {bound[0]}..{bound[1]}")
-            for j in self._overlapping(k0, k1, before=i):
-                self._draw(j)
-            self._copy_anatomy(k0, k1)
-
-        site, diam = self._lesions[i]
-        box = draw_lesion(self.volume, self.anatomy, self.grid, site, diam, int(Label.TUMOUR) + i, prepare=prepare)
-        self._drawn[i] = True
-        self._reach[i] = (box[0].start, box[0].stop) if box is not None else (0, 0)
 
     def whole(self) -> np.ndarray:
         self.slices(0, self.grid.n_slices)
         return self.volume
 
     def with_lesions(self) -> np.ndarray:
-        """The volume with every lesion drawn: its lesion voxels are final (what a SEG and a
-        measurement read); slices no lesion reads may still be unlabelled."""
+        """The volume with every lesion painted: its lesion voxels are final (what a SEG and a
+        measurement read); slices not made yet hold nothing else (no anatomy)."""
+        whole = (slice(0, self.grid.n_slices), slice(0, self.grid.rows), slice(0, self.grid.columns))
         for i in range(len(self._lesions)):
-            self._draw(i)
+            _paint(self.volume, whole, self._mask(i), self._value(i))
         return self.volume
-
-    def _copy_anatomy(self, start: int, stop: int) -> None:
-        missing = ~self._copied[start:stop]
-        if missing.any():
-            anatomy = _anatomy(self.anatomy, self.grid).ensure(start, stop)
-            for a, b in _runs(missing, start):
-                self.volume[a:b] = anatomy[a:b]
-            self._copied[start:stop] = True
 
 
 def label_volume(anatomy: ChestAnatomy, grid: VolumeGrid, lesions: Sequence[tuple[LesionSite, float]]) -> np.ndarray:
