@@ -95,7 +95,7 @@ def _c_get(port: int, study: str, storage_classes: tuple[str, ...]) -> tuple[lis
 
 
 def _last_ct_slab(parts) -> int:
-    image = parts[0].series_index
+    image = parts[-1].series_index  # the CT slabs come last
     return max(i for i, p in enumerate(parts) if p.series_index == image)
 
 

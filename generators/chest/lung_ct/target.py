@@ -204,7 +204,7 @@ class LungCTGenerator:
         return specs
 
     def open(self, request: StudyRequest) -> LungCTWork:
-        """Make the study part by part: CT slabs in order, then the SEG and the SR."""
+        """Make the study part by part: the CT's first slice, the SEG and the SR, then the CT slabs in order."""
         return LungCTWork(self, request)
 
 
@@ -223,13 +223,18 @@ class LungCTWork:
         self._labels: VisitLabels | None = None
         self._geometry: LungGeometry | None = None
         self._state: dict = {}
+        # A viewer asks every series' metadata before any frame, then shows the first image: the
+        # CT's first slice (little more than opening the study), the SEG and the SR (their
+        # metadata needs the objects made; the CT's comes from its headers), then the CT in slabs.
+        others = [Part(s.index, 0, 1) for s in request.series if s.slot.role != "image"]
         ct = request.by_role("image")
-        parts: list[Part] = []
-        if ct is not None:
+        if ct is None:
+            self.parts = tuple(others)
+        else:
             n, slab = len(ct.context.sop_instance_uids), generator.slab_slices
-            parts += [Part(ct.index, a, min(a + slab, n)) for a in range(0, n, slab)]
-        parts += [Part(s.index, 0, 1) for s in request.series if s.slot.role != "image"]
-        self.parts = tuple(parts)
+            first = Part(ct.index, 0, 1)
+            rest = [Part(ct.index, max(1, a), min(a + slab, n)) for a in range(0, n, slab) if min(a + slab, n) > 1]
+            self.parts = (first, *others, *rest)
 
     @property
     def labels(self) -> VisitLabels:
