@@ -9,8 +9,9 @@ the part that holds its instance. What is asked for is made next:
   is ``WAITED``); a study a client has touched then goes on in order in the
   background (``CONTINUE``), so that the next instance of a series retrieve
   is ready when it is asked; ``PREFETCH`` studies (a client opened them but
-  asked for no pixels yet) run last, on at most ``workers - 1`` workers, so
-  one worker is always free for a request a client is waiting on.
+  asked for no pixels yet) run last. Work nobody waits on runs on at most
+  ``workers - 1`` workers, so one worker is always free for a request a
+  client is waiting on (a new study opened while the last one goes on).
 * **Bounds.** ``workers`` threads make parts (one part of a study at a time);
   at most ``max_studies`` studies hold their shared state (geometry, latents)
   at once: a waited-on study displaces one nobody waits on (its remaining
@@ -131,7 +132,7 @@ class Generations:
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._busy_prefetch = 0
+        self._busy_background = 0  # workers making a part nobody waited on when it was picked
         self.max_pause = max_pause
         self._clients = threading.Condition()  # its own lock: entered on every request, never held long
         self._client_requests: Counter[str | None] = Counter()  # study UID (None: no one study) -> requests
@@ -254,8 +255,8 @@ class Generations:
             key=lambda s: (s.priority, s.seq),
         )
         for study in candidates:
-            if study.priority == Priority.PREFETCH and self._busy_prefetch >= max(1, self.workers - 1):
-                continue
+            if study.priority != Priority.WAITED and self._busy_background >= max(1, self.workers - 1):
+                continue  # work nobody waits on leaves a worker free for a request a client waits on
             if study.priority == Priority.PREFETCH and self.workers > 1 and self._idle_workers() <= 1:
                 continue  # keep one worker free for a request a client is waiting on
             if study.maker is None and len(opened) >= self.max_studies:
@@ -296,8 +297,8 @@ class Generations:
                 if self._closed or study is None:
                     return
                 study.running = True
-                prefetching = study.priority == Priority.PREFETCH
-                self._busy_prefetch += prefetching
+                background = study.priority != Priority.WAITED
+                self._busy_background += background
             try:
                 self._step(study)
             except Exception as exc:  # a target error: every waiter hears it; nothing is cached as good
@@ -305,12 +306,12 @@ class Generations:
                 with self._cond:
                     study.error = f"{type(exc).__name__}: {exc}"
                     study.running = False
-                    self._busy_prefetch -= prefetching
+                    self._busy_background -= background
                     self._release(study)
                 continue
             with self._cond:
                 study.running = False
-                self._busy_prefetch -= prefetching
+                self._busy_background -= background
                 finished = study.maker is not None and len(study.done) == len(study.maker.parts)
                 if finished:
                     self._release(study)
