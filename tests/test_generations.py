@@ -132,6 +132,26 @@ def test_prefetch_keeps_a_worker_free_for_a_request_a_client_waits_on():
         gen.close()
 
 
+def test_studies_going_on_in_the_background_keep_a_worker_free_for_a_new_request():
+    """Two studies a client touched and left go on one at a time: a third one asked for starts at once."""
+    fake = FakeStudies(n_parts=3)
+    first, second = fake.gate("a", 1), fake.gate("b", 1)
+    gen = generations(fake, workers=2, max_studies=4)
+    try:
+        gen.wait_for("a", "a-0-0", timeout=30)  # a client touched a and b, then went away
+        gen.wait_for("b", "b-0-0", timeout=30)
+        assert fake.entered[("a", 1)].wait(10)  # a goes on in the background on one worker...
+        time.sleep(0.2)
+        assert ("b", 1) not in fake.entered or not fake.entered[("b", 1)].is_set()  # ...b waits its turn
+        gen.wait_for("c", "c-2-0", timeout=30)  # the free worker serves a new request at once
+        assert ("c", 2) in fake.made
+        first.set()
+        assert fake.entered[("b", 1)].wait(10)
+        second.set()
+    finally:
+        gen.close()
+
+
 def test_the_prefetch_queue_is_bounded():
     fake = FakeStudies(n_parts=1)
     held = fake.gate("a", 0)

@@ -255,7 +255,7 @@ class Generations:
             key=lambda s: (s.priority, s.seq),
         )
         for study in candidates:
-            if study.priority != Priority.WAITED and self._busy_background >= max(1, self.workers - 1):
+            if not self._for_a_waiter(study) and self._busy_background >= max(1, self.workers - 1):
                 continue  # work nobody waits on leaves a worker free for a request a client waits on
             if study.priority == Priority.PREFETCH and self.workers > 1 and self._idle_workers() <= 1:
                 continue  # keep one worker free for a request a client is waiting on
@@ -267,6 +267,18 @@ class Generations:
                 opened.remove(victim)
             return study
         return None
+
+    @staticmethod
+    def _for_a_waiter(study: _Study) -> bool:
+        """Whether the part a worker would make next holds an instance a client waits on (under the
+        lock; the part after the last one waited on is background work, though its waiter may not
+        have woken yet)."""
+        if not study.waiting:
+            return False
+        if study.maker is None:
+            return True
+        index = study.next_part()
+        return any(study.part_of.get(sop) == index for sop in study.waiting)
 
     def _idle_workers(self) -> int:
         return len(self._threads) - sum(1 for s in self._studies.values() if s.running)
@@ -297,7 +309,7 @@ class Generations:
                 if self._closed or study is None:
                     return
                 study.running = True
-                background = study.priority != Priority.WAITED
+                background = not self._for_a_waiter(study)
                 self._busy_background += background
             try:
                 self._step(study)
