@@ -132,22 +132,37 @@ def test_prefetch_keeps_a_worker_free_for_a_request_a_client_waits_on():
         gen.close()
 
 
-def test_studies_going_on_in_the_background_keep_a_worker_free_for_a_new_request():
-    """Two studies a client touched and left go on one at a time: a third one asked for starts at once."""
+def test_a_request_finds_a_thread_while_the_workers_go_on_with_studies_in_the_background():
+    """Studies a client touched and left go on on every worker: a new study asked for starts at once."""
     fake = FakeStudies(n_parts=3)
     first, second = fake.gate("a", 1), fake.gate("b", 1)
     gen = generations(fake, workers=2, max_studies=4)
     try:
         gen.wait_for("a", "a-0-0", timeout=30)  # a client touched a and b, then went away
         gen.wait_for("b", "b-0-0", timeout=30)
-        assert fake.entered[("a", 1)].wait(10)  # a goes on in the background on one worker...
-        time.sleep(0.2)
-        assert ("b", 1) not in fake.entered or not fake.entered[("b", 1)].is_set()  # ...b waits its turn
-        gen.wait_for("c", "c-2-0", timeout=30)  # the free worker serves a new request at once
-        assert ("c", 2) in fake.made
+        assert fake.entered[("a", 1)].wait(10) and fake.entered[("b", 1)].wait(10)  # both workers busy
+        gen.wait_for("c", "c-2-0", timeout=30)  # the thread kept for waiters serves a new request
+        assert ("c", 2) in fake.made and ("a", 1) not in fake.made and ("b", 1) not in fake.made
         first.set()
-        assert fake.entered[("b", 1)].wait(10)
         second.set()
+    finally:
+        gen.close()
+
+
+def test_the_study_a_client_touched_last_goes_on_first():
+    fake = FakeStudies(n_parts=2)
+    held = fake.gate("z", 1)
+    gen = generations(fake, workers=1, max_studies=4)
+    try:
+        gen.wait_for("z", "z-0-0", timeout=30)
+        assert fake.entered[("z", 1)].wait(10)  # z goes on in the background, on the one worker
+        gen.wait_for("a", "a-0-0", timeout=30)  # on the thread kept for waiters
+        gen.wait_for("b", "b-0-0", timeout=30)
+        held.set()
+        deadline = time.monotonic() + 10
+        while len(fake.made) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [key for key in fake.made if key[0] != "z" and key[1] == 1] == [("b", 1), ("a", 1)]  # b was touched last
     finally:
         gen.close()
 

@@ -7,12 +7,14 @@ the part that holds its instance. What is asked for is made next:
 
 * **Priorities.** A part some request is waiting on comes first (its study
   is ``WAITED``); a study a client has touched then goes on in order in the
-  background (``CONTINUE``), so that the next instance of a series retrieve
-  is ready when it is asked; ``PREFETCH`` studies (a client opened them but
-  asked for no pixels yet) run last. Work nobody waits on runs on at most
-  ``workers - 1`` workers, so one worker is always free for a request a
-  client is waiting on (a new study opened while the last one goes on).
-* **Bounds.** ``workers`` threads make parts (one part of a study at a time);
+  background (``CONTINUE``, the study touched last first), so that the next
+  instance of a series retrieve is ready when it is asked; ``PREFETCH``
+  studies (a client opened them but asked for no pixels yet) run last, on
+  at most ``workers - 1`` workers. One thread beyond the ``workers`` makes
+  only parts a client waits on, so such a request never waits for a thread
+  (a new study opened while the last ones go on); the background work
+  pauses meanwhile (below).
+* **Bounds.** ``workers`` threads make parts (one part of a study at a time), one more the parts clients wait on;
   at most ``max_studies`` studies hold their shared state (geometry, latents)
   at once: a waited-on study displaces one nobody waits on (its remaining
   parts are made again on demand, from the same keyed draws). The prefetch
@@ -81,6 +83,7 @@ class _Study:
     uid: str
     seq: int
     base: Priority
+    touched: int = 0  # when a client last asked for one of its instances (a sequence number)
     maker: StudyMaker | None = None
     part_of: dict[str, int] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
@@ -132,7 +135,8 @@ class Generations:
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._busy_background = 0  # workers making a part nobody waited on when it was picked
+        self._busy_background = 0  # threads making a part nobody waited on when it was picked
+        self._busy_prefetch = 0  # of which prefetches
         self.max_pause = max_pause
         self._clients = threading.Condition()  # its own lock: entered on every request, never held long
         self._client_requests: Counter[str | None] = Counter()  # study UID (None: no one study) -> requests
@@ -157,6 +161,7 @@ class Generations:
                     return
                 study = self._add(study_uid, Priority.CONTINUE)
             study.base = min(study.base, Priority.CONTINUE)
+            study.touched = next(self._seq)
             study.waiting[sop_uid] = study.waiting.get(sop_uid, 0) + 1
             study.asked.append(sop_uid)
             self._cond.notify_all()
@@ -176,6 +181,7 @@ class Generations:
                         if self._is_cached(study_uid, sop_uid):
                             return
                         study = self._studies.get(study_uid) or self._add(study_uid, Priority.CONTINUE)
+                        study.touched = next(self._seq)
                         study.waiting[sop_uid] = study.waiting.get(sop_uid, 0) + 1
                         study.asked.append(sop_uid)
                         self._cond.notify_all()
@@ -241,7 +247,9 @@ class Generations:
 
     def _add(self, study_uid: str, base: Priority) -> _Study:
         study = self._studies[study_uid] = _Study(study_uid, next(self._seq), base)
-        while len(self._threads) < self.workers:  # all at once, on first need
+        # All at once, on first need: ``workers`` threads, and one more for parts a client waits on
+        # only, so that such a request never waits for background work to give a thread back.
+        while len(self._threads) < self.workers + 1:
             thread = threading.Thread(target=self._work, name=f"generate-{len(self._threads)}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -252,13 +260,15 @@ class Generations:
         opened = [s for s in self._studies.values() if s.maker is not None]
         candidates = sorted(
             (s for s in self._studies.values() if not s.running and not s.finished and s.error is None),
-            key=lambda s: (s.priority, s.seq),
+            # Studies going on: the one a client touched last first (it is likely asked next).
+            key=lambda s: (s.priority, -s.touched if s.priority == Priority.CONTINUE else s.seq),
         )
         for study in candidates:
-            if not self._for_a_waiter(study) and self._busy_background >= max(1, self.workers - 1):
-                continue  # work nobody waits on leaves a worker free for a request a client waits on
-            if study.priority == Priority.PREFETCH and self.workers > 1 and self._idle_workers() <= 1:
-                continue  # keep one worker free for a request a client is waiting on
+            if not self._for_a_waiter(study):
+                if self._busy_background >= self.workers:
+                    continue  # the extra thread is for requests a client waits on
+                if study.priority == Priority.PREFETCH and self._busy_prefetch >= max(1, self.workers - 1):
+                    continue  # a worker stays for the studies clients are retrieving
             if study.maker is None and len(opened) >= self.max_studies:
                 victim = self._displaceable(opened, study)
                 if victim is None:
@@ -310,7 +320,9 @@ class Generations:
                     return
                 study.running = True
                 background = not self._for_a_waiter(study)
+                prefetching = background and study.priority == Priority.PREFETCH
                 self._busy_background += background
+                self._busy_prefetch += prefetching
             try:
                 self._step(study)
             except Exception as exc:  # a target error: every waiter hears it; nothing is cached as good
@@ -319,11 +331,13 @@ class Generations:
                     study.error = f"{type(exc).__name__}: {exc}"
                     study.running = False
                     self._busy_background -= background
+                    self._busy_prefetch -= prefetching
                     self._release(study)
                 continue
             with self._cond:
                 study.running = False
                 self._busy_background -= background
+                self._busy_prefetch -= prefetching
                 finished = study.maker is not None and len(study.done) == len(study.maker.parts)
                 if finished:
                     self._release(study)

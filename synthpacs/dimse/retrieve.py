@@ -451,13 +451,15 @@ def _run(
             return
         if not assoc.is_established:
             return  # the requestor went away; nothing to answer
-        blob = _instance_bytes(archive, ref, unmade)
+        with archive.client_request(ref.study_instance_uid):  # background work on other studies pauses
+            blob = _instance_bytes(archive, ref, unmade)
         if blob is None:
             tally.problem = tally.problem or unmade.get(ref.study_instance_uid) or unmade.get(ref.sop_instance_uid)
             tally.fail(ref.sop_instance_uid)
         else:
             try:
-                status, reason = channel.store(ref, blob)
+                with archive.client_request(ref.study_instance_uid):
+                    status, reason = channel.store(ref, blob)
             except SubOperationsLost as exc:
                 log.warning(
                     "%s sub-operations stopped after %d of %d: %s",
