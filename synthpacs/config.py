@@ -243,7 +243,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Size cap of the disk cache of generated instances, in MiB (0: no cap); least recently used studies go first.",
     ),
     # On-demand generation
-    Setting("generation_workers", 2, _int_in(1, 64), "Threads making study parts (slabs, views) at once."),
+    Setting(
+        "generation_workers",
+        2,
+        _int_in(1, 64),
+        "Threads making study parts (slabs, views) at once (one more: parts a client waits on).",
+    ),
     Setting(
         "generating_studies", 2, _int_in(1, 64), "Studies whose shared generation state (geometry, latents) is held at once."
     ),
