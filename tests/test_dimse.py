@@ -1014,6 +1014,12 @@ def test_garbage_aborts_and_silent_peers_never_hurt_the_server(tmp_path, caplog)
     with serve(tmp_path / "data", dicom_acse_timeout=0.5, dicom_network_timeout=1, dicom_dimse_timeout=1) as server:
         port = server.dicom_port
         assert dcmtk("echoscu", "-aec", "SYNTHPACS", HOST, str(port)).returncode == 0
+        # One whole query first: what serving a query keeps open for good (the catalog's files)
+        # is in the baseline, so that what follows counts only what the bad peers leave behind.
+        warm = scu(port, StudyRootQueryRetrieveInformationModelFind)
+        list(warm.send_c_find(query(QueryRetrieveLevel="STUDY", StudyInstanceUID=""), StudyRootQueryRetrieveInformationModelFind))
+        warm.release()
+        _wait(lambda: not server.dimse.active_associations, timeout=8)
         time.sleep(0.3)
         threads, fds = _resources()
         # Malformed PDUs: an unknown type, then a length that never arrives. The
