@@ -290,9 +290,6 @@ class Generations:
         index = study.next_part()
         return any(study.part_of.get(sop) == index for sop in study.waiting)
 
-    def _idle_workers(self) -> int:
-        return len(self._threads) - sum(1 for s in self._studies.values() if s.running)
-
     def _displaceable(self, opened: list[_Study], wanting: _Study) -> _Study | None:
         """An opened study nobody waits on, of lower priority than ``wanting``."""
         idle = [s for s in opened if not s.running and not s.waiting and s.priority > wanting.priority]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,14 +86,14 @@ def reflect(j: int, n: int) -> int:
     return -1 - j if j < 0 else (2 * n - 1 - j if j >= n else j)
 
 
-class _Stack:
+class _Stack(ABC):
     """Maps made one slice at a time (``stack[k]``); ``numpy.asarray(stack)`` is all of them."""
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
-    def __getitem__(self, k: int) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def __getitem__(self, k: int) -> np.ndarray: ...
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         stack = np.stack([self[k] for k in range(len(self))])
