@@ -150,6 +150,91 @@ def test_a_stored_object_can_join_a_synthetic_study(archive):
     assert len(list(archive.find("SERIES", {"StudyInstanceUID": study.StudyInstanceUID}))) == study.NumberOfStudyRelatedSeries + 1
 
 
+def _stored_like(archive, n: int, **values):
+    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.77.{n}", f"1.2.826.0.1.3680043.10.77.{n}.1"
+    ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.77.{n}.1.1"
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    archive.store(ds)
+    return ds
+
+
+STORED_QUERIES = [
+    ("STUDY", {"PatientName": "doe^*"}, True, {1, 2}),  # fuzzy: case-insensitive
+    ("STUDY", {"PatientName": "doe^*"}, False, set()),
+    ("STUDY", {"PatientName": "D?e^J*"}, False, {1, 2}),
+    ("STUDY", {"PatientName": "Müller^Jürgen"}, False, {3}),
+    ("STUDY", {"PatientName": "müller^jürgen"}, True, {3}),  # Unicode case folding, not SQLite's ASCII upper
+    ("STUDY", {"PatientID": "EXT-2"}, False, {2}),
+    ("STUDY", {"StudyDate": "20240101-20240131"}, False, {1, 3}),
+    ("STUDY", {"StudyTime": "0900-1000"}, False, {1}),
+    ("STUDY", {"StudyTime": "0930"}, False, {1}),
+    ("STUDY", {"AccessionNumber": "ACC[1]"}, False, {3}),  # [ is a character, not a GLOB class
+    ("STUDY", {"ModalitiesInStudy": "MR"}, False, {2}),
+    ("STUDY", {"ModalitiesInStudy": "CT\\MR"}, False, {1, 2, 3}),
+    ("STUDY", {"SOPClassesInStudy": "1.2.840.10008.5.1.4.1.1.4"}, False, {2}),
+    ("STUDY", {"StudyInstanceUID": "1.2.826.0.1.3680043.10.77.1\\1.2.826.0.1.3680043.10.77.3"}, False, {1, 3}),
+    ("SERIES", {"PatientID": "EXT-1", "Modality": "CT"}, False, {1}),
+    ("SERIES", {"StudyDate": "20240205"}, False, {2}),
+    ("IMAGE", {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.4"}, False, {2}),
+    ("IMAGE", {"PatientName": "*Jane*", "InstanceNumber": "1"}, False, {1}),
+    ("IMAGE", {"PatientName": "*Jane*", "InstanceNumber": "01"}, False, {1}),  # numbers compare as numbers
+]
+
+
+@pytest.mark.parametrize("level, query, fuzzy, expected", STORED_QUERIES)
+def test_stored_objects_are_matched_by_the_rules_of_every_key(archive, level, query, fuzzy, expected):
+    _stored_like(
+        archive,
+        1,
+        PatientName="Doe^Jane",
+        PatientID="EXT-1",
+        StudyDate="20240110",
+        StudyTime="093000.123",
+        AccessionNumber="A1",
+        InstanceNumber=1,
+    )
+    mr = dcmread(get_testdata_file("MR_small.dcm"))
+    _stored_like(
+        archive,
+        2,
+        PatientName="Doe^John",
+        PatientID="EXT-2",
+        StudyDate="20240205",
+        StudyTime="140000",
+        AccessionNumber="A2",
+        Modality="MR",
+        SOPClassUID=mr.SOPClassUID,
+    )
+    _stored_like(
+        archive,
+        3,
+        PatientName="Müller^Jürgen",
+        PatientID="EXT-3",
+        StudyDate="20240120",
+        StudyTime="",
+        AccessionNumber="ACC[1]",
+        SpecificCharacterSet="ISO_IR 192",
+    )
+    found = {
+        int(str(ds.StudyInstanceUID).rsplit(".", 1)[1])
+        for ds in archive.find(level, query, fuzzy=fuzzy)
+        if str(ds.StudyInstanceUID).startswith("1.2.826.0.1.3680043.10.77.")
+    }
+    assert found == expected
+
+
+def test_stored_matches_page_before_the_synthetic_ones(archive):
+    for n in range(1, 6):
+        _stored_like(archive, n, PatientID=f"EXT-{n}")
+    everything = [str(ds.StudyInstanceUID) for ds in archive.find("STUDY", {}, limit=12)]
+    assert [uid.rsplit(".", 1)[1] for uid in everything[:5]] == ["1", "2", "3", "4", "5"]
+    for offset, limit in [(0, 3), (3, 2), (4, 3), (5, 4), (7, 2)]:
+        page = [str(ds.StudyInstanceUID) for ds in archive.find("STUDY", {}, limit=limit, offset=offset)]
+        assert page == everything[offset : offset + limit]
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [

@@ -10,10 +10,10 @@ demand. UIDs are not stored for synthetic objects: they are minted from each
 row's path and decoded back (see :mod:`..uids`). That keeps a million
 patients in a few hundred MB.
 
-Stored objects live in ``stored_*`` tables of the same file. They are few, so
-they are matched in Python with the same rules (:func:`..matching.match_value`)
-and listed before the synthetic matches, which keeps ``offset`` cheap and the
-order stable.
+Stored objects live in ``stored_*`` tables of the same file. SQL narrows a
+query to its stored candidates and the same rules as the synthetic side
+(:func:`..matching.match_value`) decide on them; they are listed before the
+synthetic matches, which keeps the order stable.
 
 Modules, by concern:
 

@@ -131,21 +131,23 @@ class Catalog:
         if offset < 0 or (limit is not None and limit < 0):
             raise InvalidQuery("limit and offset must not be negative")
         keys = self._checked_keys(level, query)
-        stored = list(self._stored.matches(level, keys, fuzzy))
+        stored = self._stored.matches(level, keys, fuzzy)  # lazy: a page builds only what it shows
         synthetic = self._synthetic.matches(level, keys, fuzzy, self._stored.extras)  # validates eagerly
         return self._page(stored, synthetic, limit, offset)
 
     @staticmethod
-    def _page(stored: list[Dataset], synthetic: Run, limit: int | None, offset: int) -> Iterator[Dataset]:
-        remaining = limit
-        for ds in stored[offset:]:
+    def _page(stored: Iterator[Dataset], synthetic: Run, limit: int | None, offset: int) -> Iterator[Dataset]:
+        remaining, seen = limit, 0
+        for ds in stored:
+            seen += 1
+            if seen <= offset:
+                continue
             if remaining is not None and remaining <= 0:
                 return
             yield ds
             if remaining is not None:
                 remaining -= 1
-        skip = max(0, offset - len(stored))
-        yield from synthetic(skip, remaining)
+        yield from synthetic(max(0, offset - seen), remaining)
 
     @staticmethod
     def _checked_keys(level: QueryLevel, query: Query) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The index of stored objects (STOW-RS, C-STORE) in the ``stored_*`` tables,
 and their queries.
 
-Stored objects are few, so they are matched in Python with the same rules
-(:func:`~.fields.post_match`) and listed before the synthetic matches. An
+Indexed SQL over the stored columns narrows a query to its candidates, and
+the candidates are matched in Python with the synthetic side's rules
+(:func:`~.fields.post_match`), lazily, so that a page builds only what it
+shows; stored matches are listed before the synthetic ones. An
 object stored into a synthetic study (its Study Instance UID is synthetic)
 has no ``stored_study`` row: it is counted into that study's answers
 (:meth:`StoredIndex.extras`) and listed under it at the SERIES and IMAGE levels.
@@ -18,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom import Dataset
 
-from .. import records
+from .. import matching, records
 from ..uids import UIDKind
 from . import datasets
 from .datasets import Extras, StoredCounts, SyntheticDatasets
-from .fields import QueryLevel, post_match
+from .fields import QueryLevel, post_match, vr_of
 from .schema import STUDY_COLUMNS
 
 if TYPE_CHECKING:  # the universe imports this package's schema: no import at run time
@@ -38,6 +40,83 @@ def _rows(cur: sqlite3.Cursor) -> list[Row]:
 
 def _scalar_keys(keys: dict) -> dict:
     return {k: v for k, v in keys.items() if not isinstance(v, list)}
+
+
+# Where a matchable key lives in the stored tables (the text as received). Keys not named
+# here (numbers, computed counts, trial attributes) are matched in Python only.
+_PATIENT_KEYS = {
+    "PatientID": "st.patient_id",
+    "PatientName": "st.patient_name",
+    "PatientBirthDate": "st.patient_birth_date",
+    "PatientSex": "st.patient_sex",
+}
+_PARENT_KEYS = _PATIENT_KEYS | {
+    "StudyDate": "st.study_date",
+    "StudyTime": "st.study_time",
+    "AccessionNumber": "st.accession_number",
+    "StudyID": "st.study_id",
+    "StudyDescription": "st.study_description",
+    "ReferringPhysicianName": "st.referring_physician_name",
+}
+_STUDY_KEYS = _PARENT_KEYS | {"StudyInstanceUID": "st.study_instance_uid"}
+_SERIES_KEYS = {
+    "StudyInstanceUID": "se.study_instance_uid",
+    "SeriesInstanceUID": "se.series_instance_uid",
+    "Modality": "se.modality",
+    "SeriesDescription": "se.series_description",
+    "SeriesDate": "se.series_date",
+    "SeriesTime": "se.series_time",
+    "BodyPartExamined": "se.body_part_examined",
+}
+_IMAGE_KEYS = {"SOPInstanceUID": "i.sop_instance_uid", "SOPClassUID": "i.sop_class_uid"}
+_CHUNK = 256
+
+
+def _prefilter(columns: dict[str, str], keys: dict, fuzzy: bool) -> tuple[str, tuple]:
+    """A SQL condition that keeps every row the Python match could accept (and few others).
+
+    A value holding a backslash (several values) is always kept: the Python
+    match splits it. Fuzzy person names are left to Python, whose case folding
+    is Unicode's, not SQLite's ASCII ``upper``.
+    """
+    parts: list[str] = []
+    params: list = []
+    for keyword, value in keys.items():
+        expr = columns.get(keyword)
+        if expr is None:
+            continue
+        vr = vr_of(keyword)
+        if fuzzy and vr == "PN":
+            continue
+        condition = matching.sql_condition(keyword, vr, expr, value)
+        if condition.sql == matching.TRUE.sql:
+            continue
+        parts.append(f"(instr({expr}, '\\') > 0 OR {condition.sql})")
+        params.extend(condition.params)
+    return (" AND ".join(parts) or "1"), tuple(params)
+
+
+def _children_prefilters(keys: dict, fuzzy: bool) -> Iterator[tuple[str, tuple]]:
+    """Study-level keys on what the study holds (ModalitiesInStudy, SOPClassesInStudy) as EXISTS conditions."""
+    children = {
+        "ModalitiesInStudy": ("stored_series c", "c.modality"),
+        "SOPClassesInStudy": ("stored_instance c", "c.sop_class_uid"),
+    }
+    for keyword, (table, column) in children.items():
+        if keyword not in keys:
+            continue
+        where, params = _prefilter({keyword: column}, keys, fuzzy)
+        if where != "1":
+            yield f"EXISTS (SELECT 1 FROM {table} WHERE c.study_instance_uid = st.study_instance_uid AND {where})", params
+
+
+def _chunks(rows: list[Row]) -> Iterator[list[Row]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start : start + _CHUNK]
+
+
+def _set_of(concatenated: str | None) -> frozenset[str]:
+    return frozenset(v for v in (concatenated or "").split(",") if v)
 
 
 class StoredIndex:
@@ -203,61 +282,123 @@ class StoredIndex:
     # -- queries ----------------------------------------------------------------------
 
     def matches(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
-        """Stored objects at ``level`` matching the checked ``keys``, in the order received."""
+        """Stored objects at ``level`` matching the checked ``keys``, in the order received.
+
+        Indexed SQL narrows the rows (:func:`_prefilter`) and the same rules as
+        the synthetic side decide in Python on the few that are left, so a query
+        costs its candidates, not every stored object.
+        """
         db = self.db
         if not db.execute("SELECT 1 FROM stored_instance LIMIT 1").fetchone():
             return
         scalar = _scalar_keys(keys)
-        studies = {st["study_instance_uid"]: st for st in _rows(db.execute("SELECT * FROM stored_study ORDER BY rowid"))}
         if level is QueryLevel.PATIENT:
-            by_patient: dict[str, list[Row]] = {}
-            for st in studies.values():
-                by_patient.setdefault(st["patient_id"], []).append(st)
-            for pid, sts in by_patient.items():
-                if self._synthetic_patient(pid):
-                    continue
-                counts = [self.counts(s["study_instance_uid"]) for s in sts]
-                ds = datasets.stored_patient(
-                    sts[0], len(sts), sum(c.n_series for c in counts), sum(c.n_instances for c in counts)
-                )
-                if post_match(ds, scalar, fuzzy):
+            yield from self._patients(scalar, fuzzy)
+        elif level is QueryLevel.STUDY:
+            yield from self._studies(scalar, fuzzy)
+        else:
+            yield from self._series_or_images(level, scalar, fuzzy)
+
+    def _patients(self, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+        where, params = _prefilter(_PATIENT_KEYS, keys, fuzzy)
+        wanted = _rows(
+            self.db.execute(
+                "SELECT * FROM stored_study WHERE patient_id IN "
+                f"(SELECT patient_id FROM stored_study st WHERE {where}) ORDER BY rowid",
+                params,
+            )
+        )
+        by_patient: dict[str, list[Row]] = {}
+        for st in wanted:
+            by_patient.setdefault(st["patient_id"], []).append(st)
+        for pid, sts in by_patient.items():
+            if self._synthetic_patient(pid):
+                continue
+            counts = self._counts_of([s["study_instance_uid"] for s in sts])
+            n_series = sum(counts[s["study_instance_uid"]].n_series for s in sts)
+            n_instances = sum(counts[s["study_instance_uid"]].n_instances for s in sts)
+            ds = datasets.stored_patient(sts[0], len(sts), n_series, n_instances)
+            if post_match(ds, keys, fuzzy):
+                yield ds
+
+    def _studies(self, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+        where, params = _prefilter(_STUDY_KEYS, keys, fuzzy)
+        for where_more, params_more in _children_prefilters(keys, fuzzy):
+            where, params = f"{where} AND {where_more}", params + params_more
+        rows = _rows(self.db.execute(f"SELECT * FROM stored_study st WHERE {where} ORDER BY rowid", params))
+        for chunk in _chunks(rows):
+            counts = self._counts_of([st["study_instance_uid"] for st in chunk])
+            for st in chunk:
+                ds = datasets.stored_study(st, counts[st["study_instance_uid"]])
+                if post_match(ds, keys, fuzzy):
                     yield ds
-            return
-        if level is QueryLevel.STUDY:
-            for st in studies.values():
-                ds = datasets.stored_study(st, self.counts(st["study_instance_uid"]))
-                if post_match(ds, scalar, fuzzy):
-                    yield ds
-            return
-        series_sql, params = "SELECT * FROM stored_series", ()
-        if keys.get("SeriesInstanceUID"):
-            uids = keys["SeriesInstanceUID"].split("\\")
-            series_sql += f" WHERE series_instance_uid IN ({','.join('?' * len(uids))})"
-            params = tuple(uids)
-        for se in _rows(db.execute(series_sql + " ORDER BY rowid", params)):
-            study_ds = self._parent_study_dataset(se["study_instance_uid"], studies)
+
+    def _series_or_images(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+        where, params = _prefilter(_SERIES_KEYS, keys, fuzzy)
+        # Keys on the patient and study narrow stored parents in SQL; a synthetic parent is matched in Python.
+        parent_where, parent_params = _prefilter(_PARENT_KEYS, keys, fuzzy)
+        if parent_where != "1":
+            where = f"{where} AND (st.study_instance_uid IS NULL OR ({parent_where}))"
+            params = params + parent_params
+        image_where, image_params = _prefilter(_IMAGE_KEYS, keys, fuzzy) if level is QueryLevel.IMAGE else ("1", ())
+        if image_where != "1":
+            where += f" AND EXISTS (SELECT 1 FROM stored_instance i WHERE i.series_instance_uid = se.series_instance_uid AND {image_where})"
+            params = params + image_params
+        series = _rows(
+            self.db.execute(
+                "SELECT se.* FROM stored_series se LEFT JOIN stored_study st ON st.study_instance_uid = se.study_instance_uid "
+                f"WHERE {where} ORDER BY se.rowid",
+                params,
+            )
+        )
+        parents: dict[str, Dataset | None] = {}
+        for se in series:
+            study_uid = se["study_instance_uid"]
+            if study_uid not in parents:
+                parents[study_uid] = self._parent_study_dataset(study_uid)
+            study_ds = parents[study_uid]
             if study_ds is None:
                 continue
-            ds = datasets.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
             if level is QueryLevel.SERIES:
-                if post_match(ds, scalar, fuzzy):
+                ds = datasets.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
+                if post_match(ds, keys, fuzzy):
                     yield ds
                 continue
-            for inst in _rows(
-                db.execute(
-                    "SELECT * FROM stored_instance WHERE series_instance_uid = ? ORDER BY rowid", (se["series_instance_uid"],)
+            instances = _rows(
+                self.db.execute(
+                    f"SELECT * FROM stored_instance i WHERE i.series_instance_uid = ? AND {image_where} ORDER BY rowid",
+                    (se["series_instance_uid"], *image_params),
                 )
-            ):
+            )
+            ds = datasets.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
+            for inst in instances:
                 ids = datasets.stored_instance(ds, inst)
-                if post_match(ids, scalar, fuzzy):
+                if post_match(ids, keys, fuzzy):
                     yield ids
+
+    def _counts_of(self, study_uids: list[str]) -> dict[str, StoredCounts]:
+        """:meth:`counts` of many stored studies in one query."""
+        found = {uid: StoredCounts(0, 0, frozenset(), frozenset()) for uid in study_uids}
+        if not study_uids:
+            return found
+        marks = ",".join("?" * len(study_uids))
+        for uid, n_series, n_instances, modalities, classes in self.db.execute(
+            "SELECT se.study_instance_uid, count(DISTINCT se.series_instance_uid), count(i.sop_instance_uid), "
+            "group_concat(DISTINCT se.modality), group_concat(DISTINCT i.sop_class_uid) FROM stored_series se "
+            "LEFT JOIN stored_instance i ON i.series_instance_uid = se.series_instance_uid "
+            f"WHERE se.study_instance_uid IN ({marks}) GROUP BY se.study_instance_uid",
+            study_uids,
+        ):
+            found[uid] = StoredCounts(n_series, n_instances, _set_of(modalities), _set_of(classes))
+        return found
 
     def _synthetic_patient(self, pid: str) -> bool:
         return self.db.execute("SELECT 1 FROM patient WHERE patient_id = ? AND n_studies > 0", (pid,)).fetchone() is not None
 
-    def _parent_study_dataset(self, study_uid: str, studies: dict[str, Row]) -> Dataset | None:
-        if study_uid in studies:
-            return datasets.stored_study(studies[study_uid], self.counts(study_uid))
+    def _parent_study_dataset(self, study_uid: str) -> Dataset | None:
+        stored = _rows(self.db.execute("SELECT * FROM stored_study WHERE study_instance_uid = ?", (study_uid,)))
+        if stored:
+            return datasets.stored_study(stored[0], self.counts(study_uid))
         path = self.universe.uids.decode(study_uid)
         if path is None or path.kind != UIDKind.STUDY:
             return None
