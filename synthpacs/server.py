@@ -71,6 +71,8 @@ def run_forever(config: Config) -> None:
         f"{config.patients:,} patients, data in {config.data_dir})",
         flush=True,
     )
+    # Import torch and read the weights now, beside the first requests, not inside the first retrieve.
+    threading.Thread(target=server.pacs.archive.load_generators, name="load-generators", daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -146,6 +146,25 @@ def test_unusable_weights_setting_is_a_config_error_naming_the_folder_and_the_se
     assert str(missing) in str(info.value) and "weights" in str(info.value)
 
 
+def test_generators_load_ahead_of_the_first_retrieve_and_a_broken_one_only_warns(tmp_path, tiny_weights, caplog):
+    from synthpacs.archive import Archive
+
+    archive = Archive(make_config(tmp_path / "good", weights=str(tiny_weights), device="cpu"))
+    try:
+        archive.load_generators()
+        assert set(archive._generators) == set(archive.targets)  # the first retrieve finds them loaded
+    finally:
+        archive.close()
+    missing = tmp_path / "nowhere"
+    archive = Archive(make_config(tmp_path / "bad", weights=str(missing)))
+    try:
+        archive.load_generators()  # serve goes on; the retrieve answers with the error
+        assert not archive._generators
+        assert "chest/lung-ct" in caplog.text and str(missing) in caplog.text
+    finally:
+        archive.close()
+
+
 def test_generator_fingerprint_follows_renderer_weights_and_psi(tmp_path, tiny_weights):
     shipped = fingerprint(make_config(tmp_path), "chest/lung-ct")
     assert shipped.startswith("gan-") and shipped.endswith("-psi1")

@@ -352,6 +352,15 @@ class Archive:
                 self._generators[target.name] = target.load(registry.generator_options(self.config, target))
             return self._generators[target.name]
 
+    def load_generators(self) -> None:
+        """Load every target's generator now (torch, weights), so the first retrieve after start
+        does not pay for it; a target that cannot load is logged and reports again on retrieve."""
+        for name in self._universe.targets:
+            try:
+                self.generator(name)
+            except Exception as exc:  # a retrieve reports it again, with its status
+                log.warning("the %s generator did not load: %s", name, exc)
+
     def _cache_key(self, target_name: str) -> str:
         """What cached files of a target depend on beyond the universe: its cheap fingerprint and builder versions.
 
