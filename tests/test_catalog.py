@@ -306,3 +306,27 @@ def test_another_today_rebuilds_a_catalog_that_is_open_elsewhere(config):
     assert [str(ds.SOPInstanceUID) for ds in earlier.find("IMAGE", {"SOPInstanceUID": stored.sop_instance_uid})] == [
         stored.sop_instance_uid
     ]
+
+
+@pytest.mark.parametrize("level", ["PATIENT", "STUDY", "SERIES", "IMAGE"])
+def test_answers_as_json_equal_the_json_of_their_datasets(archive, level):
+    """QIDO encodes a match's plain attributes straight to DICOM JSON; it must be what the
+    pydicom Dataset of the same match encodes to, element by element."""
+    from synthpacs.archive.catalog import to_dataset
+    from synthpacs.dicomweb.dicomjson import attributes_json, dataset_json
+
+    _stored_like(
+        archive,
+        1,
+        PatientName="Doe^Jane=ドウ^ジェーン",
+        PatientID="EXT-1",
+        SeriesNumber="",
+        InstanceNumber="7",
+        SpecificCharacterSet="ISO_IR 192",
+    )
+    study = next(iter(archive.find("STUDY", {"PatientID": "SYN-*"}, limit=1)))
+    query = {} if level == "PATIENT" else {"StudyInstanceUID": f"{study.StudyInstanceUID}\\1.2.826.0.1.3680043.10.77.1"}
+    matches = list(archive.find_attributes(level, query, limit=40))
+    assert len(matches) >= 2
+    for match in matches:
+        assert attributes_json(match) == dataset_json(to_dataset(match))

@@ -32,7 +32,7 @@ from ..generation import registry
 from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, StudyWork, ZooTarget, open_study
 from ..imaging.headers import SeriesHeaders
 from ..imaging.spec import BuiltSeries, SeriesContext, StudyContext, TrialContext
-from .catalog import Catalog, Query, QueryLevel
+from .catalog import Attributes, Catalog, Query, QueryLevel
 from .cohorts import Cohort, load_cohorts
 from .generations import Generations
 from .intake import Received, receive
@@ -173,6 +173,12 @@ class Archive:
     ) -> Iterator[Dataset]:
         """C-FIND / QIDO-RS matching; see :meth:`Catalog.find`."""
         return self._catalog.find(level, query, fuzzy=fuzzy, limit=limit, offset=offset)
+
+    def find_attributes(
+        self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False, limit: int | None = None, offset: int = 0
+    ) -> Iterator[Attributes]:
+        """The same matches as plain attributes (no pydicom elements: QIDO-RS encodes them as JSON)."""
+        return self._catalog.find_attributes(level, query, fuzzy=fuzzy, limit=limit, offset=offset)
 
     def find_worklist(self, query: Query, *, fuzzy: bool = False) -> Iterator[Dataset]:
         """Modality Worklist C-FIND (PS3.4 K.6): today's and later scheduled procedure steps."""

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, current_app, g, request, stream_with_context
 from pydicom import Dataset, dcmread
 
 from ..archive.api import Archive, InstanceRef
@@ -39,7 +39,14 @@ def metadata_cache() -> MemoryLRU:
 
 def base_url() -> str:
     """The server's URL as the client sees it: ``public_base_url`` when set,
-    else the forwarded or direct Host of this request (pitfall 5)."""
+    else the forwarded or direct Host of this request (pitfall 5); worked out once per request."""
+    known = g.get("base_url")
+    if known is None:
+        known = g.base_url = _base_url()
+    return known
+
+
+def _base_url() -> str:
     configured = (pacs().config.public_base_url or "").rstrip("/")
     if configured:
         return configured

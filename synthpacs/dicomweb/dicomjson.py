@@ -11,11 +11,13 @@ element's path, so that nested ones resolve too.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.tag import BaseTag
 
@@ -24,6 +26,9 @@ PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}  # Pixel Data, Float and Doubl
 INT_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "US or SS", "US or SS or OW"}
 FLOAT_VRS = {"FL", "FD"}
 BULK_THRESHOLD = 1024  # binary values longer than this go out as BulkDataURIs
+_TYPED_VRS = {"PN", "IS", "DS", "AT", "SQ"} | INT_VRS | FLOAT_VRS | BINARY_VRS  # values that are not plain text in JSON
+_INTEGER_VRS = {"IS"} | INT_VRS
+TEXT_VRS = {"LT", "ST", "UT"}  # a backslash in these is a character, not a value separator (as pydicom reads it)
 
 # A function that turns the path of a binary element (tags and item indexes) into a URI.
 BulkURI = Callable[[tuple], str]
@@ -99,7 +104,11 @@ def element_json(element: DataElement, path: tuple, bulk_uri: BulkURI | None, th
         elif isinstance(value, (bytes, bytearray)):
             out["InlineBinary"] = base64.b64encode(bytes(value)).decode("ascii")
         return out
-    values = _values(element)
+    return _with_values(out, vr, _values(element))
+
+
+def _with_values(out: dict, vr: str, values: list) -> dict:
+    """``out`` with the ``Value`` of these values of a non-binary, non-sequence VR (none if all are empty)."""
     if not values:
         return out
     encoded: list[object]
@@ -121,6 +130,50 @@ def element_json(element: DataElement, path: tuple, bulk_uri: BulkURI | None, th
         return out
     out["Value"] = encoded
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def keyword_tag_vr(keyword: str) -> tuple[str, str]:
+    """(tag as 8 hex digits, VR) of a data dictionary keyword."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(f"unknown attribute {keyword!r}")
+    return tag_hex(tag), dictionary_VR(tag).split(" ")[0]
+
+
+def value_json(vr: str, value: Any) -> dict:
+    """A plain value as a DICOM JSON attribute object: text, a number, a list of them, or for a
+    sequence a list of item dicts (keyword -> value). The result is what :func:`element_json`
+    gives for the element pydicom would make of the value, without making it."""
+    kind = type(value)
+    if kind is str and vr not in _TYPED_VRS and "\\" not in value:  # the common case, quickly
+        return {"vr": vr, "Value": [value]} if value else {"vr": vr}
+    if kind is int and vr in _INTEGER_VRS:
+        return {"vr": vr, "Value": [value]}
+    out: dict[str, Any] = {"vr": vr}
+    if vr == "SQ":
+        items = [attributes_json(item) for item in value or ()]
+        if items:
+            out["Value"] = items
+        return out
+    if value is None:
+        values = []
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
+    elif isinstance(value, str):
+        values = [] if value == "" else value.split("\\") if vr not in TEXT_VRS else [value]
+    else:
+        values = [value]
+    return _with_values(out, vr, values)
+
+
+def attributes_json(attributes: dict[str, Any]) -> dict:
+    """Plain attributes (keyword -> value) as a DICOM JSON object, in tag order."""
+    out = {}
+    for keyword, value in attributes.items():
+        tag, vr = keyword_tag_vr(keyword)
+        out[tag] = value_json(vr, value)
+    return dict(sorted(out.items()))
 
 
 def dataset_json(ds: Dataset, bulk_uri: BulkURI | None = None, path: tuple = (), threshold: int = BULK_THRESHOLD) -> dict:

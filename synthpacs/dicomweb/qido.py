@@ -14,12 +14,11 @@ import functools
 import re
 
 from flask import Blueprint, request
-from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from ..archive.catalog import RETURN_KEYWORDS, QueryLevel
+from ..archive.catalog import RETURN_KEYWORDS, Attributes, QueryLevel
 from .common import ROOT, accept_ranges, archive, check_uid, instance_url, json_response, pacs, series_url, study_url
-from .dicomjson import element_json, tag_hex
+from .dicomjson import keyword_tag_vr, tag_hex, value_json
 from .errors import BadRequest, NotFound
 from .media import require_json
 
@@ -140,37 +139,37 @@ def _tag_and_vr(keyword: str) -> tuple[int, str]:
     return tag, dictionary_VR(tag).split(" ")[0]
 
 
-def _json_item(ds: Dataset, level: QueryLevel, include: set[str] | None) -> dict:
+def _json_item(match: Attributes, level: QueryLevel, include: set[str] | None) -> dict:
     """One match as DICOM JSON: the level's return keys (PS3.18 Table 10.6.3-3/4/5) plus the
     included ones (every attribute with ``all``); an included attribute the catalog does not
     hold is returned empty, as C-FIND does."""
     wanted = None
     if include is not None:
-        wanted = {_tag_and_vr(k)[0] for k in RETURN_KEYWORDS[level]} | {_tag_and_vr(k)[0] for k in include}
+        wanted = {tag_hex(_tag_and_vr(k)[0]) for k in RETURN_KEYWORDS[level]} | {tag_hex(_tag_and_vr(k)[0]) for k in include}
     item = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}}
-    for element in ds:
-        tag = int(element.tag)
+    for keyword, value in match.items():
+        tag, vr = keyword_tag_vr(keyword)
         if wanted is None or tag in wanted:
-            item[tag_hex(tag)] = element_json(element, (), None)
+            item[tag] = value_json(vr, value)
     if include is not None:
         for keyword in include:
-            tag, vr = _tag_and_vr(keyword)
-            item.setdefault(tag_hex(tag), {"vr": vr})
+            number, vr = _tag_and_vr(keyword)
+            item.setdefault(tag_hex(number), {"vr": vr})
     return item
 
 
-def _retrieve_url(ds: Dataset, level: QueryLevel) -> str | None:
-    study = ds.get("StudyInstanceUID")
+def _retrieve_url(match: Attributes, level: QueryLevel) -> str | None:
+    study = match.get("StudyInstanceUID")
     if not study:
         return None
     if level is QueryLevel.STUDY:
         return study_url(str(study))
-    series = ds.get("SeriesInstanceUID")
+    series = match.get("SeriesInstanceUID")
     if not series:
         return None
     if level is QueryLevel.SERIES:
         return series_url(str(study), str(series))
-    sop = ds.get("SOPInstanceUID")
+    sop = match.get("SOPInstanceUID")
     return instance_url(str(study), str(series), str(sop)) if sop else None
 
 
@@ -181,7 +180,7 @@ def search(level: QueryLevel, fixed: dict[str, str]):
     query.update(fixed)
     cap = pacs().config.qido_limit
     wanted = cap if limit is None or limit == 0 else min(limit, cap)
-    matches = list(archive().find(level, query, fuzzy=fuzzy, limit=wanted + 1, offset=offset))
+    matches = list(archive().find_attributes(level, query, fuzzy=fuzzy, limit=wanted + 1, offset=offset))
     study_uid = query.get("StudyInstanceUID")
     if isinstance(study_uid, str) and study_uid and "\\" not in study_uid and matches:
         # A viewer that opens a study asks for its series next, then their metadata and
@@ -193,9 +192,9 @@ def search(level: QueryLevel, fixed: dict[str, str]):
         if limit is None or limit > cap:
             headers["Warning"] = WARNING_MORE
     out = []
-    for ds in matches:
-        item = _json_item(ds, level, include)
-        url = _retrieve_url(ds, level)
+    for match in matches:
+        item = _json_item(match, level, include)
+        url = _retrieve_url(match, level)
         if url:
             item["00081190"] = {"vr": "UR", "Value": [url]}
         out.append(dict(sorted(item.items())))

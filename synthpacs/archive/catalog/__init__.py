@@ -27,16 +27,16 @@ Modules, by concern:
     C.2.2.2 matching over the synthetic tables (SQL)
 ``stored``
     the index of stored objects and their queries
-``datasets``
-    rows -> the Datasets of C-FIND / QIDO answers
+``answers``
+    rows -> the attributes of C-FIND / QIDO answers (Datasets or DICOM JSON later)
 ``core``
     :class:`Catalog`: connections, the rebuild decision, ``find``
 """
 
 from __future__ import annotations
 
+from .answers import StoredCounts, SyntheticAttributes
 from .core import Catalog
-from .datasets import StoredCounts, SyntheticDatasets
 from .fields import (
     IMAGE_FIELDS,
     LEVEL_FIELDS,
@@ -46,12 +46,14 @@ from .fields import (
     SEQUENCE_ITEM_VRS,
     SERIES_FIELDS,
     STUDY_FIELDS,
+    Attributes,
     Field,
     Query,
     QueryLevel,
     Variant,
     element_text,
     put,
+    to_dataset,
     vr_of,
 )
 from .schema import CHUNK, LAYOUT_VERSION, PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS
@@ -70,14 +72,16 @@ __all__ = [
     "SERIES_FIELDS",
     "STUDY_COLUMNS",
     "STUDY_FIELDS",
+    "Attributes",
     "Catalog",
     "Field",
     "Query",
     "QueryLevel",
     "StoredCounts",
-    "SyntheticDatasets",
+    "SyntheticAttributes",
     "Variant",
     "element_text",
     "put",
+    "to_dataset",
     "vr_of",
 ]

@@ -19,9 +19,9 @@ from pydicom import Dataset
 
 from ...errors import InvalidQuery
 from .. import matching
+from .answers import SyntheticAttributes
 from .build import build, load_variants
-from .datasets import SyntheticDatasets
-from .fields import LEVEL_FIELDS, Query, QueryLevel, vr_of
+from .fields import LEVEL_FIELDS, Attributes, Query, QueryLevel, to_dataset, vr_of
 from .schema import SCHEMA
 from .stored import StoredIndex
 from .synthetic import Run, SyntheticIndex
@@ -44,9 +44,9 @@ class Catalog:
         self.build_seconds = 0.0
         self._ensure_built()
         self.variants = load_variants(self.db, universe.cohorts)
-        datasets = SyntheticDatasets(universe, self.variants)
-        self._synthetic = SyntheticIndex(lambda: self.db, universe, self.variants, datasets)
-        self._stored = StoredIndex(lambda: self.db, self._write_lock, universe, datasets)
+        answers = SyntheticAttributes(universe, self.variants)
+        self._synthetic = SyntheticIndex(lambda: self.db, universe, self.variants, answers)
+        self._stored = StoredIndex(lambda: self.db, self._write_lock, universe, answers)
 
     # -- connections ------------------------------------------------------------------
 
@@ -116,7 +116,14 @@ class Catalog:
     def find(
         self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False, limit: int | None = None, offset: int = 0
     ) -> Iterator[Dataset]:
-        """Match ``query`` at ``level`` (PS3.4 C.2.2.2) and yield one Dataset per match.
+        """Match ``query`` at ``level`` (PS3.4 C.2.2.2) and yield one Dataset per match
+        (:meth:`find_attributes`, as pydicom Datasets)."""
+        return map(to_dataset, self.find_attributes(level, query, fuzzy=fuzzy, limit=limit, offset=offset))
+
+    def find_attributes(
+        self, level: QueryLevel | str, query: Query, *, fuzzy: bool = False, limit: int | None = None, offset: int = 0
+    ) -> Iterator[Attributes]:
+        """Match ``query`` at ``level`` (PS3.4 C.2.2.2) and yield the attributes of each match.
 
         Stored objects come first (in the order received), then synthetic
         ones in universe order; ``limit``/``offset`` page over that order.
@@ -136,7 +143,7 @@ class Catalog:
         return self._page(stored, synthetic, limit, offset)
 
     @staticmethod
-    def _page(stored: Iterator[Dataset], synthetic: Run, limit: int | None, offset: int) -> Iterator[Dataset]:
+    def _page(stored: Iterator[Attributes], synthetic: Run, limit: int | None, offset: int) -> Iterator[Attributes]:
         remaining, seen = limit, 0
         for ds in stored:
             seen += 1

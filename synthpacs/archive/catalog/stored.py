@@ -22,9 +22,9 @@ from pydicom import Dataset
 
 from .. import matching, records
 from ..uids import UIDKind
-from . import datasets
-from .datasets import Extras, StoredCounts, SyntheticDatasets
-from .fields import QueryLevel, post_match, vr_of
+from . import answers
+from .answers import Extras, StoredCounts, SyntheticAttributes
+from .fields import Attributes, QueryLevel, post_match, vr_of
 from .schema import STUDY_COLUMNS
 
 if TYPE_CHECKING:  # the universe imports this package's schema: no import at run time
@@ -127,7 +127,7 @@ class StoredIndex:
         connect: Callable[[], sqlite3.Connection],
         write_lock: threading.Lock,
         universe: Universe,
-        synthetic: SyntheticDatasets,
+        synthetic: SyntheticAttributes,
     ):
         self._connect = connect
         self._write_lock = write_lock
@@ -281,7 +281,7 @@ class StoredIndex:
 
     # -- queries ----------------------------------------------------------------------
 
-    def matches(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+    def matches(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Attributes]:
         """Stored objects at ``level`` matching the checked ``keys``, in the order received.
 
         Indexed SQL narrows the rows (:func:`_prefilter`) and the same rules as
@@ -299,7 +299,7 @@ class StoredIndex:
         else:
             yield from self._series_or_images(level, scalar, fuzzy)
 
-    def _patients(self, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+    def _patients(self, keys: dict, fuzzy: bool) -> Iterator[Attributes]:
         where, params = _prefilter(_PATIENT_KEYS, keys, fuzzy)
         wanted = _rows(
             self.db.execute(
@@ -317,11 +317,11 @@ class StoredIndex:
             counts = self._counts_of([s["study_instance_uid"] for s in sts])
             n_series = sum(counts[s["study_instance_uid"]].n_series for s in sts)
             n_instances = sum(counts[s["study_instance_uid"]].n_instances for s in sts)
-            ds = datasets.stored_patient(sts[0], len(sts), n_series, n_instances)
+            ds = answers.stored_patient(sts[0], len(sts), n_series, n_instances)
             if post_match(ds, keys, fuzzy):
                 yield ds
 
-    def _studies(self, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+    def _studies(self, keys: dict, fuzzy: bool) -> Iterator[Attributes]:
         where, params = _prefilter(_STUDY_KEYS, keys, fuzzy)
         for where_more, params_more in _children_prefilters(keys, fuzzy):
             where, params = f"{where} AND {where_more}", params + params_more
@@ -329,11 +329,11 @@ class StoredIndex:
         for chunk in _chunks(rows):
             counts = self._counts_of([st["study_instance_uid"] for st in chunk])
             for st in chunk:
-                ds = datasets.stored_study(st, counts[st["study_instance_uid"]])
+                ds = answers.stored_study(st, counts[st["study_instance_uid"]])
                 if post_match(ds, keys, fuzzy):
                     yield ds
 
-    def _series_or_images(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Dataset]:
+    def _series_or_images(self, level: QueryLevel, keys: dict, fuzzy: bool) -> Iterator[Attributes]:
         where, params = _prefilter(_SERIES_KEYS, keys, fuzzy)
         # Keys on the patient and study narrow stored parents in SQL; a synthetic parent is matched in Python.
         parent_where, parent_params = _prefilter(_PARENT_KEYS, keys, fuzzy)
@@ -351,16 +351,16 @@ class StoredIndex:
                 params,
             )
         )
-        parents: dict[str, Dataset | None] = {}
+        parents: dict[str, Attributes | None] = {}
         for se in series:
             study_uid = se["study_instance_uid"]
             if study_uid not in parents:
-                parents[study_uid] = self._parent_study_dataset(study_uid)
+                parents[study_uid] = self._parent_study(study_uid)
             study_ds = parents[study_uid]
             if study_ds is None:
                 continue
             if level is QueryLevel.SERIES:
-                ds = datasets.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
+                ds = answers.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
                 if post_match(ds, keys, fuzzy):
                     yield ds
                 continue
@@ -370,9 +370,9 @@ class StoredIndex:
                     (se["series_instance_uid"], *image_params),
                 )
             )
-            ds = datasets.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
+            ds = answers.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
             for inst in instances:
-                ids = datasets.stored_instance(ds, inst)
+                ids = answers.stored_instance(ds, inst)
                 if post_match(ids, keys, fuzzy):
                     yield ids
 
@@ -395,10 +395,10 @@ class StoredIndex:
     def _synthetic_patient(self, pid: str) -> bool:
         return self.db.execute("SELECT 1 FROM patient WHERE patient_id = ? AND n_studies > 0", (pid,)).fetchone() is not None
 
-    def _parent_study_dataset(self, study_uid: str) -> Dataset | None:
+    def _parent_study(self, study_uid: str) -> Attributes | None:
         stored = _rows(self.db.execute("SELECT * FROM stored_study WHERE study_instance_uid = ?", (study_uid,)))
         if stored:
-            return datasets.stored_study(stored[0], self.counts(study_uid))
+            return answers.stored_study(stored[0], self.counts(study_uid))
         path = self.universe.uids.decode(study_uid)
         if path is None or path.kind != UIDKind.STUDY:
             return None

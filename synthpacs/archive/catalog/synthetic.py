@@ -14,20 +14,18 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from pydicom import Dataset
-
 from .. import matching, records
 from ..matching import Condition
 from ..uids import UIDKind, UIDPath
-from .datasets import Extras, SyntheticDatasets
-from .fields import LEVEL_FIELDS, SEQUENCE_ITEM_VRS, UID_KEYWORDS, Field, QueryLevel, Variant, post_match
+from .answers import Extras, SyntheticAttributes
+from .fields import LEVEL_FIELDS, SEQUENCE_ITEM_VRS, UID_KEYWORDS, Attributes, Field, QueryLevel, Variant, post_match
 from .schema import PATIENT_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS
 
 if TYPE_CHECKING:  # the universe imports this package's schema: no import at run time
     from ..universe import Universe
 
-#: A prepared query: run(skip, limit) yields the matching Datasets of one page.
-Run = Callable[[int, "int | None"], Iterator[Dataset]]
+#: A prepared query: run(skip, limit) yields the attributes of the matches of one page.
+Run = Callable[[int, "int | None"], Iterator[Attributes]]
 
 
 class SyntheticIndex:
@@ -38,7 +36,7 @@ class SyntheticIndex:
         connect: Callable[[], sqlite3.Connection],
         universe: Universe,
         variants: Mapping[int, Variant],
-        build: SyntheticDatasets,
+        build: SyntheticAttributes,
     ):
         self._connect = connect
         self.universe = universe
@@ -138,7 +136,7 @@ class SyntheticIndex:
             k: v for k, v in keys.items() if fields[k].expr is None and fields[k].per_variant is None and k not in UID_KEYWORDS
         }
 
-        build: Callable[[sqlite3.Row, Extras], Dataset]
+        build: Callable[[sqlite3.Row, Extras], Attributes]
         if level is QueryLevel.PATIENT:
             # A patient whose baseline is still to come is on the worklist only.
             sql = f"SELECT {PATIENT_COLUMNS} FROM patient p WHERE p.n_studies > 0 AND {where} ORDER BY p.pk"
@@ -156,7 +154,7 @@ class SyntheticIndex:
             )
             build = self.build.series
 
-        def run(skip: int, limit: int | None) -> Iterator[Dataset]:
+        def run(skip: int, limit: int | None) -> Iterator[Attributes]:
             if limit is not None and limit <= 0:
                 return
             if level is QueryLevel.IMAGE:
@@ -191,7 +189,7 @@ class SyntheticIndex:
         skip: int,
         limit: int | None,
         extras: Extras,
-    ) -> Iterator[Dataset]:
+    ) -> Iterator[Attributes]:
         wanted = None
         if instance_paths is not None:
             wanted = {(records.study_key(p.patient, p.study), p.series, p.instance) for p in instance_paths}
