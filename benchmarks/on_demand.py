@@ -123,6 +123,18 @@ def _move(server: _Server, study: str) -> tuple[float, float, float, int]:
     return first_pending or 0.0, first_stored or 0.0, time.perf_counter() - started, completed
 
 
+def _one_study_alone(quick: bool) -> tuple[float, float]:
+    """(whole series s, server peak RSS MiB) of one cold study retrieved by a fresh server with prefetch off,
+    so that nothing but that study's generation runs."""
+    server = _Server(quick, 1_000, settings={"prefetch": "false"})
+    try:
+        study = _studies(server, 1)[0]
+        _, whole, _ = _retrieve_whole(server, study)
+        return whole, _memory_mib(server.process.pid)[1]
+    finally:
+        server.close()
+
+
 def _p50(samples: list[float]) -> float:
     return statistics.median(samples)
 
@@ -186,4 +198,7 @@ def run(quick: bool = False) -> list[Row]:
     finally:
         server.close()
         scp.close()
+    whole, peak = _one_study_alone(quick)
+    rows.append(("one cold study alone (fresh server, prefetch off): whole CT series, WADO-RS", f"{whole:.1f}", "s"))
+    rows.append(("one cold study alone: server peak RSS", f"{peak:.0f}", "MiB"))
     return rows
