@@ -447,6 +447,33 @@ def test_find_returns_every_requested_key(env):
         assert ds.NumberOfSeriesRelatedInstances == 1
 
 
+def test_find_returns_a_requested_sequence_whole_or_restricted_to_its_item_keys(env):
+    assoc = scu(env["port"], StudyRootQueryRetrieveInformationModelFind)
+    try:
+        whole = query(QueryRetrieveLevel="STUDY", PatientID="SYN-*", ModalitiesInStudy="CT", ProcedureCodeSequence=[])
+        restricted = query(
+            QueryRetrieveLevel="STUDY", PatientID="SYN-*", ModalitiesInStudy="CT", ProcedureCodeSequence=[query(CodeValue="")]
+        )
+        answers = [
+            [
+                ds
+                for status, ds in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
+                if status.Status == 0xFF00
+            ]
+            for identifier in (whole, restricted)
+        ]
+    finally:
+        assoc.release()
+    assert answers[0] and len(answers[0]) == len(answers[1])
+    for ds in answers[0][:3]:
+        (code,) = ds.ProcedureCodeSequence
+        assert code.CodeValue and code.CodingSchemeDesignator and code.CodeMeaning
+        assert "CT" in ds.ModalitiesInStudy and ds.StudyInstanceUID and ds.QueryRetrieveLevel == "STUDY"
+    for ds in answers[1][:3]:
+        (code,) = ds.ProcedureCodeSequence
+        assert code.CodeValue and "CodeMeaning" not in code
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
 @pytest.mark.parametrize(
     "identifier, where",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import cast
 
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
@@ -29,7 +30,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
 )
 
 from ..archive.api import Archive, InstanceRef
-from ..archive.catalog import QueryLevel
+from ..archive.catalog import Attributes, QueryLevel, put, to_dataset
 from ..archive.uids import is_valid_uid
 from ..archive.worklist import Worklist
 from ..errors import InvalidQuery, NotFound, StoreRefusalValues, StoreRefused
@@ -130,6 +131,38 @@ def _empty(tag, vr: str) -> DataElement:
     return DataElement(tag, vr, [] if vr == "SQ" else None)
 
 
+def _requested_vr(element: DataElement) -> str:
+    """The VR to return an empty requested attribute with (an implicit VR identifier says UN)."""
+    vr = element.VR
+    if vr in ("UN", "OB or OW", "US or SS", "US or OW", "US or SS or OW") and not element.tag.is_private:
+        try:
+            return dictionary_VR(element.tag).split(" ")[0]
+        except KeyError:
+            return "UN"
+    return vr
+
+
+def project_attributes(requested: Dataset, found: Attributes) -> Dataset:
+    """:func:`project` for a match the catalog gives as plain attributes: only the
+    requested attributes become pydicom elements (a match holds about 30)."""
+    out = Dataset()
+    for element in requested:
+        tag, keyword = element.tag, element.keyword
+        if tag.group in (0x0000, 0x0002) or keyword in ("SpecificCharacterSet", "QueryRetrieveLevel"):
+            continue
+        if keyword not in found:
+            out.add(_empty(tag, _requested_vr(element)))
+            continue
+        value = found[keyword]
+        if isinstance(value, list) and value and isinstance(value[0], dict):  # a sequence's items
+            template = element.value[0] if element.VR == "SQ" and element.value and len(element.value[0]) else None
+            items = [project_attributes(template, item) if template is not None else to_dataset(item) for item in value]
+            out.add(DataElement(tag, "SQ", items))
+        else:
+            put(out, keyword, value)
+    return out
+
+
 def project(requested: Dataset, found: Dataset) -> Dataset:
     """``found`` restricted to the keys of ``requested`` (PS3.4 C.4.1.1.3.2):
     every requested attribute is returned, with its value when the archive
@@ -143,12 +176,7 @@ def project(requested: Dataset, found: Dataset) -> Dataset:
             continue
         vr = element.VR
         if tag not in found:
-            if vr in ("UN", "OB or OW", "US or SS", "US or OW", "US or SS or OW") and not tag.is_private:
-                try:
-                    vr = dictionary_VR(tag).split(" ")[0]
-                except KeyError:
-                    vr = "UN"
-            out.add(_empty(tag, vr))
+            out.add(_empty(tag, _requested_vr(element)))
             continue
         have = found[tag]
         if vr == "SQ" and have.VR == "SQ":
@@ -160,10 +188,12 @@ def project(requested: Dataset, found: Dataset) -> Dataset:
     return out
 
 
-def find_response(requested: Dataset, found: Dataset, level: QueryLevel | None, model: str, ae_title: str) -> Dataset:
+def find_response(
+    requested: Dataset, found: Dataset | Attributes, level: QueryLevel | None, model: str, ae_title: str
+) -> Dataset:
     """One C-FIND pending identifier: the requested keys, the unique keys of
     the level and the levels above it, and the server-filled attributes."""
-    out = project(requested, found)
+    out = project(requested, found) if isinstance(found, Dataset) else project_attributes(requested, found)
     out.SpecificCharacterSet = CHARACTER_SET
     if level is not None:
         out.QueryRetrieveLevel = level.value
@@ -171,7 +201,10 @@ def find_response(requested: Dataset, found: Dataset, level: QueryLevel | None, 
         for above in _LEVELS[_LEVELS.index(top) : _LEVELS.index(level) + 1]:
             key = UNIQUE_KEYS[above]
             if key in found and key not in out:
-                out[key] = found[key]
+                if isinstance(found, Dataset):
+                    out[key] = found[key]
+                else:
+                    put(out, key, found[key])
     if "RetrieveAETitle" in requested:
         out.RetrieveAETitle = ae_title
     if "InstanceAvailability" in requested:
@@ -210,6 +243,7 @@ def _find(event, archive: Archive, worklist: Worklist, ae_title: str) -> Iterato
     except Exception as exc:  # pydicom raises many types for a broken data set
         yield status_dataset(StatusValues.UNABLE_TO_PROCESS, f"cannot decode the identifier: {exc}"), None
         return
+    results: Iterator[Dataset] | Iterator[Attributes]
     try:
         if sop_class == ModalityWorklistInformationFind:
             model, level = "Worklist", None
@@ -219,8 +253,8 @@ def _find(event, archive: Archive, worklist: Worklist, ae_title: str) -> Iterato
             model = INFORMATION_MODELS[sop_class]
             level = query_level(identifier, model)
             _note(event, f"{model} {level.value}")
-            results = archive.find(level, identifier_query(identifier))
-        for i, found in enumerate(results):
+            results = archive.find_attributes(level, identifier_query(identifier))
+        for i, found in enumerate(cast(Iterator[Dataset | Attributes], results)):  # mypy joins the two to object
             if i % DRAIN_EVERY == DRAIN_EVERY - 1:
                 transport.drain(event.assoc)  # lets the DUL read a C-CANCEL (see transport.drain)
             if event.is_cancelled:
