@@ -51,10 +51,11 @@ loopback on the shared 2-core development machine):
    ``shutdown()`` removes itself from that list (ValueError otherwise).
 
 4. **Quiet logging** (:data:`STANDARD_LOG_HANDLERS`, from
-   ``pynetdicom._handlers``). pynetdicom binds handlers to every server and
+   ``pynetdicom._handlers``, and :func:`quiet_identifier_logging`, from
+   ``pynetdicom._config``). pynetdicom binds handlers to every server and
    association that format each PDU and message for its DEBUG log, under
-   the AE lock, even when nothing logs at DEBUG; the server unbinds them
-   unless pynetdicom's logger wants DEBUG.
+   the AE lock, and formats every query identifier, even when nothing logs
+   at DEBUG; the server turns both off unless pynetdicom's logger wants DEBUG.
 
 5. **Send backlog** (:func:`outgoing_backlog`, ``dul.to_provider_queue``).
    The DUL thread reads the socket only in a loop turn where it has nothing
@@ -108,6 +109,7 @@ def check_version(version: str) -> None:
 # message above rather than with a missing name.
 check_version(pynetdicom.__version__)
 
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom._handlers import (
@@ -158,6 +160,7 @@ __all__ = [
     "next_message",
     "outgoing_backlog",
     "pause_reactor",
+    "quiet_identifier_logging",
     "register_server",
     "resume_reactor",
     "take_cancel",
@@ -352,6 +355,14 @@ STANDARD_LOG_HANDLERS = (
     (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
     (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
 )
+
+
+def quiet_identifier_logging() -> None:
+    """Turn off pynetdicom's formatting of every C-FIND, C-GET and C-MOVE identifier for its
+    DEBUG log (done whether or not anything logs it: 5 % of a 1,000-match C-FIND), with the
+    switches its ``_config`` documents."""
+    pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
 
 
 # -- 5. the send backlog ----------------------------------------------------------------------

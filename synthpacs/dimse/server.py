@@ -307,6 +307,7 @@ class DIMSEServer:
         if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
             for event, handler in compat.STANDARD_LOG_HANDLERS:  # they format every PDU
                 self._listener.unbind(event, handler)
+            compat.quiet_identifier_logging()
         self._thread: threading.Thread | None = None
 
     def _make_ae(self) -> AE:
