@@ -1102,3 +1102,27 @@ def test_one_log_line_per_association_and_request(tmp_path, caplog):
     assert "Failure 0xA900" in requests[2] and "NOPE" in requests[2]
     associations = [line for line in lines if "association from PYSCU" in line]
     assert len(associations) == 1 and "released" in associations[0] and "3 requests" in associations[0]
+
+
+def test_move_sub_associations_offer_one_syntax_per_context_so_no_instance_is_re_encoded():
+    """An acceptor picks a context's syntax in its own order (pynetdicom: implicit VR first);
+    with one syntax per context it can accept explicit VR too, and stored bytes go out as they are."""
+    from pynetdicom import AE as Acceptor
+    from pynetdicom.presentation import negotiate_as_acceptor
+
+    from synthpacs.archive.api import InstanceRef
+    from synthpacs.dimse.retrieve import requested_contexts
+
+    ct, jpeg = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.4.50"
+    refs = [
+        InstanceRef("1.2.3", "1.2.3.1", "1.2.3.1.1", ct, 1, "a.dcm", str(ExplicitVRLittleEndian)),
+        InstanceRef("1.2.3", "1.2.3.1", "1.2.3.1.2", ct, 2, "b.dcm", jpeg),
+    ]
+    offered = requested_contexts(refs)
+    assert [cx.transfer_syntax for cx in offered] == [[ExplicitVRLittleEndian], [ImplicitVRLittleEndian], [jpeg]]
+    for i, cx in enumerate(offered):
+        cx.context_id = 2 * i + 1
+    scp = Acceptor()
+    scp.add_supported_context(ct)  # pynetdicom's defaults: implicit VR first, no JPEG
+    accepted, _ = negotiate_as_acceptor(offered, scp.supported_contexts)
+    assert {str(cx.transfer_syntax[0]) for cx in accepted if cx.result == 0} == {ExplicitVRLittleEndian, ImplicitVRLittleEndian}

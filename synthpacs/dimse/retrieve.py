@@ -173,16 +173,20 @@ def data_set_bytes(blob: bytes, target: UID) -> bytes:
 
 
 def requested_contexts(refs: list[InstanceRef]) -> list[PresentationContext]:
-    """Presentation contexts for a C-MOVE sub-association: per SOP class, one
-    with the uncompressed syntaxes, and one per compressed syntax in use."""
+    """Presentation contexts for a C-MOVE sub-association: per SOP class, one per
+    uncompressed syntax and one per compressed syntax in use.
+
+    One syntax per context: an acceptor picks a context's syntax in its own order
+    (pynetdicom's SCPs put implicit VR first), so offering explicit and implicit VR
+    in one context would have every explicit VR instance decoded and re-encoded.
+    """
     syntaxes: dict[str, set[str]] = defaultdict(set)
     for ref in refs:
         syntaxes[ref.sop_class_uid].add(ref.transfer_syntax_uid)
     contexts = []
     for sop_class, used in syntaxes.items():
-        plain: list[str | UID] = [ts for ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
-        contexts.append(build_context(sop_class, plain))
-        for ts in sorted(used - set(plain)):
+        plain = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        for ts in (*plain, *sorted(used - set(plain))):
             contexts.append(build_context(sop_class, [ts]))
     if len(contexts) > MAX_CONTEXTS:
         log.warning("C-MOVE needs %d presentation contexts; proposing the first %d", len(contexts), MAX_CONTEXTS)
