@@ -122,6 +122,7 @@ class Archive:
         # Series headers (every attribute but the pixels) of series not generated yet, for metadata.
         self._headers: OrderedDict[str, tuple[SeriesHeaders, dict[str, int]]] = OrderedDict()
         self._headers_lock = threading.Lock()
+        self._study_targets: OrderedDict[str, str] = OrderedDict()  # study UID -> target name, recent ones
         self._worklist = Worklist(self._catalog)  # today is the universe's (the today setting)
         self.stored_root = data / "stored"
         self._generators: dict[str, Generator] = {}
@@ -383,10 +384,19 @@ class Archive:
             return key
 
     def _target_name_of(self, study_uid: str) -> str:
+        # Asked once per instance (a series' metadata: ~120 times); a UID's decoding is checked by its MAC.
+        known = self._study_targets.get(study_uid)
+        if known is not None:
+            return known
         path = self._universe.uids.decode(study_uid)
         if path is None:
             raise NotFound(f"no such synthetic study {study_uid}")
-        return self._universe.cohort_of_patient(path.patient).target
+        target = self._universe.cohort_of_patient(path.patient).target
+        with self._headers_lock:
+            self._study_targets[study_uid] = target
+            while len(self._study_targets) > _STUDY_TARGETS:
+                self._study_targets.popitem(last=False)
+        return target
 
     def _cache_path(self, cache_key: str, study_uid: str, series_uid: str, sop_uid: str) -> str:
         return f"{self._universe_folder}/{cache_key}/{study_uid}/{series_uid}/{sop_uid}.dcm"
@@ -617,6 +627,8 @@ class Archive:
 
 #: Series whose headers are kept for metadata while their pixels are not made.
 _HEADER_SERIES = 8
+#: Studies whose target name is remembered (the cache path of every instance needs it).
+_STUDY_TARGETS = 4096
 
 
 class _StudyParts:
