@@ -251,30 +251,6 @@ class StoredIndex:
         self._extras_cache = (self._version, extras)
         return extras
 
-    def counts(self, study_uid: str) -> StoredCounts:
-        """Series, instances, modalities and SOP classes of one stored study."""
-        db = self.db
-        n_series, n_instances = db.execute(
-            "SELECT count(DISTINCT se.series_instance_uid), count(i.sop_instance_uid) FROM stored_series se "
-            "LEFT JOIN stored_instance i ON i.series_instance_uid = se.series_instance_uid WHERE se.study_instance_uid = ?",
-            (study_uid,),
-        ).fetchone()
-        modalities = [
-            r[0]
-            for r in db.execute(
-                "SELECT DISTINCT modality FROM stored_series WHERE study_instance_uid = ? ORDER BY modality", (study_uid,)
-            )
-            if r[0]
-        ]
-        classes = [
-            r[0]
-            for r in db.execute(
-                "SELECT DISTINCT sop_class_uid FROM stored_instance WHERE study_instance_uid = ? ORDER BY 1", (study_uid,)
-            )
-            if r[0]
-        ]
-        return StoredCounts(n_series, n_instances, frozenset(modalities), frozenset(classes))
-
     def _series_instances(self, series_uid: str) -> int:
         (n,) = self.db.execute("SELECT count(*) FROM stored_instance WHERE series_instance_uid = ?", (series_uid,)).fetchone()
         return int(n)
@@ -314,7 +290,7 @@ class StoredIndex:
         for pid, sts in by_patient.items():
             if self._synthetic_patient(pid):
                 continue
-            counts = self._counts_of([s["study_instance_uid"] for s in sts])
+            counts = self.counts([s["study_instance_uid"] for s in sts])
             n_series = sum(counts[s["study_instance_uid"]].n_series for s in sts)
             n_instances = sum(counts[s["study_instance_uid"]].n_instances for s in sts)
             ds = answers.stored_patient(sts[0], len(sts), n_series, n_instances)
@@ -327,7 +303,7 @@ class StoredIndex:
             where, params = f"{where} AND {where_more}", params + params_more
         rows = _rows(self.db.execute(f"SELECT * FROM stored_study st WHERE {where} ORDER BY rowid", params))
         for chunk in _chunks(rows):
-            counts = self._counts_of([st["study_instance_uid"] for st in chunk])
+            counts = self.counts([st["study_instance_uid"] for st in chunk])
             for st in chunk:
                 ds = answers.stored_study(st, counts[st["study_instance_uid"]])
                 if post_match(ds, keys, fuzzy):
@@ -359,25 +335,22 @@ class StoredIndex:
             study_ds = parents[study_uid]
             if study_ds is None:
                 continue
+            series_ds = answers.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
             if level is QueryLevel.SERIES:
-                ds = answers.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
+                if post_match(series_ds, keys, fuzzy):
+                    yield series_ds
+                continue
+            instances = self.db.execute(
+                f"SELECT * FROM stored_instance i WHERE i.series_instance_uid = ? AND {image_where} ORDER BY rowid",
+                (se["series_instance_uid"], *image_params),
+            )
+            for inst in _rows(instances):
+                ds = answers.stored_instance(series_ds, inst)
                 if post_match(ds, keys, fuzzy):
                     yield ds
-                continue
-            instances = _rows(
-                self.db.execute(
-                    f"SELECT * FROM stored_instance i WHERE i.series_instance_uid = ? AND {image_where} ORDER BY rowid",
-                    (se["series_instance_uid"], *image_params),
-                )
-            )
-            ds = answers.stored_series(se, study_ds, self._series_instances(se["series_instance_uid"]))
-            for inst in instances:
-                ids = answers.stored_instance(ds, inst)
-                if post_match(ids, keys, fuzzy):
-                    yield ids
 
-    def _counts_of(self, study_uids: list[str]) -> dict[str, StoredCounts]:
-        """:meth:`counts` of many stored studies in one query."""
+    def counts(self, study_uids: list[str]) -> dict[str, StoredCounts]:
+        """Series, instances, modalities and SOP classes of stored studies, in one query."""
         found = {uid: StoredCounts(0, 0, frozenset(), frozenset()) for uid in study_uids}
         if not study_uids:
             return found
@@ -398,7 +371,7 @@ class StoredIndex:
     def _parent_study(self, study_uid: str) -> Attributes | None:
         stored = _rows(self.db.execute("SELECT * FROM stored_study WHERE study_instance_uid = ?", (study_uid,)))
         if stored:
-            return answers.stored_study(stored[0], self.counts(study_uid))
+            return answers.stored_study(stored[0], self.counts([study_uid])[study_uid])
         path = self.universe.uids.decode(study_uid)
         if path is None or path.kind != UIDKind.STUDY:
             return None
