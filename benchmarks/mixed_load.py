@@ -11,7 +11,6 @@ and the number of calls per operation, and any failed call.
 
 from __future__ import annotations
 
-import copy
 import io
 import random
 import statistics
@@ -21,12 +20,12 @@ import uuid
 from collections import defaultdict
 
 import requests
-from pydicom import Dataset, dcmread
-from pydicom.data import get_testdata_file
+from pydicom import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
 
 from .dicomweb import FRAME_ACCEPT, HOST, JSON, _free_port, _percentile, _Server, _value
+from .objects import external_study
 
 Row = tuple[str, str, str]
 STORED_STUDIES = 1_000
@@ -34,20 +33,12 @@ STORED_STUDIES = 1_000
 
 def _stow(server: _Server, n_studies: int) -> None:
     """Store ``n_studies`` studies of two instances each through STOW-RS, 50 studies per request."""
-    template = dcmread(get_testdata_file("CT_small.dcm"))
     boundary = uuid.uuid4().hex
     for start in range(0, n_studies, 50):
         body = io.BytesIO()
         for i in range(start, min(start + 50, n_studies)):
-            for k in range(2):
-                ds = copy.deepcopy(template)
-                ds.PatientID, ds.PatientName = f"EXT-{i:05d}", f"EXTERNAL^PATIENT{i:05d}"
-                ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.4321.{i + 1}"
-                ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.4321.{i + 1}.1"
-                ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.4321.{i + 1}.1.{k + 1}"
-                part = io.BytesIO()
-                ds.save_as(part, enforce_file_format=True)
-                body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part.getvalue() + b"\r\n")
+            for part in external_study(i, "1.2.826.0.1.3680043.10.4321"):
+                body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n")
         body.write(f"--{boundary}--".encode())
         response = server.session.post(
             f"{server.base}/dicom-web/studies",

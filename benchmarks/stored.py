@@ -15,24 +15,16 @@ from .archive import ROOT
 
 _SCRIPT = r"""
 import json, statistics, sys, tempfile, time
-from pydicom import dcmread
-from pydicom.data import get_testdata_file
+from benchmarks.objects import external_study
 from synthpacs.config import load_config
 from synthpacs.archive import Archive
 
 n_stored, repeats = int(sys.argv[1]), int(sys.argv[2])
 config = load_config(None, {"patients": 1000, "data_dir": tempfile.mkdtemp(prefix="synthpacs-bench-stored-")}, environ={})
 archive = Archive(config)
-template = dcmread(get_testdata_file("CT_small.dcm"))
 for i in range(n_stored):
-    for k in range(2):
-        ds = template.copy()
-        ds.PatientID, ds.PatientName = f"EXT-{i:05d}", f"EXTERNAL^PATIENT{i:05d}"
-        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.1234.{i + 1}"
-        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.1234.{i + 1}.1"
-        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.1234.{i + 1}.1.{k + 1}"
-        ds.InstanceNumber = k + 1
-        archive.store(ds)
+    for blob in external_study(i, "1.2.826.0.1.3680043.10.1234"):
+        archive.store(blob)
 synthetic = next(iter(archive.find("STUDY", {"PatientID": "SYN-*"}, limit=1)))
 syn_study, syn_pid = str(synthetic.StudyInstanceUID), str(synthetic.PatientID)
 some = n_stored // 2

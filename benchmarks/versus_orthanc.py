@@ -15,10 +15,7 @@ Orthanc: below 1 is faster).
 
 from __future__ import annotations
 
-import copy
-import io
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,11 +28,11 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+from .dicomweb import HOST, JSON, ROOT, _free_port, _percentile, _Server, stop_process
+from .objects import small_ct
+
 ORTHANC_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 ORTHANC_AET, SYNTHPACS_AET, SCP_AET = "ORTHANC", "SYNTHPACS", "BENCHSCP"
-JSON = {"Accept": "application/dicom+json"}
 Row = tuple[str, str, str]
 
 
@@ -66,14 +63,6 @@ def _orthanc_missing() -> str | None:
 # -- inside the namespace ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -91,13 +80,13 @@ def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 
 
 class _Orthanc:
     def __init__(self, folder: Path, scp_port: int):
-        self.http, self.dicom = _free_port(), _free_port()
+        self.http, self.dicom_port = _free_port(), _free_port()
         config = {
             "Name": "bench",
             "StorageDirectory": str(folder / "storage"),
             "IndexDirectory": str(folder / "storage"),
             "HttpPort": self.http,
-            "DicomPort": self.dicom,
+            "DicomPort": self.dicom_port,
             "DicomAet": ORTHANC_AET,
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
@@ -119,63 +108,29 @@ class _Orthanc:
         _wait_http(f"{self.base}/system", self.process, "Orthanc")
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
-class _SynthPACS:
-    def __init__(self, folder: Path, patients: int, scp_port: int):
-        self.http, self.dicom = _free_port(), _free_port()
-        env = dict(os.environ, SYNTHPACS_LOG_LEVEL="WARNING", SYNTHPACS_PEERS=f"{SCP_AET}={HOST}:{scp_port}")
-        env["SYNTHPACS_QIDO_LIMIT"] = "100000"  # an all-match search returns every match, as Orthanc's does
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "synthpacs", "serve", "--data-dir", str(folder / "data"), "--patients", str(patients)]
-            + ["--http-port", str(self.http), "--dicom-port", str(self.dicom)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.base = f"http://{HOST}:{self.http}"
-        _wait_http(f"{self.base}/healthz", self.process, "synthpacs serve")
-
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def _mirror_studies(synthpacs: _SynthPACS, orthanc: _Orthanc, session: requests.Session) -> int:
+def _mirror_studies(synthpacs: _Server, orthanc: _Orthanc, session: requests.Session) -> int:
     """Give Orthanc one small CT instance per SynthPACS study, with the study's identifiers."""
-    from pydicom import dcmread
-    from pydicom.data import get_testdata_file
     from pydicom.uid import generate_uid
 
     studies = session.get(f"{synthpacs.base}/dicom-web/studies", headers=JSON, timeout=600).json()
-    template = dcmread(get_testdata_file("CT_small.dcm"))
     for item in studies:
-        ds = copy.deepcopy(template)
-        ds.StudyInstanceUID = item["0020000D"]["Value"][0]
-        ds.PatientID = item["00100020"]["Value"][0]
-        ds.PatientName = item["00100010"]["Value"][0]["Alphabetic"]
-        ds.StudyDate = item.get("00080020", {}).get("Value", [""])[0]
-        ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        session.post(f"{orthanc.base}/instances", data=buffer.getvalue(), timeout=60).raise_for_status()
+        blob = small_ct(
+            StudyInstanceUID=item["0020000D"]["Value"][0],
+            PatientID=item["00100020"]["Value"][0],
+            PatientName=item["00100010"]["Value"][0]["Alphabetic"],
+            StudyDate=item.get("00080020", {}).get("Value", [""])[0],
+            SeriesInstanceUID=generate_uid(),
+            SOPInstanceUID=generate_uid(),
+        )
+        session.post(f"{orthanc.base}/instances", data=blob, timeout=60).raise_for_status()
     return len(studies)
 
 
-def _copy_series(synthpacs: _SynthPACS, orthanc: _Orthanc, session: requests.Session) -> tuple[str, str, int]:
+def _copy_series(synthpacs: _Server, orthanc: _Orthanc, session: requests.Session) -> tuple[str, str, int]:
     """A CT series of SynthPACS, generated, stored into Orthanc as well: (study, series, instances)."""
-    from pydicom import dcmread
-
     study = session.get(
         f"{synthpacs.base}/dicom-web/studies", params={"ModalitiesInStudy": "CT", "limit": 1}, headers=JSON
     ).json()[0]
@@ -191,7 +146,6 @@ def _copy_series(synthpacs: _SynthPACS, orthanc: _Orthanc, session: requests.Ses
             timeout=900,
         )
         part = data.content.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
-        dcmread(io.BytesIO(part))  # a whole Part 10 object
         session.post(f"{orthanc.base}/instances", data=part, timeout=60).raise_for_status()
     return study_uid, series_uid, len(metadata)
 
@@ -204,11 +158,6 @@ def _time(call: Callable[[], object], repeats: int) -> list[float]:
         call()
         out.append((time.perf_counter() - started) * 1e3)
     return out
-
-
-def _p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
 
 
 def _inside(quick: bool) -> list[Row]:
@@ -238,7 +187,8 @@ def _inside(quick: bool) -> list[Row]:
     scp_port = _free_port()
     scp = scp_ae.start_server((HOST, scp_port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     folder = Path(tempfile.mkdtemp(prefix="synthpacs-bench-orthanc-"))
-    synthpacs = _SynthPACS(folder, 210 if not quick else 60, scp_port)
+    settings = {"peers": f"{SCP_AET}={HOST}:{scp_port}", "qido_limit": "100000"}  # all matches, as Orthanc answers
+    synthpacs = _Server(False, 60 if quick else 210, dicom_port=_free_port(), settings=settings)
     orthanc = _Orthanc(folder, scp_port)
     session = requests.Session()
     session.trust_env = False
@@ -271,7 +221,7 @@ def _inside(quick: bool) -> list[Row]:
             rows.append(
                 (
                     name,
-                    f"{s:.1f} ({_p95(samples['SynthPACS']):.1f}) / {o:.1f} ({_p95(samples['Orthanc']):.1f}) = {s / o:.2f}",
+                    f"{s:.1f} ({_percentile(samples['SynthPACS'], 0.95):.1f}) / {o:.1f} ({_percentile(samples['Orthanc'], 0.95):.1f}) = {s / o:.2f}",
                     "ms, p50 (p95) SynthPACS / Orthanc = ratio",
                 )
             )
@@ -297,7 +247,9 @@ def _inside(quick: bool) -> list[Row]:
                 ae.add_requested_context(CTImageStorage)
                 roles = [build_role(CTImageStorage, scp_role=True)]
             ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-            assoc = transport.associate(ae, HOST, server.dicom, aet, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+            assoc = transport.associate(
+                ae, HOST, server.dicom_port, aet, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+            )
             if not assoc.is_established:
                 raise RuntimeError(f"{aet} refused an association for {[str(c) for c in contexts]}")
             return assoc
