@@ -139,22 +139,25 @@ def _tag_and_vr(keyword: str) -> tuple[int, str]:
     return tag, dictionary_VR(tag).split(" ")[0]
 
 
-def _json_item(match: Attributes, level: QueryLevel, include: set[str] | None) -> dict:
+def _selection(level: QueryLevel, include: set[str] | None) -> tuple[set[str] | None, dict[str, str]]:
+    """What a search's answers carry: the tags to keep (None: every attribute, ``all``) and the
+    included attributes' VRs, so that one the catalog does not hold is returned empty, as C-FIND does."""
+    if include is None:
+        return None, {}
+    included = {tag_hex(tag): vr for tag, vr in map(_tag_and_vr, include)}
+    return {tag_hex(_tag_and_vr(k)[0]) for k in RETURN_KEYWORDS[level]} | set(included), included
+
+
+def _json_item(match: Attributes, wanted: set[str] | None, included: dict[str, str]) -> dict:
     """One match as DICOM JSON: the level's return keys (PS3.18 Table 10.6.3-3/4/5) plus the
-    included ones (every attribute with ``all``); an included attribute the catalog does not
-    hold is returned empty, as C-FIND does."""
-    wanted = None
-    if include is not None:
-        wanted = {tag_hex(_tag_and_vr(k)[0]) for k in RETURN_KEYWORDS[level]} | {tag_hex(_tag_and_vr(k)[0]) for k in include}
+    included ones (see :func:`_selection`)."""
     item = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}}
     for keyword, value in match.items():
         tag, vr = keyword_tag_vr(keyword)
         if wanted is None or tag in wanted:
             item[tag] = value_json(vr, value)
-    if include is not None:
-        for keyword in include:
-            number, vr = _tag_and_vr(keyword)
-            item.setdefault(tag_hex(number), {"vr": vr})
+    for tag, vr in included.items():
+        item.setdefault(tag, {"vr": vr})
     return item
 
 
@@ -192,8 +195,9 @@ def search(level: QueryLevel, fixed: dict[str, str]):
         if limit is None or limit > cap:
             headers["Warning"] = WARNING_MORE
     out = []
+    wanted, included = _selection(level, include)
     for match in matches:
-        item = _json_item(match, level, include)
+        item = _json_item(match, wanted, included)
         url = _retrieve_url(match, level)
         if url:
             item["00081190"] = {"vr": "UR", "Value": [url]}
