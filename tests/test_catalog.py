@@ -105,7 +105,7 @@ def test_universe_scales_vectorised(shared_archive):
     # The scalar record is the vectorised row of one.
     index = 123_456 % u.n_patients
     one = u.patient_arrays(np.array([index]))
-    ((_, _, plan),) = u.plans(one, u.study_arrays(one))
+    ((_, _, _, plan),) = u.plans(one, u.study_arrays(one))
     assert u.study(index, 0).series[0].n_instances == int(plan.n_instances[0, 0])
 
 

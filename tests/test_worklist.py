@@ -207,8 +207,8 @@ def test_a_worklist_query_for_today_finds_the_days_steps_on_two_different_days(t
             step = ds.ScheduledProcedureStepSequence[0]
             assert step.ScheduledProcedureStepStartDate == today and step.Modality == "CT"
             assert ds.StudyInstanceUID and ds.AccessionNumber and step.ScheduledProcedureStepID
-        # The day's steps are that day's studies (performed as the day ends) ...
-        studies = {str(d.AccessionNumber) for d in archive.find("STUDY", {"StudyDate": today})}
+        # The day's CT steps are that day's CT studies (performed as the day ends) ...
+        studies = {str(d.AccessionNumber) for d in archive.find("STUDY", {"StudyDate": today, "ModalitiesInStudy": "CT"})}
         assert {str(d.AccessionNumber) for d in found} == studies
         # ... and the work to come exists too.
         assert any(s.start_date > today for s in archive.worklist.steps())

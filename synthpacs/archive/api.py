@@ -36,6 +36,7 @@ from .catalog import Attributes, Catalog, Query, QueryLevel
 from .cohorts import Cohort, load_cohorts
 from .generations import Generations
 from .intake import Received, receive
+from .records import MAX_VISITS
 from .store import InstanceCache, atomic_write
 from .uids import UIDFactory, UIDKind, is_valid_uid
 from .universe import SeriesRecord, StudyRecord, Universe, resolve_today
@@ -189,6 +190,11 @@ class Archive:
     def worklist(self) -> Worklist:
         return self._worklist
 
+    def studies_of_target(self, target_name: str, offset: int = 0, limit: int = 10) -> list[str]:
+        """Study Instance UIDs of a target's performed studies (by name or alias), in catalog order."""
+        target = registry.zoo_entry(target_name, self._universe.targets)
+        return self._catalog.studies_of_target(target.name, offset, limit)
+
     # -- resolving UIDs -----------------------------------------------------------------
 
     def _synthetic_study(self, study_uid: str) -> StudyRecord | None:
@@ -224,7 +230,7 @@ class Archive:
         if study is not None:
             for series in self._series_records(study, series_uid):
                 for number in range(1, series.n_instances + 1):
-                    uid = self._universe.uids.sop_instance_uid(study.patient.index, study.visit, series.index, number)
+                    uid = self._universe.uids.sop_instance_uid(study.patient.index, study.number, series.index, number)
                     if sop_uid is None or uid == sop_uid:
                         refs.append(InstanceRef(study_uid, series.series_instance_uid, uid, series.sop_class_uid, number))
         stored = (
@@ -282,8 +288,8 @@ class Archive:
             No such synthetic study.
         """
         study = self.study_record(study_uid)
-        u, p, visit = self._universe, study.patient, study.visit
-        cohort = p.cohort
+        u, p, visit, number = self._universe, study.patient, study.visit, study.number
+        cohort, exam = p.cohort, study.exam
         trial = TrialContext(
             sponsor_name=cohort.sponsor,
             protocol_id=cohort.protocol_id,
@@ -307,16 +313,16 @@ class Archive:
             accession_number=study.accession_number,
             study_id=study.study_id,
             study_description=study.study_description,
-            procedure_code=Code(*cohort.procedure_code),
-            body_part_examined=cohort.body_part,
-            frame_of_reference_uid=u.uids.frame_of_reference_uid(p.index, visit),
-            target=cohort.target,
+            procedure_code=Code(*exam.procedure_code),
+            body_part_examined=exam.body_part,
+            frame_of_reference_uid=u.uids.frame_of_reference_uid(p.index, number),
+            target=exam.target,
             visit=visit,
             trial=trial,
         )
         planned = []
         for s in study.series:
-            sop_uids = tuple(u.uids.sop_instance_uid(p.index, visit, s.index, n) for n in range(1, s.n_instances + 1))
+            sop_uids = tuple(u.uids.sop_instance_uid(p.index, number, s.index, n) for n in range(1, s.n_instances + 1))
             series = SeriesContext(
                 series_instance_uid=s.series_instance_uid,
                 series_number=s.series_number,
@@ -326,7 +332,7 @@ class Archive:
                 series_time=s.series_time,
                 sop_class_uid=s.sop_class_uid,
                 sop_instance_uids=sop_uids,
-                dimension_organization_uid=u.uids.dimension_organization_uid(p.index, visit, s.index),
+                dimension_organization_uid=u.uids.dimension_organization_uid(p.index, number, s.index),
             )
             planned.append(
                 PlannedSeries(index=s.index, slot=s.slot, context=series, rows=s.rows, columns=s.columns, frames=s.frames)
@@ -336,7 +342,7 @@ class Archive:
             patient=np.array([p.index]),
             visit=np.array([visit]),
             female=np.array([p.sex == "F"]),
-            acquisition=cohort.acquisition,
+            acquisition=exam.acquisition,
         )
         return StudyRequest(
             study=context,
@@ -344,7 +350,7 @@ class Archive:
             patient_index=p.index,
             visit=visit,
             patient_sex=p.sex,
-            acquisition=cohort.acquisition,
+            acquisition=exam.acquisition,
             lesion_diameters_mm=study.lesion_diameters_mm,
             draws=_PatientDraws(u.key, u.uids, p.index, visit, draws),
         )
@@ -391,7 +397,11 @@ class Archive:
         path = self._universe.uids.decode(study_uid)
         if path is None:
             raise NotFound(f"no such synthetic study {study_uid}")
-        target = self._universe.cohort_of_patient(path.patient).target
+        exams = self._universe.cohort_of_patient(path.patient).exams
+        exam = path.study // MAX_VISITS
+        if exam >= len(exams):
+            raise NotFound(f"no such synthetic study {study_uid}")
+        target = exams[exam].target
         with self._headers_lock:
             self._study_targets[study_uid] = target
             while len(self._study_targets) > _STUDY_TARGETS:

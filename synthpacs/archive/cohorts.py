@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 
 from ..errors import ConfigError
 from ..generation.contract import ZooTarget
+from .records import MAX_EXAMS
 
 #: RECIST 1.1 best overall response, in the order the universe draws them.
 RESPONSES = ("CR", "PR", "SD", "PD")
@@ -152,6 +153,23 @@ class _Code(_Strict):
     meaning: str
 
 
+class _Exam(_Strict):
+    """Another exam of the cohort's visits (an ECG beside the imaging), a study of its own in the same time point."""
+
+    target: str
+    visits: tuple[int, ...] = Field(min_length=1)  # visit numbers: 0 is baseline (screening)
+    body_part: str
+    study_description: str
+    procedure_code: _Code
+    acquisition: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> _Exam:
+        if any(v < 0 for v in self.visits) or len(set(self.visits)) != len(self.visits):
+            raise ValueError("visits must be distinct visit numbers from 0 (baseline)")
+        return self
+
+
 class CohortFile(_Strict):
     """The schema of one cohort file; ``acquisition`` is checked against the target's own schema."""
 
@@ -169,12 +187,32 @@ class CohortFile(_Strict):
     acquisition: dict[str, Any] = Field(default_factory=dict)
     study_description: str
     procedure_code: _Code
+    exams: tuple[_Exam, ...] = Field(default=(), max_length=MAX_EXAMS - 1)
 
     @model_validator(mode="after")
     def _course(self) -> CohortFile:
         if (self.response is None) != (self.lesions is None):
             raise ValueError("response and lesions go together (a RECIST course needs both)")
+        for exam in self.exams:
+            if max(exam.visits) > self.schedule.max_followups:
+                raise ValueError(
+                    f"exams: visit {max(exam.visits)} is past schedule.max_followups ({self.schedule.max_followups})"
+                )
         return self
+
+
+@dataclass(frozen=True)
+class Exam:
+    """One kind of study a cohort's visits hold: exam 0 is the cohort's own (its top-level
+    target, description and acquisition), the others come from ``exams:``."""
+
+    index: int
+    target: str
+    body_part: str
+    study_description: str
+    procedure_code: tuple[str, str, str]  # value, scheme, meaning
+    acquisition: BaseModel
+    visits: tuple[int, ...] | None  # None: every visit
 
 
 @dataclass(frozen=True)
@@ -210,7 +248,13 @@ class Cohort:
     study_description: str
     procedure_code: tuple[str, str, str]  # value, scheme, meaning
     acquisition: BaseModel
+    exams: tuple[Exam, ...] = ()  # exams[0] is the cohort's own exam
     source: str = field(default="", compare=False, repr=False)  # the cohort file (not part of the universe)
+
+    def __post_init__(self) -> None:
+        if not self.exams:  # built in code without exams: the cohort's own exam alone
+            own = Exam(0, self.target, self.body_part, self.study_description, self.procedure_code, self.acquisition, None)
+            object.__setattr__(self, "exams", (own,))
 
     def baseline_window(self, today: dt.date) -> tuple[dt.date, dt.date]:
         """The first and last baseline dates on the calendar of ``today``.
@@ -255,13 +299,11 @@ def parse_cohort(data: Any, where: str, index: int, targets: Mapping[str, ZooTar
         file = CohortFile.model_validate(data)
     except ValidationError as exc:
         raise _problem(where, exc) from None
-    target = targets.get(file.target)
-    if target is None:
-        raise ConfigError(f"{where}: target: unknown target {file.target!r} (known: {', '.join(sorted(targets))})")
-    try:
-        acquisition = target.acquisition.model_validate(file.acquisition)
-    except ValidationError as exc:
-        raise _problem(where, exc, ("acquisition",)) from None
+    acquisition = _acquisition(where, targets, file.target, file.acquisition, ())
+    exams = [Exam(0, file.target, file.body_part, file.study_description, _code(file.procedure_code), acquisition, None)]
+    for i, e in enumerate(file.exams):
+        exam_acquisition = _acquisition(where, targets, e.target, e.acquisition, ("exams", i))
+        exams.append(Exam(i + 1, e.target, e.body_part, e.study_description, _code(e.procedure_code), exam_acquisition, e.visits))
     response = file.response or _Response(SD=1.0)
     lesions = file.lesions
     return Cohort(
@@ -292,10 +334,27 @@ def parse_cohort(data: Any, where: str, index: int, targets: Mapping[str, ZooTar
         diameter_min_mm=lesions.baseline_diameter_mm[0] if lesions else 0.0,
         diameter_max_mm=lesions.baseline_diameter_mm[1] if lesions else 0.0,
         study_description=file.study_description,
-        procedure_code=(file.procedure_code.value, file.procedure_code.scheme, file.procedure_code.meaning),
+        procedure_code=_code(file.procedure_code),
         acquisition=acquisition,
+        exams=tuple(exams),
         source=where,
     )
+
+
+def _code(code: _Code) -> tuple[str, str, str]:
+    return code.value, code.scheme, code.meaning
+
+
+def _acquisition(where: str, targets: Mapping[str, ZooTarget], name: str, data: dict, prefix: tuple[Any, ...]) -> BaseModel:
+    """A target's acquisition block, validated by the target's own schema."""
+    target = targets.get(name)
+    if target is None:
+        key = ": ".join(str(part) for part in (*prefix, "target"))
+        raise ConfigError(f"{where}: {key}: unknown target {name!r} (known: {', '.join(sorted(targets))})")
+    try:
+        return target.acquisition.model_validate(data)
+    except ValidationError as exc:
+        raise _problem(where, exc, (*prefix, "acquisition")) from None
 
 
 def load_cohorts(folder: str | Path, targets: Mapping[str, ZooTarget]) -> tuple[Cohort, ...]:

@@ -13,23 +13,39 @@ from typing import overload
 import numpy as np
 
 EPOCH = np.datetime64("1970-01-01", "D")
-#: Visits per patient that a study key can tell apart (the key is patient * 64 + visit).
+#: Visits per patient that a study number can tell apart.
 MAX_VISITS = 64
+#: Exams per visit (the cohort's imaging exam first, then its other exams such as an ECG).
+MAX_EXAMS = 4
+#: Bits of a study key below its exam: patient (24 bits, as in UIDs) and visit (6 bits).
+_EXAM_SHIFT = 30
+
+
+def study_number(visit, exam=0):
+    """A study's number within its patient: visit and exam in one integer (the study component of its UIDs).
+
+    Exam 0, the cohort's imaging exam, keeps number = visit.
+    """
+    return exam * MAX_VISITS + visit
 
 
 @overload
-def study_key(patient: int, visit: int) -> int: ...
+def study_key(patient: int, number: int) -> int: ...
 @overload
-def study_key(patient: np.ndarray, visit: np.ndarray | int) -> np.ndarray: ...
+def study_key(patient: np.ndarray, number: np.ndarray | int) -> np.ndarray: ...
 @overload
-def study_key(patient: np.ndarray | int, visit: np.ndarray) -> np.ndarray: ...
-def study_key(patient: np.ndarray | int, visit: np.ndarray | int) -> np.ndarray | int:
-    """The catalog's primary key of a (patient, visit) study, also the key of per-visit draws."""
-    return patient * MAX_VISITS + visit
+def study_key(patient: np.ndarray | int, number: np.ndarray) -> np.ndarray: ...
+def study_key(patient: np.ndarray | int, number: np.ndarray | int) -> np.ndarray | int:
+    """The catalog's primary key of a study (patient and study number); for exam 0 also the key of per-visit draws."""
+    exam, visit = number // MAX_VISITS, number % MAX_VISITS
+    return (exam << _EXAM_SHIFT) + patient * MAX_VISITS + visit
 
 
 def split_study_key(key: int) -> tuple[int, int]:
-    return divmod(int(key), MAX_VISITS)
+    """(patient, study number) of a study key."""
+    exam, rest = divmod(int(key), 1 << _EXAM_SHIFT)
+    patient, visit = divmod(rest, MAX_VISITS)
+    return patient, study_number(visit, exam)
 
 
 def patient_id(index: int) -> str:
@@ -37,9 +53,9 @@ def patient_id(index: int) -> str:
     return f"SYN-{index + 1:07d}"
 
 
-def accession_number(index: int, visit: int) -> str:
-    """Accession Number (0008,0050) of a visit's imaging order."""
-    return f"SYNA{index + 1:07d}{visit:02d}"
+def accession_number(index: int, visit: int, exam: int = 0) -> str:
+    """Accession Number (0008,0050) of a visit's order: one per exam (imaging, ECG, ...)."""
+    return f"SYNA{index + 1:07d}{visit:02d}" + (f"E{exam}" if exam else "")
 
 
 def study_id(visit: int) -> str:

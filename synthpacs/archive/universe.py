@@ -38,7 +38,7 @@ from .. import keyed
 from ..generation.contract import PlanDraws, SeriesSlot, StudyPlan, ZooTarget
 from . import records
 from .catalog.schema import LAYOUT_VERSION
-from .cohorts import RESPONSES, Cohort
+from .cohorts import RESPONSES, Cohort, Exam
 from .uids import UIDFactory
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ class StudyRecord:
 
     patient: PatientRecord
     visit: int
+    exam: Exam  # which of the cohort's exams this study is (0: its own)
     study_instance_uid: str
     study_date: str
     study_time: str
@@ -201,6 +202,11 @@ class StudyRecord:
     patient_age: str
     lesion_diameters_mm: tuple[float, ...]  # one per target lesion at this visit; 0 = disappeared
     series: tuple[SeriesRecord, ...]
+
+    @property
+    def number(self) -> int:
+        """The study's number within its patient (the study component of its UIDs)."""
+        return records.study_number(self.visit, self.exam.index)
 
     @property
     def n_instances(self) -> int:
@@ -244,7 +250,7 @@ class Universe:
         self.seed = seed
         self.n_patients = n_patients
         self.cohorts = cohorts
-        self.targets = {c.target: targets[c.target] for c in cohorts}
+        self.targets = {e.target: targets[e.target] for c in cohorts for e in c.exams}
         self.key = keyed.universe_key(seed)
         self.uids = UIDFactory(self.key)
         shares = np.array([c.share for c in cohorts], dtype=float)
@@ -350,51 +356,70 @@ class Universe:
         return np.round(np.minimum(d0 * factor[:, None] * per_lesion, MAX_DIAMETER_MM), 1)
 
     def study_arrays(self, pa: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One row per (patient, visit) for the patient arrays ``pa``."""
+        """One row per study (patient, visit, exam) for the patient arrays ``pa``, in that order.
+
+        Every visit holds the cohort's own exam (0); another exam of the cohort
+        (an ECG) adds a study at the visits it names, on the same day, earlier.
+        """
         n_visits = pa["n_visits"]
         rows = np.repeat(np.arange(len(n_visits)), n_visits)
         starts = np.cumsum(n_visits) - n_visits
         visit = np.arange(len(rows)) - np.repeat(starts, n_visits)
+        exam = np.zeros(len(rows), dtype=np.int64)
+        cohort_of_row = pa["cohort"][rows]
+        more = [(rows, visit, exam)]
+        for cohort in self.cohorts:
+            for e in cohort.exams[1:]:
+                take = np.flatnonzero((cohort_of_row == cohort.index) & np.isin(visit, e.visits or ()))
+                more.append((rows[take], visit[take], np.full(len(take), e.index, dtype=np.int64)))
+        if len(more) > 1:
+            rows, visit, exam = (np.concatenate(parts) for parts in zip(*more))
+            order = np.lexsort((exam, visit, rows))
+            rows, visit, exam = rows[order], visit[order], exam[order]
         rep = {name: values[rows] for name, values in pa.items()}
         k, p = self.key, rep["index"]
         pv = records.study_key(p, visit)  # the (patient, visit) identity for keyed draws
         interval = np.array([c.interval_days for c in self.cohorts])[rep["cohort"]]
         window = np.array([c.window_days for c in self.cohorts])[rep["cohort"]]
         offset = np.where(visit > 0, np.floor(keyed.uniform(k, "window", pv) * (2 * window + 1)).astype(np.int64) - window, 0)
-        out = {"patient_row": rows, "visit": visit}
+        out = {"patient_row": rows, "visit": visit, "exam": exam}
         out["day"] = rep["baseline_day"] + visit * interval + offset
-        out["minute"] = 7 * 60 + 30 + keyed.integers(k, "time", pv, 0, 10 * 60)
+        minute = 7 * 60 + 30 + keyed.integers(k, "time", pv, 0, 10 * 60)
+        # Other exams come first on the visit's day: 20-45 minutes before the imaging, per exam.
+        before = np.where(exam > 0, 20 * exam + keyed.integers(k, "exam_time", records.study_key(p, visit + 64 * exam), 0, 25), 0)
+        out["minute"] = np.maximum(minute - before, 7 * 60)
         out["second"] = keyed.integers(k, "seconds", pv, 0, 60)
         out["age"] = records.calendar_age(rep["birth_day"], out["day"])
         return out
 
-    def target_of(self, cohort: Cohort) -> ZooTarget:
-        return self.targets[cohort.target]
+    def target_of(self, cohort: Cohort, exam: int = 0) -> ZooTarget:
+        return self.targets[cohort.exams[exam].target]
 
-    def plans(self, pa: dict[str, np.ndarray], sa: dict[str, np.ndarray]) -> list[tuple[Cohort, np.ndarray, StudyPlan]]:
-        """Each cohort's study plan for the study rows ``sa`` of the patient arrays ``pa``.
+    def plans(self, pa: dict[str, np.ndarray], sa: dict[str, np.ndarray]) -> list[tuple[Cohort, Exam, np.ndarray, StudyPlan]]:
+        """Each cohort's and exam's study plan for the study rows ``sa`` of the patient arrays ``pa``.
 
-        Returns (cohort, study row indices, plan) per cohort present; the plan
-        is the target's vectorised function of the rows' keyed draws.
+        Returns (cohort, exam, study row indices, plan) per exam present; the
+        plan is the exam's target's vectorised function of the rows' keyed draws.
         """
         cohort_of_row = pa["cohort"][sa["patient_row"]]
         out = []
         for cohort in self.cohorts:
-            rows = np.flatnonzero(cohort_of_row == cohort.index)
-            if not len(rows):
-                continue
-            patient_rows = sa["patient_row"][rows]
-            target = self.target_of(cohort)
-            draws = PlanDraws(
-                key=self.key,
-                patient=pa["index"][patient_rows],
-                visit=sa["visit"][rows],
-                female=pa["female"][patient_rows],
-                acquisition=cohort.acquisition,
-            )
-            plan = target.plan(draws)
-            plan.check(len(rows), len(target.slots), f"target {target.name} (cohort {cohort.name})")
-            out.append((cohort, rows, plan))
+            for exam in cohort.exams:
+                rows = np.flatnonzero((cohort_of_row == cohort.index) & (sa["exam"] == exam.index))
+                if not len(rows):
+                    continue
+                patient_rows = sa["patient_row"][rows]
+                target = self.targets[exam.target]
+                draws = PlanDraws(
+                    key=self.key,
+                    patient=pa["index"][patient_rows],
+                    visit=sa["visit"][rows],
+                    female=pa["female"][patient_rows],
+                    acquisition=exam.acquisition,
+                )
+                plan = target.plan(draws)
+                plan.check(len(rows), len(target.slots), f"target {target.name} (cohort {cohort.name})")
+                out.append((cohort, exam, rows, plan))
         return out
 
     # -- scalar records -------------------------------------------------------------------
@@ -429,32 +454,40 @@ class Universe:
         )
 
     def studies_of(self, index: int) -> tuple[StudyRecord, ...]:
-        """Every planned visit of one patient, in visit order: the performed studies,
-        then (when the course runs past today) the visits still to come."""
+        """Every planned study of one patient, in visit order (a visit's other exams first):
+        the performed studies, then (when the course runs past today) the visits still to come."""
         self._check_patient(index)
         pa = self.patient_arrays(np.array([index]))
         patient = self._patient_record({k: v[0] for k, v in pa.items()})
         sa = self.study_arrays(pa)
         rep = {name: values[sa["patient_row"]] for name, values in pa.items()}
         diameters = self.lesion_diameters(rep, sa["visit"])
-        ((_, _, plan),) = self.plans(pa, sa)
-        return tuple(self._study_record(patient, sa, i, diameters[i], plan) for i in range(len(sa["visit"])))
+        found = {}
+        for _, exam, rows, plan in self.plans(pa, sa):
+            for j, i in enumerate(rows):
+                found[int(i)] = self._study_record(patient, sa, int(i), diameters[i], exam, plan, j)
+        return tuple(found[i] for i in range(len(sa["visit"])))
 
-    def study(self, index: int, visit: int) -> StudyRecord:
-        studies = self.studies_of(index)
-        if not 0 <= visit < len(studies):
-            raise IndexError(f"patient {index} has no visit {visit}")
-        return studies[visit]
+    def study(self, index: int, number: int) -> StudyRecord:
+        """The study of patient ``index`` with study ``number`` (:func:`records.study_number` of visit and exam)."""
+        for study in self.studies_of(index):
+            if study.number == number:
+                return study
+        raise IndexError(f"patient {index} has no study {number}")
 
-    def _study_record(self, patient: PatientRecord, sa: dict, i: int, diameters: np.ndarray, plan: StudyPlan) -> StudyRecord:
+    def _study_record(
+        self, patient: PatientRecord, sa: dict, i: int, diameters: np.ndarray, exam: Exam, plan: StudyPlan, j: int
+    ) -> StudyRecord:
+        """Study row ``i`` of ``sa``, row ``j`` of its exam's ``plan``."""
         cohort = patient.cohort
         visit = int(sa["visit"][i])
+        number = records.study_number(visit, exam.index)
         minute, second = int(sa["minute"][i]), int(sa["second"][i])
         date = records.date_strings(np.array([sa["day"][i]]))[0]
         time = f"{minute // 60:02d}{minute % 60:02d}{second:02d}"
         series = []
-        for s_index, slot in enumerate(self.target_of(cohort).slots):
-            count = int(plan.n_instances[i, s_index])
+        for s_index, slot in enumerate(self.targets[exam.target].slots):
+            count = int(plan.n_instances[j, s_index])
             if count == 0:
                 continue
             series.append(
@@ -463,28 +496,29 @@ class Universe:
                     visit=visit,
                     index=s_index,
                     slot=slot,
-                    series_instance_uid=self.uids.series_instance_uid(patient.index, visit, s_index),
+                    series_instance_uid=self.uids.series_instance_uid(patient.index, number, s_index),
                     series_number=slot.number,
                     modality=slot.modality,
-                    series_description=str(plan.descriptions[i, s_index]),
+                    series_description=str(plan.descriptions[j, s_index]),
                     series_date=date,
                     series_time=time,
                     n_instances=count,
-                    frames=int(plan.frames[i, s_index]),
-                    rows=int(plan.rows[i, s_index]),
-                    columns=int(plan.columns[i, s_index]),
+                    frames=int(plan.frames[j, s_index]),
+                    rows=int(plan.rows[j, s_index]),
+                    columns=int(plan.columns[j, s_index]),
                 )
             )
         time_point_id, time_point_description = records.time_point(visit, cohort.interval_days)
         return StudyRecord(
             patient=patient,
             visit=visit,
-            study_instance_uid=self.uids.study_instance_uid(patient.index, visit),
+            exam=exam,
+            study_instance_uid=self.uids.study_instance_uid(patient.index, number),
             study_date=date,
             study_time=time,
-            accession_number=records.accession_number(patient.index, visit),
+            accession_number=records.accession_number(patient.index, visit, exam.index),
             study_id=records.study_id(visit),
-            study_description=cohort.study_description,
+            study_description=exam.study_description,
             time_point_id=time_point_id,
             time_point_description=time_point_description,
             patient_age=records.age_string(int(sa["age"][i])),

@@ -52,8 +52,8 @@ from pydicom import Dataset
 from ..errors import InvalidQuery
 from . import matching
 from .catalog import REFERRING_PHYSICIAN, STUDY_COLUMNS, Catalog, element_text, vr_of
-from .cohorts import Cohort
-from .records import time_point
+from .cohorts import Cohort, Exam
+from .records import study_number, time_point
 
 SCHEDULED = "SCHEDULED"
 SEQUENCE = "ScheduledProcedureStepSequence"
@@ -97,6 +97,7 @@ class ScheduledStep:
     site_id: str
     site_name: str
     cohort: Cohort
+    exam: Exam  # what is to be done: the cohort's imaging or another of its exams (an ECG)
     study_instance_uid: str
     accession_number: str
     start_date: str
@@ -114,10 +115,10 @@ class ScheduledStep:
 
     def dataset(self) -> Dataset:
         """The worklist item with every return key of PS3.4 Table K.6-1 this archive knows."""
-        c = self.cohort
+        c, exam = self.cohort, self.exam
         tp_id, tp_description = time_point(self.visit, c.interval_days)
         code = Dataset()
-        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = c.procedure_code
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = exam.procedure_code
         step = Dataset()
         step.ScheduledStationAETitle = station_ae_title(self.site_id, self.modality)
         step.ScheduledStationName = station_name(self.site_id, self.modality)
@@ -126,7 +127,7 @@ class ScheduledStep:
         step.ScheduledProcedureStepStartTime = self.start_time
         step.Modality = self.modality
         step.ScheduledPerformingPhysicianName = ""
-        step.ScheduledProcedureStepDescription = f"{c.study_description} ({tp_description})"[:64]
+        step.ScheduledProcedureStepDescription = f"{exam.study_description} ({tp_description})"[:64]
         protocol = Dataset()
         protocol.update(code)
         step.ScheduledProtocolCodeSequence = [protocol]
@@ -151,10 +152,10 @@ class ScheduledStep:
         ds.ReferringPhysicianName = REFERRING_PHYSICIAN
         ds.RequestingPhysician = REQUESTING_PHYSICIAN
         ds.RequestedProcedureID = self.requested_procedure_id
-        ds.RequestedProcedureDescription = c.study_description
+        ds.RequestedProcedureDescription = exam.study_description
         ds.RequestedProcedureCodeSequence = [code]
         ds.RequestedProcedurePriority = "ROUTINE"
-        ds.StudyDescription = c.study_description
+        ds.StudyDescription = exam.study_description
         ds.ReferencedStudySequence = []
         ds.ScheduledProcedureStepSequence = [step]
         return ds
@@ -281,12 +282,13 @@ class Worklist:
             if high is not None:
                 sql, params = sql + " AND s.study_date <= ?", (*params, high)
             found.extend(self._step(row) for row in db.execute(sql + patient_sql, (*params, *patient_params)))
-        found.sort(key=lambda s: (s.start_date, s.start_time, s.patient_index, s.visit))
+        found.sort(key=lambda s: (s.start_date, s.start_time, s.patient_index, s.visit, s.exam.index))
         return found
 
     def _step(self, row: sqlite3.Row) -> ScheduledStep:
         index, visit = row["patient_pk"], row["visit"]
         cohort = self.universe.cohorts[row["cohort"]]
+        exam = self.catalog.variants[row["variant"]].exam
         return ScheduledStep(
             patient_index=index,
             visit=visit,
@@ -298,11 +300,12 @@ class Worklist:
             site_id=row["site_id"],
             site_name=row["site_name"],
             cohort=cohort,
-            study_instance_uid=self.universe.uids.study_instance_uid(index, visit),
+            exam=exam,
+            study_instance_uid=self.universe.uids.study_instance_uid(index, study_number(visit, exam.index)),
             accession_number=row["accession"],
             start_date=row["study_date"],
             start_time=row["study_time"],
-            modality=self.universe.target_of(cohort).slots[0].modality,
+            modality=self.universe.target_of(cohort, exam.index).slots[0].modality,
         )
 
     # -- matching -----------------------------------------------------------------------

@@ -68,8 +68,8 @@ class SyntheticAttributes:
 
     def study(self, row: sqlite3.Row, extras: Extras = NO_EXTRAS) -> Attributes:
         variant = self.variants[row["variant"]]
-        c = variant.cohort
-        uid = self.universe.uids.study_instance_uid(row["patient_pk"], row["visit"])
+        exam = variant.exam
+        uid = self.universe.uids.study_instance_uid(row["patient_pk"], records.study_number(row["visit"], exam.index))
         n_series, n_instances = variant.n_series, variant.n_instances
         modalities, sop_classes = variant.modalities, variant.sop_classes
         more = extras.get(uid)
@@ -78,7 +78,7 @@ class SyntheticAttributes:
             n_instances += more.n_instances
             modalities = tuple(set(modalities) | more.modalities)
             sop_classes = tuple(set(sop_classes) | more.sop_classes)
-        value, scheme, meaning = c.procedure_code
+        value, scheme, meaning = exam.procedure_code
         return {
             **self._patient(row),
             "StudyInstanceUID": uid,
@@ -86,7 +86,7 @@ class SyntheticAttributes:
             "StudyTime": row["study_time"],
             "AccessionNumber": row["accession"],
             "StudyID": records.study_id(row["visit"]),
-            "StudyDescription": c.study_description,
+            "StudyDescription": exam.study_description,
             "ReferringPhysicianName": REFERRING_PHYSICIAN,
             "ModalitiesInStudy": sorted(modalities),
             "SOPClassesInStudy": sorted(sop_classes),
@@ -99,16 +99,17 @@ class SyntheticAttributes:
         }
 
     def series(self, row: sqlite3.Row, extras: Extras = NO_EXTRAS) -> Attributes:
-        c = self.variants[row["variant"]].cohort
+        variant = self.variants[row["variant"]]
+        c, number = variant.cohort, records.study_number(row["visit"], variant.exam.index)
         return {
             **self.study(row, extras),
-            "SeriesInstanceUID": self.universe.uids.series_instance_uid(row["patient_pk"], row["visit"], row["series_index"]),
+            "SeriesInstanceUID": self.universe.uids.series_instance_uid(row["patient_pk"], number, row["series_index"]),
             "Modality": row["modality"],
             "SeriesNumber": row["series_number"],
             "SeriesDescription": row["series_description"],
             "SeriesDate": row["study_date"],
             "SeriesTime": row["study_time"],
-            "BodyPartExamined": c.body_part,
+            "BodyPartExamined": variant.exam.body_part,
             "ClinicalTrialCoordinatingCenterName": c.coordinating_center,
             "NumberOfSeriesRelatedInstances": row["series_instances"],
         }
@@ -118,7 +119,12 @@ class SyntheticAttributes:
         out: Attributes = {
             "StudyInstanceUID": series["StudyInstanceUID"],
             "SeriesInstanceUID": series["SeriesInstanceUID"],
-            "SOPInstanceUID": self.universe.uids.sop_instance_uid(row["patient_pk"], row["visit"], row["series_index"], number),
+            "SOPInstanceUID": self.universe.uids.sop_instance_uid(
+                row["patient_pk"],
+                records.study_number(row["visit"], self.variants[row["variant"]].exam.index),
+                row["series_index"],
+                number,
+            ),
             "SOPClassUID": row["sop_class_uid"],
             "InstanceNumber": number,
         }

@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # the universe imports this package's schema: no import at ru
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
-#: A plan variant's identity across chunks: (cohort, counts/frames/rows/columns, descriptions).
-VariantKey = tuple[int, tuple[int, ...], tuple[str, ...]]
+#: A plan variant's identity across chunks: (cohort, exam, counts/frames/rows/columns, descriptions).
+VariantKey = tuple[int, int, tuple[int, ...], tuple[str, ...]]
 
 
 def build(db: sqlite3.Connection, universe: Universe) -> None:
@@ -66,8 +66,8 @@ def build(db: sqlite3.Connection, universe: Universe) -> None:
 def _plan_variants(db: sqlite3.Connection, u: Universe, pa: Arrays, sa: Arrays, variants: dict[VariantKey, int]) -> np.ndarray:
     """The plan variant of every study row; new variants are inserted (deduplicated across chunks)."""
     out = np.zeros(len(sa["visit"]), dtype=np.int64)
-    for cohort, rows, plan in u.plans(pa, sa):
-        slots = u.target_of(cohort).slots
+    for cohort, exam, rows, plan in u.plans(pa, sa):
+        slots = u.target_of(cohort, exam.index).slots
         # Distinct layouts within the chunk first (vectorised), then a dictionary across chunks.
         descriptions, codes = np.unique(plan.descriptions.astype(str), return_inverse=True)
         codes = codes.reshape(plan.descriptions.shape)
@@ -77,15 +77,16 @@ def _plan_variants(db: sqlite3.Connection, u: Universe, pa: Arrays, sa: Arrays, 
         n = len(slots)
         for j, row in enumerate(distinct):
             counts, frames, n_rows, n_columns, text = (row[i * n : (i + 1) * n] for i in range(5))
-            key = (cohort.index, tuple(int(x) for x in row[: 4 * n]), tuple(str(descriptions[t]) for t in text))
+            key = (cohort.index, exam.index, tuple(int(x) for x in row[: 4 * n]), tuple(str(descriptions[t]) for t in text))
             if key not in variants:
                 index = variants[key] = len(variants)
                 present = [i for i in range(n) if counts[i] > 0]
                 db.execute(
-                    "INSERT INTO plan_variant VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO plan_variant VALUES (?,?,?,?,?,?,?)",
                     (
                         index,
                         cohort.index,
+                        exam.index,
                         len(present),
                         int(sum(counts[i] for i in present)),
                         "\\".join(sorted({slots[i].modality for i in present})),
@@ -183,6 +184,7 @@ def _study_rows(u: Universe, pa: Arrays, sa: Arrays, variant: np.ndarray) -> lis
     columns = zip(
         indexes,
         sa["visit"].tolist(),
+        sa["exam"].tolist(),
         intervals,
         variant.tolist(),
         dates,
@@ -191,17 +193,17 @@ def _study_rows(u: Universe, pa: Arrays, sa: Arrays, variant: np.ndarray) -> lis
         sa["age"].tolist(),
     )
     out = []
-    for index, visit, interval, plan_variant, date, m, second, age in columns:
+    for index, visit, exam, interval, plan_variant, date, m, second, age in columns:
         time_point_id, time_point_description = records.time_point(visit, interval)
         out.append(
             (
-                records.study_key(index, visit),
+                records.study_key(index, records.study_number(visit, exam)),
                 index,
                 visit,
                 plan_variant,
                 date,
                 f"{m // 60:02d}{m % 60:02d}{second:02d}",
-                records.accession_number(index, visit),
+                records.accession_number(index, visit, exam),
                 time_point_id,
                 time_point_description,
                 records.age_string(age),
@@ -216,6 +218,7 @@ def load_variants(db: sqlite3.Connection, cohorts: tuple[Cohort, ...]) -> dict[i
         r["variant"]: Variant(
             r["variant"],
             cohorts[r["cohort"]],
+            cohorts[r["cohort"]].exams[r["exam"]],
             r["n_series"],
             r["n_instances"],
             tuple(r["modalities"].split("\\")),

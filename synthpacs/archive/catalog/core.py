@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydicom import Dataset
 
 from ...errors import InvalidQuery
-from .. import matching
+from .. import matching, records
 from .answers import SyntheticAttributes
 from .build import build, load_variants
 from .fields import LEVEL_FIELDS, Attributes, Query, QueryLevel, to_dataset, vr_of
@@ -85,6 +85,22 @@ class Catalog:
             build(db, self.universe)
             self.build_seconds = time.perf_counter() - started
             log.info("catalog built: %d patients in %.1f s (%s)", self.universe.n_patients, self.build_seconds, self.path)
+
+    def studies_of_target(self, target: str, offset: int = 0, limit: int = 10) -> list[str]:
+        """Study Instance UIDs of a target's performed studies, in catalog order (patient, visit)."""
+        chosen = [v.index for v in self.variants.values() if v.exam.target == target]
+        if not chosen:
+            return []
+        marks = ",".join("?" * len(chosen))
+        rows = self.db.execute(
+            f"SELECT patient_pk, visit, variant FROM study WHERE variant IN ({marks}) ORDER BY pk LIMIT ? OFFSET ?",
+            (*chosen, limit, offset),
+        )
+        uids = self.universe.uids
+        return [
+            uids.study_instance_uid(r["patient_pk"], records.study_number(r["visit"], self.variants[r["variant"]].exam.index))
+            for r in rows
+        ]
 
     # -- figures ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pydicom.dataelem import DataElement
 from ... import identity
 from ...errors import InvalidQuery
 from .. import matching
-from ..cohorts import Cohort
+from ..cohorts import Cohort, Exam
 
 REFERRING_PHYSICIAN = identity.REFERRING_PHYSICIAN_NAME
 
@@ -44,10 +44,11 @@ class QueryLevel(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Variant:
-    """One distinct series layout of a cohort's studies (what the study plan gave)."""
+    """One distinct series layout of a cohort's studies of one exam (what the exam's study plan gave)."""
 
     index: int
     cohort: Cohort
+    exam: Exam
     n_series: int
     n_instances: int
     modalities: tuple[str, ...]
@@ -97,14 +98,14 @@ STUDY_FIELDS = (
     Field("StudyTime", "TM", "s.study_time"),
     Field("AccessionNumber", "SH", "s.accession"),
     Field("StudyID", "SH", "printf('V%02d', s.visit)"),
-    Field("StudyDescription", "LO", None, lambda v: v.cohort.study_description),
+    Field("StudyDescription", "LO", None, lambda v: v.exam.study_description),
     Field("ReferringPhysicianName", "PN", f"'{REFERRING_PHYSICIAN}'"),
     Field("ModalitiesInStudy", "CS", None, lambda v: "\\".join(v.modalities)),
     Field("SOPClassesInStudy", "UI", None, lambda v: "\\".join(v.sop_classes)),
     Field("ClinicalTrialTimePointID", "LO", "s.time_point_id"),
     Field("ClinicalTrialTimePointDescription", "ST", "s.time_point_description"),
     Field("PatientAge", "AS", "s.patient_age"),
-    Field("ProcedureCodeSequence", "SQ", None, lambda v: [_code_item(*v.cohort.procedure_code)]),
+    Field("ProcedureCodeSequence", "SQ", None, lambda v: [_code_item(*v.exam.procedure_code)]),
     Field("NumberOfStudyRelatedSeries", "IS", None),
     Field("NumberOfStudyRelatedInstances", "IS", None),
 )
@@ -115,7 +116,7 @@ SERIES_FIELDS = (
     Field("SeriesDescription", "LO", "ps.description"),
     Field("SeriesDate", "DA", "s.study_date"),
     Field("SeriesTime", "TM", "s.study_time"),
-    Field("BodyPartExamined", "CS", None, lambda v: v.cohort.body_part),
+    Field("BodyPartExamined", "CS", None, lambda v: v.exam.body_part),
     Field("ClinicalTrialCoordinatingCenterName", "LO", None, lambda v: v.cohort.coordinating_center),
     Field("NumberOfSeriesRelatedInstances", "IS", None),
 )

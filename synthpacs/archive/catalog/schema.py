@@ -16,7 +16,7 @@ from __future__ import annotations
 
 #: Bump when the catalog's tables or the universe's rules change shape: it is part
 #: of :attr:`Universe.fingerprint`, so an older catalog file is rebuilt.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 #: Patients built (and inserted) per vectorised chunk.
 CHUNK = 20_000
@@ -43,7 +43,7 @@ SYNTHETIC_SCHEMA = """
 DROP TABLE IF EXISTS cohort; DROP TABLE IF EXISTS plan_variant; DROP TABLE IF EXISTS plan_series;
 DROP TABLE IF EXISTS patient; DROP TABLE IF EXISTS study; DROP TABLE IF EXISTS scheduled;
 CREATE TABLE cohort(idx INTEGER PRIMARY KEY, name TEXT, target TEXT);
-CREATE TABLE plan_variant(variant INTEGER PRIMARY KEY, cohort INTEGER, n_series INTEGER, n_instances INTEGER,
+CREATE TABLE plan_variant(variant INTEGER PRIMARY KEY, cohort INTEGER, exam INTEGER, n_series INTEGER, n_instances INTEGER,
     modalities TEXT, sop_classes TEXT);
 CREATE TABLE plan_series(variant INTEGER, idx INTEGER, number INTEGER, modality TEXT, sop_class_uid TEXT,
     description TEXT, n_instances INTEGER, frames INTEGER, rows INTEGER, columns INTEGER, PRIMARY KEY(variant, idx));
