@@ -31,7 +31,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian
 
 from . import common
-from .spec import WaveformSpec
+from .spec import WaveformAnnotation, WaveformSpec
 
 TWELVE_LEAD_ECG_STORAGE = "1.2.840.10008.5.1.4.1.1.9.1.1"
 MICROVOLT = Code("uV", "UCUM", "microvolt")
@@ -49,7 +49,7 @@ def _code_item(code: Code) -> Dataset:
     return item
 
 
-def _channel(lead: Code, bits_stored: int) -> Dataset:
+def _channel(lead: Code, bits_stored: int, spec: WaveformSpec) -> Dataset:
     channel = Dataset()
     channel.ChannelSourceSequence = [_code_item(lead)]
     channel.ChannelSensitivity = "1"
@@ -58,9 +58,28 @@ def _channel(lead: Code, bits_stored: int) -> Dataset:
     channel.ChannelBaseline = "0"
     channel.ChannelTimeSkew = "0"
     channel.WaveformBitsStored = bits_stored
-    channel.FilterLowFrequency = "0.05"
-    channel.FilterHighFrequency = "150"
+    channel.FilterLowFrequency = f"{spec.filter_low_hz:g}"
+    channel.FilterHighFrequency = f"{spec.filter_high_hz:g}"
+    channel.NotchFilterFrequency = f"{spec.notch_hz:g}"
     return channel
+
+
+def _annotation(annotation: WaveformAnnotation) -> Dataset:
+    item = Dataset()
+    if annotation.text is not None:
+        item.UnformattedTextValue = annotation.text
+    if annotation.concept is not None:
+        item.ConceptNameCodeSequence = [_code_item(annotation.concept)]
+    if annotation.value is not None and annotation.unit is not None:
+        item.NumericValue = f"{float(annotation.value):g}"
+        item.MeasurementUnitsCodeSequence = [_code_item(annotation.unit)]
+    if annotation.sample_position is not None:  # a fiducial point: one sample (C.10.10.1.2)
+        item.TemporalRangeType = "POINT"
+        item.ReferencedSamplePositions = [int(annotation.sample_position)]
+    item.AnnotationGroupNumber = 1
+    # A global annotation: channel 0 of multiplex group 1 means all its channels (C.10.10.1.1).
+    item.ReferencedWaveformChannels = [1, 0]
+    return item
 
 
 def build_ecg(spec: WaveformSpec) -> Dataset:
@@ -111,22 +130,14 @@ def build_ecg(spec: WaveformSpec) -> Dataset:
     group.NumberOfWaveformSamples = int(samples.shape[1])
     group.SamplingFrequency = f"{spec.sampling_frequency_hz:g}"
     group.MultiplexGroupLabel = "RHYTHM"
-    group.ChannelDefinitionSequence = [_channel(lead, 16) for lead in spec.leads]
+    group.ChannelDefinitionSequence = [_channel(lead, 16, spec) for lead in spec.leads]
     group.WaveformBitsAllocated = 16
     group.WaveformSampleInterpretation = "SS"
     group.WaveformData = samples.T.astype("<i2").tobytes()
     ds.WaveformSequence = [group]
     # Waveform Annotation (C.10.10): the global intervals a reader measures.
-    annotations = []
-    for concept, value in spec.intervals_ms:
-        item = Dataset()
-        item.ConceptNameCodeSequence = [_code_item(concept)]
-        item.NumericValue = f"{float(value):g}"
-        item.MeasurementUnitsCodeSequence = [_code_item(MILLISECOND)]
-        item.AnnotationGroupNumber = 1
-        # A global measurement: channel 0 of multiplex group 1 means all its channels (C.10.10.1.1).
-        item.ReferencedWaveformChannels = [1, 0]
-        annotations.append(item)
+    intervals = (WaveformAnnotation(concept, value, MILLISECOND) for concept, value in spec.intervals_ms)
+    annotations = [_annotation(a) for a in (*intervals, *spec.annotations)]
     if annotations:
         ds.WaveformAnnotationSequence = annotations
     return ds

@@ -23,6 +23,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import pixel_array
 
 from .ct import WindowCenterWidthExplanationValues
+from .ecg import TWELVE_LEAD_ECG_STORAGE
 
 #: Media types :func:`encode_image` writes, and the Pillow format of each.
 MEDIA_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
@@ -286,7 +287,14 @@ def render_frame(
     frames = _number_of_frames(ds) if has_pixels else 1
     if not 1 <= frame <= frames:
         raise ValueError(f'Argument "frame" must be between 1 and {frames}, got {frame}.')
-    image = _render_pixels(ds, int(frame), window) if has_pixels else _render_card(ds)
+    if has_pixels:
+        image = _render_pixels(ds, int(frame), window)
+    elif "WaveformSequence" in ds and ds.SOPClassUID == TWELVE_LEAD_ECG_STORAGE:
+        from .ecg_chart import draw_ecg
+
+        image = draw_ecg(ds)
+    else:
+        image = _render_card(ds)
     if viewport is not None:
         image = _fit(image, viewport)
     return image

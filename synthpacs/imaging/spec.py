@@ -285,19 +285,44 @@ class MeasurementReportSpec(IODSpec):
 
 
 @dataclass(frozen=True)
+class WaveformAnnotation:
+    """One Waveform Annotation (PS3.3 C.10.10) of the whole multiplex group: a coded
+    measurement (``concept``, ``value``, ``unit``), a coded fiducial point (``concept`` and
+    a 1-based ``sample_position``) or a free-text statement (``text`` alone)."""
+
+    concept: Code | None = None
+    value: float | None = None
+    unit: Code | None = None
+    text: str | None = None
+    sample_position: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.concept is None) == (self.text is None):
+            raise ValueError("a waveform annotation has either a concept or a text")
+        if (self.value is None) != (self.unit is None):
+            raise ValueError("a waveform annotation's value and unit go together")
+
+
+@dataclass(frozen=True)
 class WaveformSpec(IODSpec):
     """A 12-lead ECG (PS3.3 A.34.3): one multiplex group of leads sampled together.
 
     ``samples`` is (leads, samples) in microvolts; ``leads`` are the lead
-    codes in that order (CID 3001, e.g. ``Code("5.6.3-9-1", "SCPECG", "Lead I")``).
-    ``intervals_ms`` holds the measured global intervals (PR, QRS, QT, QTc, RR)
-    written as Waveform Annotations.
+    codes in that order (CID 3001, e.g. ``Code("2:1", "MDC", "Lead I")``).
+    ``intervals_ms`` holds measured global intervals (PR, QRS, QT, ...) in ms;
+    ``annotations`` any other measurements, statements and fiducial points;
+    both are written as Waveform Annotations. The filters are the ones the
+    samples have passed (Hz; 0 for none).
     """
 
     samples: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     leads: tuple[Code, ...] = ()
     sampling_frequency_hz: float = 500.0
     intervals_ms: tuple[tuple[Code, float], ...] = ()
+    annotations: tuple[WaveformAnnotation, ...] = ()
+    filter_low_hz: float = 0.05
+    filter_high_hz: float = 150.0
+    notch_hz: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, np.ndarray) or self.samples.ndim != 2:
