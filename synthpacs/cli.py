@@ -8,6 +8,7 @@ traceback; configuration errors exit with status 2.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import sys
 from pathlib import Path
@@ -169,7 +170,22 @@ def generator_options(func):
 
 
 @cli.command()
-@click.option("--study", "study_uid", required=True, help="Study Instance UID to generate.")
+@click.option("--study", "study_uid", help="Study Instance UID to generate.")
+@click.option(
+    "--target",
+    "target_name",
+    help="Instead of --study: generate -n studies of this target (e.g. heart/ecg), in catalog order from --start-id.",
+)
+@click.option(
+    "-n", "count", type=click.IntRange(min=1, max=100_000), default=1, show_default=True, help="With --target: studies."
+)
+@click.option(
+    "--start-id",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --target: the first study's number (files are numbered from it).",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -220,15 +236,42 @@ def generator_options(func):
 )
 @generator_options
 @common_options
-def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_choice, plane, display_window, fps):
+def generate(
+    config,
+    study_uid,
+    target_name,
+    count,
+    start_id,
+    out_dir,
+    no_jpeg,
+    interpolate,
+    frames,
+    slice_choice,
+    plane,
+    display_window,
+    fps,
+):
     """Write a study's Part 10 files and one JPEG rendition per image.
+
+    With --target T -n N: the same for N studies of target T (numbered from
+    --start-id, one folder each), plus the target's own files and a
+    measurements.csv where it has them (heart/ecg: DeepFake ECG .asc files).
 
     With --interpolate A,B: write the GAN's latent interpolation between the
     samples drawn from seeds A and B, on this study's label map (frame 0 is
     sample A, the last frame sample B), as PNG frames or an animated GIF.
     """
-    from tqdm import tqdm
-
+    if bool(study_uid) == bool(target_name):
+        raise click.UsageError("give either --study UID or --target NAME")
+    if target_name:
+        archive = _archive(config)
+        uids = archive.studies_of_target(target_name, start_id, 1 if interpolate else count)
+        if not uids:
+            raise click.ClickException(f"the universe has no performed study of {target_name} from number {start_id}")
+        if not interpolate:
+            _generate_studies(archive, target_name, uids, start_id, Path(out_dir), no_jpeg)
+            return
+        study_uid = uids[0]
     if interpolate:
         from .generation.interpolate import write_interpolation
 
@@ -238,22 +281,61 @@ def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_cho
         click.echo(f"wrote {written}")
         return
     archive = _archive(config)
+    written = len(_write_study(archive, study_uid, Path(out_dir), no_jpeg))
+    click.echo(f"wrote {written} instances of study {study_uid} to {out_dir}")
+
+
+def _write_study(archive, study_uid: str, out: Path, no_jpeg: bool, progress: bool = True) -> list:
+    """A study's Part 10 files (and JPEG renditions) under ``out/<series UID>/``; returns the datasets."""
+    from pydicom import dcmread
+    from tqdm import tqdm
+
     refs = archive.instances(study_uid)
-    out = Path(out_dir)
-    written = 0
-    for ref in tqdm(refs, desc="instances", unit="inst", file=sys.stderr):
+    datasets = []
+    for ref in tqdm(refs, desc="instances", unit="inst", file=sys.stderr, disable=not progress):
         series_dir = out / ref.series_instance_uid
         series_dir.mkdir(parents=True, exist_ok=True)
         name = f"{ref.instance_number or 0:04d}_{ref.sop_instance_uid}"
         blob = archive.instance_bytes(ref)
         (series_dir / f"{name}.dcm").write_bytes(blob)
+        ds = dcmread(io.BytesIO(blob))
         if not no_jpeg:
             from .imaging.render import encode_image, render_frame
 
-            ds = archive.instance_dataset(ref)
             (series_dir / f"{name}.jpg").write_bytes(encode_image(render_frame(ds), "image/jpeg"))
-        written += 1
-    click.echo(f"wrote {written} instances of study {study_uid} to {out}")
+        datasets.append(ds)
+    return datasets
+
+
+def _generate_studies(archive, target_name: str, uids: list[str], start_id: int, out: Path, no_jpeg: bool) -> None:
+    """``generate --target``: each study in ``out/<number>/``, the target's own files, measurements.csv."""
+    import csv
+
+    from tqdm import tqdm
+
+    target = registry_entry(archive, target_name)
+    rows = []
+    out.mkdir(parents=True, exist_ok=True)
+    for number, uid in enumerate(tqdm(uids, desc=target.name, unit="study", file=sys.stderr), start=start_id):
+        datasets = _write_study(archive, uid, out / f"{number:06d}", no_jpeg, progress=False)
+        if target.export is not None:
+            row = dict(target.export.write(datasets, out, number))
+            if row:
+                rows.append(row)
+    if rows:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        with open(out / "measurements.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    extra = f" and measurements.csv ({len(rows)} rows)" if rows else ""
+    click.echo(f"wrote {len(uids)} {target.name} studies (numbers {start_id}-{start_id + len(uids) - 1}) to {out}{extra}")
+
+
+def registry_entry(archive, name: str):
+    from .generation.registry import zoo_entry
+
+    return zoo_entry(name, archive.targets)
 
 
 @cli.command()
@@ -275,6 +357,11 @@ def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_cho
     show_default=True,
     help="Slice spacing of the evaluation volumes (mm).",
 )
+@click.option(
+    "--samples",
+    type=click.IntRange(min=2),
+    help="Samples per set, for targets that draw no volumes (heart/ecg: ECGs; default 64).",
+)
 @click.option("--eval-seed", type=int, default=0, show_default=True, help="Seed of the evaluation sets (never used in training).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
 @click.option("--update-card", is_flag=True, help="Rewrite the evaluation block of the target's MODEL_CARD.md.")
@@ -285,7 +372,7 @@ def generate(config, study_uid, out_dir, no_jpeg, interpolate, frames, slice_cho
 )
 @generator_options
 @common_options
-def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, update_card, montage):
+def evaluate(config, target, volumes, rows, thickness, samples, eval_seed, json_out, update_card, montage):
     """Measure a target's GAN against its teacher (synthpacs evaluate lung-ct).
 
     Fréchet distance on the shipped filter bank next to the teacher-vs-teacher
@@ -311,11 +398,13 @@ def evaluate(config, target, volumes, rows, thickness, eval_seed, json_out, upda
         card=entry.model_card if update_card else None,
         montage=Path(montage) if montage else None,
         weights_source=config.sources.get("weights", "default"),
+        extra={"samples": samples} if samples else {},
     )
     if entry.evaluation is None:
         raise click.ClickException(f"{entry.name} offers no evaluation")
     report = entry.evaluation.evaluate(request)
-    click.echo(tabulate(entry.evaluation.summary_rows(report), headers=["quantity", "GAN", "teacher"], tablefmt="simple"))
+    headers = list(getattr(entry.evaluation, "summary_headers", ("quantity", "GAN", "teacher")))
+    click.echo(tabulate(entry.evaluation.summary_rows(report), headers=headers, tablefmt="simple"))
     if update_card:
         click.echo(f"updated {entry.model_card}")
 

@@ -275,6 +275,15 @@ class Sampleable(Protocol):
     def sample(self, n: int, seed: int, psi: float = 1.0) -> list[np.ndarray]: ...
 
 
+@runtime_checkable
+class Exportable(Protocol):
+    """Files a target writes beside the DICOM of a generated study (``synthpacs generate --target``)."""
+
+    def write(self, datasets: Sequence[Any], out: Path, number: int) -> Mapping[str, Any]:
+        """Write the target's own files for one study (numbered ``number``) under ``out``;
+        returns that study's row of the measurements table (empty: no row)."""
+
+
 class NoAcquisition(BaseModel):
     """The acquisition schema of a target that takes no settings."""
 
@@ -299,6 +308,7 @@ class ZooTarget:
     evaluation: Evaluable | None = None
     interpolation: Interpolable | None = None
     sampling: Sampleable | None = None
+    export: Exportable | None = None
 
     def __post_init__(self) -> None:
         system, _, target = self.name.partition("/")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError
 from .images import save_gif, window
 
@@ -54,10 +56,10 @@ def write_interpolation(
     target = archive.targets[request.study.target]
     if target.interpolation is None:
         raise ConfigError(f"--interpolate: {target.name} has no latent space to walk")
-    windows = dict(target.interpolation.display_windows)
-    name = display_window or next(iter(windows))
-    if name not in windows:
-        raise ConfigError(f"--window {name!r}: {target.name} offers {', '.join(windows)}")
+    windows = dict(target.interpolation.display_windows)  # none: the target draws its frames itself
+    name = display_window or next(iter(windows), "")
+    if windows and name not in windows or display_window and not windows:
+        raise ConfigError(f"--window {name!r}: {target.name} offers {', '.join(windows) or 'no display windows'}")
     generator = archive.generator(target.name)
     try:
         hu_frames = target.interpolation.interpolation_frames(
@@ -66,7 +68,7 @@ def write_interpolation(
     except ConfigError as exc:
         source = config.sources.get("renderer", "default")
         raise ConfigError(f"{exc} (renderer {config.renderer or 'default'!r} from {source})") from None
-    images = [window(f, windows[name]) for f in hu_frames]
+    images = [window(f, windows[name]) for f in hu_frames] if windows else [np.asarray(f, dtype=np.uint8) for f in hu_frames]
     if out.suffix.lower() == ".gif":
         save_gif(images, out, fps=fps)
         return f"{len(images)}-frame GIF {out} (seed {seed_a} -> {seed_b})"

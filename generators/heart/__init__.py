@@ -1,0 +1,1 @@
+"""Cardiac generators."""
