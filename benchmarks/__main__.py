@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-AREAS = ["archive", "stored", "dimse", "dicomweb", "on_demand", "gan", "ohif", "versus_orthanc", "mixed_load"]
+AREAS = ["archive", "stored", "dimse", "dicomweb", "on_demand", "gan", "ecg", "ohif", "versus_orthanc", "mixed_load"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

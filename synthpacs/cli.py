@@ -163,7 +163,9 @@ def generator_options(func):
     )
     func = click.option("--device", help="Where generators run: auto (CUDA when present), cpu, cuda or cuda:N.")(func)
     func = click.option(
-        "--weights", help="Pretrained folder (generator.json + weights.safetensors) to use instead of the shipped GAN weights."
+        "--weights",
+        help="Pretrained folder (generator.json + weights.safetensors; heart/ecg: a .pt checkpoint or a train run folder) "
+        "to use instead of the shipped GAN weights.",
     )(func)
     func = click.option("--renderer", help="gan (default) or teacher: the photorealism stage.")(func)
     return func

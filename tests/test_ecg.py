@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import warnings
@@ -308,6 +309,10 @@ def test_dicomweb_client_retrieves_an_ecg_and_its_metadata(running):
     assert metadata["00080060"]["Value"] == ["ECG"] and "54000100" in metadata  # Waveform Sequence
     (instance,) = client.retrieve_series(uid, series_uid)
     assert instance.waveform_array(0).shape == (5000, 12)
+    chart = client.retrieve_instance_rendered(uid, series_uid, str(instance.SOPInstanceUID), media_types=("image/jpeg",))
+    from synthpacs.imaging.ecg_chart import CHART_SIZE
+
+    assert Image.open(io.BytesIO(chart)).size == CHART_SIZE
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -359,3 +364,118 @@ def test_an_unknown_lead_and_cuda_without_cuda_are_clear_errors():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="flag --device.*asks for CUDA, but none is available"):
         ECGGenerator(GeneratorOptions(device="cuda", device_source="flag --device"))
+
+
+# -- the seed's interface, evaluation and training, as a user runs them ---------------------
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "synthpacs", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def _common(tmp_path):
+    return ["--data-dir", str(tmp_path / "data"), "--patients", "30"]
+
+
+@pytest.fixture
+def ecg_cohorts(monkeypatch):
+    monkeypatch.setenv("SYNTHPACS_COHORTS_DIR", str(ECG_COHORTS))
+
+
+def test_generate_target_writes_dicom_asc_files_and_measurements(tmp_path, ecg_cohorts):
+    out = tmp_path / "out"
+    result = _cli(
+        "generate", *_common(tmp_path), "--target", "heart/ecg", "-n", "2", "--start-id", "5", "--out", str(out), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("*.asc")) == ["5.asc", "6.asc"]
+    table = np.loadtxt(out / "5.asc", dtype=np.int64)
+    assert table.shape == (5000, 8)
+    rows = (out / "measurements.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("id,patient_id,subject_id,time_point,study_instance_uid")
+    (dicom,) = (out / "000005").rglob("*.dcm")
+    ds = dcmread(dicom)
+    leads = leads_of(ds)
+    assert np.array_equal(table[:, 0], np.rint(leads["I"]).astype(np.int64))  # .asc lead I is the stored lead I
+    assert str(ds.StudyInstanceUID) in rows[1] and list((out / "000005").rglob("*.jpg"))
+    walk = _cli(
+        "generate",
+        *_common(tmp_path),
+        "--target",
+        "heart/ecg",
+        "--interpolate",
+        "0,3",
+        "--frames",
+        "3",
+        "--out",
+        str(tmp_path / "walk.gif"),
+        cwd=tmp_path,
+    )
+    assert walk.returncode == 0, walk.stderr
+    gif = Image.open(tmp_path / "walk.gif")
+    assert gif.n_frames == 4  # 3 forward, 1 back
+    both = _cli("generate", *_common(tmp_path), "--out", str(out), cwd=tmp_path)
+    assert both.returncode != 0 and "give either --study UID or --target NAME" in both.stderr
+
+
+def test_evaluate_reports_delineation_intervals_and_distance_to_the_real_ecg(tmp_path, ecg_cohorts):
+    result = _cli("evaluate", "heart/ecg", *_common(tmp_path), "--samples", "8", "--json", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["delineated_share"] >= 0.75 and report["retimed_share"] >= 0.75
+    assert 40 < report["intervals"]["heart_rate_bpm"]["mean"] < 120 and 0 < report["diversity_1_minus_r"] < 1
+    assert 0.3 < report["median_beat_r_to_real"]["mean"] <= 1 and "median beat r to the real ECG" in result.stdout
+
+
+def test_train_fine_tunes_on_the_users_ecgs_and_the_run_is_served(tmp_path, ecg_cohorts):
+    data = tmp_path / "mine"
+    data.mkdir()
+    out = tmp_path / "gen"
+    made = _cli("generate", *_common(tmp_path), "--target", "heart/ecg", "-n", "2", "--no-jpeg", "--out", str(out), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    for path in out.glob("*.asc"):
+        (data / path.name).write_bytes(path.read_bytes())
+    (data / "real.dcm").write_bytes(open(__import__("pydicom").data.get_testdata_file("waveform_ecg.dcm"), "rb").read())
+    run = tmp_path / "run"
+    result = _cli("train", "heart/ecg", "--data", str(data), "--steps", "2", "--batch", "2", "--out", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (run / "g_stat.pt").is_file() and len((run / "stats.jsonl").read_text().splitlines()) >= 1
+    options = json.loads((run / "training_options.json").read_text())
+    assert len(options["files"]) == 3
+    served = _cli(
+        "generate",
+        *_common(tmp_path),
+        "--weights",
+        str(run),
+        "--target",
+        "heart/ecg",
+        "-n",
+        "1",
+        "--no-jpeg",
+        "--out",
+        str(tmp_path / "tuned"),
+        cwd=tmp_path,
+    )
+    assert served.returncode == 0, served.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "short.csv").write_text("I,II,V1,V2,V3,V4,V5,V6\n" + "1,2,3,4,5,6,7,8\n" * 100)
+    refused = _cli("train", "heart/ecg", "--data", str(bad), "--steps", "1", "--out", str(tmp_path / "r2"), cwd=tmp_path)
+    assert refused.returncode != 0 and "short.csv: 0.20 s of ECG; 10 s are needed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_warm_ecg_retrieve_imports_neither_torch_nor_neurokit2(ecg_file, archive, tmp_path):
+    _, study = ecg_file  # generated and cached by the fixture
+    code = (
+        "import sys; sys.path.insert(0, 'tests');"
+        "from conftest import make_config; from synthpacs.archive import Archive;"  # not test_ecg: it imports torch
+        f"a = Archive(make_config({str(archive.config.data_dir)!r}, cohorts_dir={str(ECG_COHORTS)!r}, renderer='teacher', patients=30));"
+        f"(ref,) = a.instances({str(study.StudyInstanceUID)!r}); data = a.instance_bytes(ref);"
+        "assert a.studies_generated == 0, 'not warm';"
+        "print('torch' in sys.modules, 'neurokit2' in sys.modules, len(data))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    torch_imported, neurokit_imported, size = result.stdout.split()
+    assert (torch_imported, neurokit_imported) == ("False", "False") and int(size) > 100_000

@@ -454,7 +454,7 @@ class Universe:
         )
 
     def studies_of(self, index: int) -> tuple[StudyRecord, ...]:
-        """Every planned study of one patient, in visit order (a visit's other exams first):
+        """Every planned study of one patient, in visit order (each visit's exams in exam order):
         the performed studies, then (when the course runs past today) the visits still to come."""
         self._check_patient(index)
         pa = self.patient_arrays(np.array([index]))

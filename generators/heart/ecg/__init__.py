@@ -13,6 +13,7 @@ from pathlib import Path
 
 from synthpacs.generation.contract import GeneratorOptions, ZooTarget
 
+from .checkpoint import fingerprint
 from .export import ECGFiles, LatentWalk
 from .plan import SLOTS, ECGAcquisition, plan
 
@@ -57,12 +58,6 @@ def _load(options: GeneratorOptions):
     return load(options)
 
 
-def _fingerprint(options: GeneratorOptions) -> str:
-    from .target import fingerprint
-
-    return fingerprint(options)
-
-
 TARGET = ZooTarget(
     name="heart/ecg",
     title="Resting 12-lead ECG (DeepFake ECG GAN, re-timed to the subject's rhythm)",
@@ -70,7 +65,7 @@ TARGET = ZooTarget(
     plan=plan,
     renderers=("gan",),
     load=_load,
-    fingerprint=_fingerprint,
+    fingerprint=fingerprint,
     acquisition=ECGAcquisition,
     aliases=("ecg",),
     folder=Path(__file__).resolve().parent,

@@ -18,9 +18,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +31,10 @@ from synthpacs.generation.contract import GeneratorOptions
 from synthpacs.generation.evaluate import EvaluationRequest
 
 from . import measure as measuring
-from .network import NETWORK_LEADS, SAMPLING_HZ, checkpoint_file
+from .checkpoint import checkpoint_file
+from .leads import NETWORK_LEADS, SAMPLING_HZ
 from .plan import ECGAcquisition
 from .rhythm import draw_rhythm
-from .warp import warp
 
 CARD_START, CARD_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 NORMAL = {"heart_rate_bpm": (60, 100), "pr_ms": (120, 200), "qrs_ms": (70, 110), "qtcf_ms": (350, 450)}
@@ -65,13 +67,17 @@ def real_reference() -> np.ndarray:
     return read_dicom(Path(str(get_testdata_file("waveform_ecg.dcm"))))
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _warp_rng(seed: int, study: int, attempt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, 9, study, attempt])
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
     x = np.asarray(values, dtype=np.float64)
     return {"mean": float(x.mean()), "sd": float(x.std()), "p5": float(np.percentile(x, 5)), "p95": float(np.percentile(x, 95))}
 
 
 def evaluate(request: EvaluationRequest) -> dict:
-    from .target import ECGGenerator
+    from .target import ATTEMPTS, ECGGenerator
 
     options = GeneratorOptions(
         weights=request.weights, weights_source=request.weights_source, device=request.device, device_source=request.device_source
@@ -88,18 +94,21 @@ def evaluate(request: EvaluationRequest) -> dict:
             failures += 1
             continue
         measured.append((x, m, beats))
-    # Re-timed as the universe does it: a rhythm per sample from the default acquisition.
-    acq = ECGAcquisition.model_validate({})
-    misses, retimed_ok = [], 0
-    for i, (x, _, beats) in enumerate(measured):
-        draw = np.random.default_rng([request.seed, i])
+    # Re-timed as a study is made (warp, re-aim, selection among 8 keyed samples), to rhythms drawn
+    # as the universe draws them (the default acquisition, with more findings).
+    acq = ECGAcquisition.model_validate({"abnormal_share": 0.25})
+    studies = min(n, 32)
+    misses, retimed_ok, attempts = [], 0, []
+    for i in range(studies):
+        draw = np.random.default_rng([request.seed, 7, i])
         rhythm = draw_rhythm(draw, draw, int(draw.integers(0, 6)), bool(i % 2), acq)
         try:
-            timed = warp(x, beats, rhythm, draw)
-            m2, _ = measuring.measure(timed[1], SAMPLING_HZ)
+            made = generator.fit(generator.noise(draw, ATTEMPTS), rhythm, functools.partial(_warp_rng, request.seed, i))
         except measuring.DelineationFailed:
             continue
         retimed_ok += 1
+        attempts.append(made.attempt + 1)
+        m2 = made.measurements
         misses.append(
             max(abs(m2.heart_rate_bpm - rhythm.heart_rate_bpm), abs(m2.pr_ms - rhythm.pr_ms), abs(m2.qtcf_ms - rhythm.qtcf_ms))
         )
@@ -138,8 +147,9 @@ def evaluate(request: EvaluationRequest) -> dict:
         "weights": str(path),
         "weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "delineated_share": (n - failures) / n,
-        "retimed_share": retimed_ok / max(1, len(measured)),
+        "retimed_share": retimed_ok / max(1, studies),
         "retimed_miss_ms": _stats(misses) if misses else {},
+        "retimed_samples_tried": _stats(attempts) if attempts else {},
         "intervals": intervals,
         "normal_share": normal,
         "diversity_1_minus_r": diversity,
@@ -161,11 +171,12 @@ SUMMARY_HEADERS = ("quantity", "generated", "real reference")
 def summary_rows(report: dict) -> list[tuple[str, str, str]]:
     rows = [
         ("raw samples delineated", f"{100 * report['delineated_share']:.0f} %", ""),
-        ("re-timed samples delineated", f"{100 * report['retimed_share']:.0f} %", ""),
+        ("ECGs made as for a study (re-timed, measured)", f"{100 * report['retimed_share']:.0f} %", ""),
     ]
     if report["retimed_miss_ms"]:
-        miss = report["retimed_miss_ms"]
-        rows.append(("re-timed: worst miss of HR/PR/QTcF (mean, p95)", f"{miss['mean']:.1f}, {miss['p95']:.1f}", ""))
+        miss, tried = report["retimed_miss_ms"], report["retimed_samples_tried"]
+        rows.append(("  measured vs requested: worst of HR/PR/QTcF (mean, p95)", f"{miss['mean']:.1f}, {miss['p95']:.1f}", ""))
+        rows.append(("  keyed samples tried per ECG (mean, p95)", f"{tried['mean']:.2f}, {tried['p95']:.0f}", ""))
     names = {"heart_rate_bpm": "HR (bpm)", "pr_ms": "PR (ms)", "qrs_ms": "QRS (ms)", "qt_ms": "QT (ms)", "qtcf_ms": "QTcF (ms)"}
     for key, label in names.items():
         s = report["intervals"].get(key)

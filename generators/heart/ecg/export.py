@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .leads import twelve_leads
-from .network import NETWORK_LEADS, SAMPLING_HZ
+from .leads import NETWORK_LEADS, SAMPLING_HZ, twelve_leads
 from .plan import TWELVE_LEAD_ECG
 
 

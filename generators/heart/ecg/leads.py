@@ -12,7 +12,12 @@ from __future__ import annotations
 import numpy as np
 from pydicom.sr.coding import Code
 
-from .network import NETWORK_LEADS
+#: Leads the network draws, in its output order, and its samples (10 s at 500 Hz).
+NETWORK_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+SAMPLES = 5000
+SAMPLING_HZ = 500
+#: Microvolts per unit of the network's tanh output (DeepFake ECG's own scaling).
+MICROVOLTS = 6000.0
 
 #: Display and storage order of the standard 12-lead ECG.
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")

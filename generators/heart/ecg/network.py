@@ -12,7 +12,6 @@ convolutions, a post-filter): they are left unloaded, by name.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -21,12 +20,20 @@ from torch import nn
 
 from synthpacs.errors import ConfigError
 
-#: Leads the network draws, in its output order.
-NETWORK_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
-SAMPLES = 5000
-SAMPLING_HZ = 500
-#: Microvolts per unit of the network's tanh output (DeepFake ECG's own scaling).
-MICROVOLTS = 6000.0
+from .checkpoint import checkpoint_file, shipped_checkpoint
+from .leads import MICROVOLTS, NETWORK_LEADS, SAMPLES, SAMPLING_HZ
+
+__all__ = [
+    "MICROVOLTS",
+    "NETWORK_LEADS",
+    "SAMPLES",
+    "SAMPLING_HZ",
+    "Pulse2Pulse",
+    "checkpoint_file",
+    "load_network",
+    "shipped_checkpoint",
+]
+
 #: Checkpoint entries of layers the forward pass never uses.
 UNUSED = ("fc1.", "ppfilter1.", ".Conv1dTrans.")
 KERNEL = 25
@@ -80,35 +87,6 @@ class Pulse2Pulse(nn.Module):
         x = F.relu(self.deconv_5(x, a3))
         x = F.relu(self.deconv_6(x, a2))
         return torch.tanh(self.deconv_7(x))
-
-
-def shipped_checkpoint() -> Path:
-    """The checkpoint inside the installed ``deepfake-ecg`` wheel.
-
-    Raises
-    ------
-    ConfigError
-        When the package is not installed (it is a dependency of this project).
-    """
-    try:
-        path = Path(str(resources.files("deepfakeecg") / "checkpoints" / "g_stat.pt"))
-    except ModuleNotFoundError:
-        raise ConfigError(
-            "the heart/ecg generator needs the DeepFake ECG weights of the PyPI package deepfake-ecg 1.1.2; "
-            "it is not installed (pip install deepfake-ecg==1.1.2, or make install)"
-        ) from None
-    if not path.is_file():
-        raise ConfigError(f"the deepfake-ecg package has no checkpoint at {path}")
-    return path
-
-
-def checkpoint_file(path: Path | None) -> Path:
-    """The checkpoint a weights setting names: a ``.pt`` file, a folder holding ``g_stat.pt``
-    (a ``synthpacs train heart/ecg`` run), or None for the shipped one."""
-    if path is None:
-        return shipped_checkpoint()
-    path = Path(path)
-    return path / "g_stat.pt" if path.is_dir() else path
 
 
 def load_network(path: Path | None = None, device: torch.device | str = "cpu") -> Pulse2Pulse:

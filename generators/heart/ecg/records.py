@@ -21,7 +21,7 @@ import numpy as np
 
 from synthpacs.errors import ConfigError
 
-from .network import NETWORK_LEADS, SAMPLES, SAMPLING_HZ
+from .leads import NETWORK_LEADS, SAMPLES, SAMPLING_HZ
 
 SUFFIXES = (".dcm", ".asc", ".csv")
 

@@ -12,8 +12,8 @@ request, is replaced by the next keyed sample (selection among samples).
 
 from __future__ import annotations
 
-import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,8 +24,9 @@ from synthpacs.generation.devices import resolve_device
 from synthpacs.imaging.spec import IODSpec, WaveformAnnotation, WaveformSpec
 
 from . import measure as measuring
+from .checkpoint import fingerprint
 from .leads import LEAD_CODES, LEADS, twelve_leads
-from .network import MICROVOLTS, NETWORK_LEADS, SAMPLES, SAMPLING_HZ, checkpoint_file, load_network
+from .network import MICROVOLTS, NETWORK_LEADS, SAMPLES, SAMPLING_HZ, load_network
 from .rhythm import Rhythm, draw_rhythm
 from .warp import warp
 
@@ -35,7 +36,6 @@ ATTEMPTS = 8
 CORRECTIONS = 1
 #: A sample whose measured PR or QTcF misses the request by more is replaced by the next (the best is kept).
 TOLERANCE_MS = 12.0
-VERSION = 1  # bump when the same request would give other samples
 
 SCPECG_VERSION = "1.3"  # SCPECG codes carry their version (PS3.16 Basic Code Sequence Macro)
 MS = Code("ms", "UCUM", "millisecond")
@@ -55,17 +55,6 @@ FIDUCIALS = {
     "qrs_offset": Code("5.10.3-4", "SCPECG", "QRS Offset", scheme_version=SCPECG_VERSION),
     "t_offset": Code("5.10.3-5", "SCPECG", "T Offset", scheme_version=SCPECG_VERSION),
 }
-
-
-def fingerprint(options: GeneratorOptions) -> str:
-    """What the waveforms depend on: the checkpoint's identity (size and name, no torch) and this code's version."""
-    try:
-        path = checkpoint_file(options.weights)
-        stat = path.stat()
-        stamp = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}" if options.weights else f"{path.name}:{stat.st_size}"
-    except Exception:  # reported when the generator loads
-        stamp = "missing"
-    return hashlib.sha256(f"deepfake-ecg|{stamp}|v{VERSION}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -119,15 +108,20 @@ class ECGGenerator:
             request.acquisition,
         )
         noise = self.noise(draws.rng("ecg", "noise"), ATTEMPTS)
+        return self.fit(noise, rhythm, lambda attempt: draws.study_rng("ecg", "warp", attempt))
+
+    def fit(self, noise: np.ndarray, rhythm: Rhythm, warp_rng: Callable[[int], np.random.Generator]) -> ECG:
+        """The first of the candidate noises (n, 8, 5000) whose sample, re-timed to ``rhythm``, measures
+        within :data:`TOLERANCE_MS` of it (else the closest); DelineationFailed when none can be measured."""
         problem: Exception | None = None
         best: ECG | None = None
-        for attempt in range(ATTEMPTS):
+        for attempt in range(len(noise)):
             source = self.raw(noise[attempt : attempt + 1])[0]
             try:
                 _, beats = measuring.measure(source[1], SAMPLING_HZ)
                 aim = rhythm
                 for _ in range(1 + CORRECTIONS):
-                    timed = warp(source, beats, aim, draws.study_rng("ecg", "warp", attempt))
+                    timed = warp(source, beats, aim, warp_rng(attempt))
                     samples = twelve_leads(timed)
                     measured, final = measuring.measure(samples[LEADS.index("II")].astype(np.float64), SAMPLING_HZ)
                     # The delineator places the ends of a stretched segment a little off: aim again by what it missed.
@@ -145,7 +139,7 @@ class ECGGenerator:
             if miss(made) <= TOLERANCE_MS:
                 break
         if best is None:
-            raise measuring.DelineationFailed(f"none of {ATTEMPTS} keyed samples could be measured: {problem}")
+            raise measuring.DelineationFailed(f"none of {len(noise)} keyed samples could be measured: {problem}")
         return best
 
     def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
