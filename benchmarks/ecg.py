@@ -47,6 +47,8 @@ from synthpacs.config import load_config
 from synthpacs.archive import Archive
 archive = Archive(load_config(None, {"patients": 100, "data_dir": sys.argv[1]}, environ={}))
 uids = archive.studies_of_target("heart/ecg", 0, 2)
+if sys.argv[2] == "loaded":
+    archive.load_generators()  # what a server does in the background at start-up
 t = time.perf_counter()
 (ref,) = archive.instances(uids[0]); archive.instance_bytes(ref)
 cold = time.perf_counter() - t
@@ -83,9 +85,14 @@ def run(quick: bool = False) -> list[tuple[str, str, str]]:
         rows.append(("DeepFake ECG raw samples, GPU (batches of 32)", f"{gpu['n'] / gpu['raw_s']:.0f}", "ECGs/s"))
         rows.append(("ECGs made as for a study, GPU network", f"{gpu['k'] / gpu['study_s']:.1f}", "ECGs/s"))
     with tempfile.TemporaryDirectory() as tmp:
-        cold = _run(_COLD_SCRIPT, tmp)
+        cold = _run(_COLD_SCRIPT, tmp, "cold")
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = _run(_COLD_SCRIPT, tmp, "loaded")
     rows.append(
         ("one ECG study cold in a fresh process (torch, neurokit2, checkpoint, ECG, DICOM)", f"{cold['cold_s']:.1f}", "s")
     )
-    rows.append(("the next ECG study in that process", f"{1000 * cold['next_s']:.0f}", "ms"))
+    rows.append(
+        ("one ECG study never made, generators loaded (a served archive after start-up)", f"{1000 * loaded['cold_s']:.0f}", "ms")
+    )
+    rows.append(("the next ECG study in that process", f"{1000 * loaded['next_s']:.0f}", "ms"))
     return rows

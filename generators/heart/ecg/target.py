@@ -78,6 +78,7 @@ class ECGGenerator:
             options.device, "the device setting" if options.device_source == "default" else options.device_source
         )
         self.network = load_network(options.weights, self.device)
+        measuring.load()  # neurokit2 takes seconds to import: pay it here, where a server loads its generators
         self.fingerprint = fingerprint(options)
         self._torch = torch
         self._lock = threading.Lock()  # one forward pass at a time (torch threads are shared)
