@@ -57,10 +57,11 @@ class _Age(_Strict):
 
 
 class _Trial(_Strict):
-    sponsor: str
-    protocol_id: str
-    protocol_name: str
-    coordinating_center: str
+    # LO values of the Clinical Trial modules: 64 characters at most (PS3.5 6.2).
+    sponsor: str = Field(max_length=64)
+    protocol_id: str = Field(max_length=64)
+    protocol_name: str = Field(max_length=64)
+    coordinating_center: str = Field(max_length=64)
     sites: tuple[Site, ...] = Field(min_length=1)
 
 

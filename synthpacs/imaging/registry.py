@@ -59,6 +59,12 @@ def _photo(spec, built):
     return build_color_images(spec)
 
 
+def _mg(spec, built):
+    from .mg import build_mammograms
+
+    return build_mammograms(spec)
+
+
 def _ecg(spec, built):
     from .ecg import build_ecg
 
@@ -70,6 +76,7 @@ BUILDERS: tuple[Builder, ...] = (
     Builder(("1.2.840.10008.5.1.4.1.1.66.4",), 1, _seg, renders=False),
     Builder(("1.2.840.10008.5.1.4.1.1.88.33",), 1, _sr, renders=False),
     Builder(("1.2.840.10008.5.1.4.1.1.77.1.4",), 1, _photo),  # VL Photographic Image Storage
+    Builder(("1.2.840.10008.5.1.4.1.1.1.2",), 1, _mg),  # Digital Mammography X-Ray Image - For Presentation
     Builder(("1.2.840.10008.5.1.4.1.1.9.1.1",), 2, _ecg, renders=False),  # 12-lead ECG Waveform Storage (rendered as its chart)
 )
 _BY_SOP_CLASS = {uid: b for b in BUILDERS for uid in b.sop_class_uids}

@@ -168,6 +168,62 @@ class ColorImageSpec(IODSpec):
             raise ValueError(f'"laterality" must be R, L, B or U, not {self.laterality!r}.')
 
 
+@dataclass(frozen=True)
+class MammogramView:
+    """The acquisition of one mammographic view (PS3.3 C.8.11.7, C.8.7.8, C.8.11.4)."""
+
+    laterality: str  # Image Laterality: R or L
+    view: str  # CC, MLO, ML, LM, XCCL
+    pixel_spacing_mm: float  # Imager Pixel Spacing (at the detector)
+    kvp: float
+    exposure_mas: float
+    compression_force_n: float
+    thickness_mm: float  # Body Part Thickness: the compressed breast
+    organ_dose_dgy: float  # average glandular dose
+    entrance_dose_mgy: float
+    anode: str = "TUNGSTEN"
+    filter: str = "RHODIUM"
+    implant: bool = False
+
+    def __post_init__(self) -> None:
+        if self.laterality not in ("R", "L"):
+            raise ValueError(f'"laterality" must be R or L, not {self.laterality!r}.')
+        if self.view not in MAMMOGRAPHY_VIEWS:
+            raise ValueError(f'"view" must be one of {", ".join(MAMMOGRAPHY_VIEWS)}, not {self.view!r}.')
+        if not 0.01 <= self.pixel_spacing_mm <= 1.0:
+            raise ValueError('"pixel_spacing_mm" must lie in 0.01..1 mm.')
+
+
+#: Mammographic views this builder codes (CID 4014), by their usual abbreviations.
+MAMMOGRAPHY_VIEWS = ("CC", "MLO", "ML", "LM", "XCCL")
+
+
+@dataclass(frozen=True)
+class MammographySpec(IODSpec):
+    """Digital mammograms For Presentation (PS3.3 A.27): one single-frame instance per view.
+
+    ``pixels`` are (rows, columns) uint16 images, MONOCHROME2 (bright = dense),
+    ``bits_stored`` deep, one per instance; ``views`` their acquisitions.
+    """
+
+    pixels: tuple[np.ndarray, ...] = ()
+    views: tuple[MammogramView, ...] = ()
+    bits_stored: int = 12
+    window: tuple[float, float] | None = None  # (centre, width) of the processed image
+
+    def __post_init__(self) -> None:
+        n = len(self.series.sop_instance_uids)
+        if len(self.pixels) != n or len(self.views) != n:
+            raise ValueError(f'"pixels" ({len(self.pixels)}) and "views" ({len(self.views)}) must match the {n} instances.')
+        if not 10 <= self.bits_stored <= 16:
+            raise ValueError('"bits_stored" must lie in 10..16.')
+        for i, image in enumerate(self.pixels):
+            if not isinstance(image, np.ndarray) or image.dtype != np.uint16 or image.ndim != 2:
+                raise TypeError(f'"pixels[{i}]" must be a (rows, columns) uint16 array.')
+            if image.size and int(image.max()) >= 1 << self.bits_stored:
+                raise ValueError(f'"pixels[{i}]" exceeds {self.bits_stored} bits.')
+
+
 # -- ground truth -----------------------------------------------------------------------
 
 
