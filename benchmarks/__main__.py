@@ -19,7 +19,19 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-AREAS = ["archive", "stored", "dimse", "dicomweb", "on_demand", "gan", "ecg", "ohif", "versus_orthanc", "mixed_load"]
+AREAS = [
+    "archive",
+    "stored",
+    "dimse",
+    "dicomweb",
+    "on_demand",
+    "gan",
+    "ecg",
+    "mammography",
+    "ohif",
+    "versus_orthanc",
+    "mixed_load",
+]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -400,7 +400,7 @@ def evaluate(config, target, volumes, rows, thickness, samples, eval_seed, json_
         card=entry.model_card if update_card else None,
         montage=Path(montage) if montage else None,
         weights_source=config.sources.get("weights", "default"),
-        extra={"samples": samples} if samples else {},
+        extra={"data_dir": str(config.data_dir), **({"samples": samples} if samples else {})},
     )
     if entry.evaluation is None:
         raise click.ClickException(f"{entry.name} offers no evaluation")

