@@ -88,6 +88,14 @@ def info(config):
     for cohort in archive.cohorts:
         modalities = ", ".join(targets[cohort.target].modalities)
         rows.append((f"cohort {cohort.name}", f"{cohort.title} ({cohort.target}: {modalities})"))
+        for exam in cohort.exams[1:]:
+            visits = ", ".join(str(v) for v in exam.visits or ())
+            rows.append(
+                (
+                    "",
+                    f"+ {exam.study_description} ({exam.target}: {', '.join(targets[exam.target].modalities)}) at visits {visits}",
+                )
+            )
     if archive.catalog_build_seconds:
         rows.append(("catalog build", f"{archive.catalog_build_seconds:.2f} s"))
     click.echo(tabulate(rows, tablefmt="plain"))

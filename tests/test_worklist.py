@@ -225,7 +225,8 @@ def test_a_relative_schedule_rolls_with_today(rolling):
             assert b.study_instance_uid == a.study_instance_uid and b.accession_number == a.accession_number
             assert b.study_date == shift_date(a.study_date, shift)
     for today, archive in rolling.items():
-        window = archive._universe.baseline_windows[0]
+        cohorts = archive._universe.cohorts
+        window = archive._universe.baseline_windows[next(c.index for c in cohorts if c.name == "lung-cancer")]
         assert window == (
             dt.date.fromisoformat(today) - dt.timedelta(days=900),
             dt.date.fromisoformat(today) - dt.timedelta(days=30),
