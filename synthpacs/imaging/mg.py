@@ -136,7 +136,7 @@ def build_mammograms(spec: MammographySpec) -> list[Dataset]:
     base.EstimatedRadiographicMagnificationFactor = f"{MAGNIFICATION:.4f}"
     base.Grid = ["NONE"]
     out = []
-    for i, (image, view) in enumerate(zip(spec.pixels, spec.views)):
+    for i, (image, view) in enumerate(zip(spec.pixels, spec.views), start=spec.first_instance):
         ds = copy.deepcopy(base)
         uid = series.sop_instance_uids[i]
         ds.file_meta = common.file_meta(series.sop_class_uid, uid, ExplicitVRLittleEndian)

@@ -204,17 +204,24 @@ class MammographySpec(IODSpec):
 
     ``pixels`` are (rows, columns) uint16 images, MONOCHROME2 (bright = dense),
     ``bits_stored`` deep, one per instance; ``views`` their acquisitions.
+    A part of the series (one view) is a spec whose ``pixels`` and ``views``
+    start at instance ``first_instance`` (0-based): the same bytes as in the whole.
     """
 
     pixels: tuple[np.ndarray, ...] = ()
     views: tuple[MammogramView, ...] = ()
     bits_stored: int = 12
     window: tuple[float, float] | None = None  # (centre, width) of the processed image
+    first_instance: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.series.sop_instance_uids)
-        if len(self.pixels) != n or len(self.views) != n:
-            raise ValueError(f'"pixels" ({len(self.pixels)}) and "views" ({len(self.views)}) must match the {n} instances.')
+        if len(self.pixels) != len(self.views) or not self.pixels:
+            raise ValueError(f'"pixels" ({len(self.pixels)}) and "views" ({len(self.views)}) must match, one or more.')
+        if not 0 <= self.first_instance <= n - len(self.pixels):
+            raise ValueError(
+                f"instances {self.first_instance}..{self.first_instance + len(self.pixels) - 1} lie outside the series of {n}."
+            )
         if not 10 <= self.bits_stored <= 16:
             raise ValueError('"bits_stored" must lie in 10..16.')
         for i, image in enumerate(self.pixels):

@@ -25,7 +25,7 @@ from synthpacs.imaging.spec import (
     SegmentationSpec,
 )
 
-from .geometry import Patient, at_visit, draw_patient
+from .geometry import Patient, at_visit, draw_patient, mass_centre, view_geometry
 from .plan import VIEWS
 from .teacher import CALCIFICATION_LABEL, render_view
 
@@ -58,56 +58,128 @@ class MammographyGenerator:
         return at_visit(base, request.lesion_diameters_mm, request.visit, request.draws.study_rng("mammography"))
 
     def generate(self, request: StudyRequest, part: Part | None = None) -> list[IODSpec]:
-        acq = request.acquisition
-        patient = self.patient(request)
-        image, seg, sr = request.by_role("image"), request.by_role("segmentation"), request.by_role("measurements")
+        """The whole study: four views, their SEGs and the report."""
+        work = self.open(request)
+        image, seg, sr = (request.by_role(r) for r in ("image", "segmentation", "measurements"))
         assert image is not None and seg is not None and sr is not None
-        pixels, labels, views, centres = [], [], [], []
-        for i, (laterality, view) in enumerate(VIEWS):
-            made, label_map, geometry, found = render_view(
-                patient,
+        views = [
+            spec
+            for i in range(len(VIEWS))
+            for spec in work.make(Part(image.index, i, i + 1))
+            if isinstance(spec, MammographySpec)
+        ]
+        whole = MammographySpec(
+            study=request.study,
+            series=image.context,
+            pixels=tuple(p for v in views for p in v.pixels),
+            views=tuple(x for v in views for x in v.views),
+            bits_stored=request.acquisition.bits_stored,
+            window=_window(request),
+        )
+        segs = [s for i in range(len(VIEWS)) for s in work.make(Part(seg.index, i, i + 1))]
+        return [whole, *segs, *work.make(Part(sr.index, 0, 1))]
+
+    def open(self, request: StudyRequest) -> MammographyWork:
+        """The study view by view: the first view, the report, then each view's SEG after its view."""
+        return MammographyWork(self, request)
+
+
+class MammographyWork:
+    """One mammography study in parts (contract.StudyWork): the breasts are drawn once; each view is
+    rendered when its image or its SEG is first asked for, and kept until the study closes."""
+
+    def __init__(self, generator: MammographyGenerator, request: StudyRequest):
+        self._generator, self._request = generator, request
+        self._patient: Patient | None = None
+        self._views: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        image, seg, sr = (request.by_role(r) for r in ("image", "segmentation", "measurements"))
+        assert image is not None and seg is not None and sr is not None
+        self._image, self._seg, self._sr = image, seg, sr
+        parts = [Part(image.index, 0, 1), Part(sr.index, 0, 1), Part(seg.index, 0, 1)]
+        for i in range(1, len(VIEWS)):
+            parts += [Part(image.index, i, i + 1), Part(seg.index, i, i + 1)]
+        self.parts = tuple(parts)
+
+    @property
+    def patient(self) -> Patient:
+        if self._patient is None:
+            self._patient = self._generator.patient(self._request)
+        return self._patient
+
+    def _view(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._views:
+            acq, (laterality, view) = self._request.acquisition, VIEWS[i]
+            pixels, labels, _, _ = render_view(
+                self.patient,
                 laterality,
                 view,
                 acq.rows,
                 acq.columns,
                 acq.pixel_spacing_mm,
                 acq.bits_stored,
-                request.draws.study_rng("view", i),
+                self._request.draws.study_rng("view", i),
             )
-            pixels.append(made)
-            labels.append(label_map)
-            centres.append(found)
-            views.append(_view(request, patient, laterality, view))
-        specs: list[IODSpec] = [
-            MammographySpec(
-                study=request.study,
-                series=image.context,
-                pixels=tuple(pixels),
-                views=tuple(views),
-                bits_stored=acq.bits_stored,
-                window=((1 << acq.bits_stored) * 0.5, (1 << acq.bits_stored) * 0.9),
-            )
-        ]
-        for i, (laterality, _) in enumerate(VIEWS):
-            segments = _segments(request, patient, laterality, np.unique(labels[i]))
-            if not segments:  # a view without findings: an empty "breast" segment keeps one SEG per view
-                segments = (_breast_segment(request, laterality),)
-                frame = (pixels[i] > 0).astype(np.uint8) * 255
+            self._views[i] = (pixels, labels)
+        return self._views[i]
+
+    def make(self, part: Part) -> list[IODSpec]:
+        request, specs = self._request, list[IODSpec]()
+        for i in range(part.start, part.stop):
+            if part.series_index == self._image.index:
+                pixels, _ = self._view(i)
+                specs.append(self._image_spec(i, (pixels,)))
+            elif part.series_index == self._seg.index:
+                specs.append(self._seg_spec(i))
             else:
-                frame = labels[i]
-            specs.append(
-                SegmentationSpec(
-                    study=request.study,
-                    series=seg.context,
-                    source_series_uid=image.context.series_instance_uid,
-                    labels=frame[None],
-                    segments=segments,
-                    source_instances=(i,),
-                    instance_index=i,
-                )
-            )
-        specs.append(_report(request, patient, sr.context, image.context.series_instance_uid, centres))
-        return specs  # the whole study for any part: the SEGs and the SR come from the same rendering
+                specs.append(_report(request, self.patient, self._sr.context, self._image.context.series_instance_uid))
+        return specs
+
+    def _image_spec(self, first: int, pixels: tuple[np.ndarray, ...]) -> MammographySpec:
+        request = self._request
+        views = tuple(_view(request, self.patient, *VIEWS[first + k]) for k in range(len(pixels)))
+        return MammographySpec(
+            study=request.study,
+            series=self._image.context,
+            pixels=pixels,
+            views=views,
+            bits_stored=request.acquisition.bits_stored,
+            window=_window(request),
+            first_instance=first,
+        )
+
+    def _seg_spec(self, i: int) -> SegmentationSpec:
+        request = self._request
+        pixels, labels = self._view(i)
+        laterality = VIEWS[i][0]
+        segments = _segments(request, self.patient, laterality, np.unique(labels))
+        frame = labels
+        if not segments:  # a view without findings: the breast as its segment keeps one SEG per view
+            segments = (_breast_segment(request, laterality),)
+            frame = (pixels > 0).astype(np.uint8) * 255
+        return SegmentationSpec(
+            study=request.study,
+            series=self._seg.context,
+            source_series_uid=self._image.context.series_instance_uid,
+            labels=frame[None],
+            segments=segments,
+            source_instances=(i,),
+            instance_index=i,
+        )
+
+    def headers(self, series_index: int) -> list[IODSpec]:
+        if series_index != self._image.index:
+            return self.make(next(p for p in self.parts if p.series_index == series_index))
+        acq = self._request.acquisition
+        placeholder = np.zeros((acq.rows, acq.columns), np.uint16)  # no attribute depends on the pixels
+        return [self._image_spec(0, (placeholder,) * len(VIEWS))]
+
+    def close(self) -> None:
+        self._patient, self._views = None, {}
+
+
+def _window(request: StudyRequest) -> tuple[float, float]:
+    top = 1 << request.acquisition.bits_stored
+    return top * 0.5, top * 0.9
 
 
 def _view(request: StudyRequest, patient: Patient, laterality: str, view: str) -> MammogramView:
@@ -186,13 +258,17 @@ def clock_position(position: tuple[float, float, float], laterality: str) -> int
     return int(round(angle / 30)) % 12 or 12
 
 
-def _report(request: StudyRequest, patient: Patient, context, source_uid: str, centres) -> MeasurementReportSpec:
+def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -> MeasurementReportSpec:
+    """Each mass measured on its CC view (where the geometry puts it), density and BI-RADS per breast; no pixels needed."""
+    acq = request.acquisition
     measurements = []
     for mass in patient.masses:
         frame = VIEWS.index((mass.laterality, "CC"))
-        centre = centres[frame].get(1 + mass.index)
-        radius = mass.diameter_mm / 2 / request.acquisition.pixel_spacing_mm
-        if centre is None or mass.diameter_mm <= 0:
+        centre = mass_centre(
+            mass, view_geometry(patient.breasts[mass.laterality], "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
+        )
+        radius = mass.diameter_mm / 2 / acq.pixel_spacing_mm
+        if mass.diameter_mm <= 0:
             points, frame_index = None, None
         else:
             dr, dc = math.sin(mass.angle) * radius, math.cos(mass.angle) * radius
