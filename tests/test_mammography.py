@@ -201,12 +201,23 @@ def test_a_follow_up_shows_the_course_of_the_index_mass(archive):
     assert sizes == [studies[0].lesion_diameters_mm[0], studies[1].lesion_diameters_mm[0]]
 
 
-def test_an_unknown_density_class_names_the_file_and_key():
+def test_an_unknown_density_class_or_view_names_the_file_and_key():
     data = yaml.safe_load((MG_COHORTS / "breast_cancer_small.yaml").read_text())
     data["acquisition"]["density"] = {"A": 0.5, "E": 0.5}
     with pytest.raises(ConfigError, match="cohort.yaml: acquisition: .*unknown BI-RADS density class E"):
         parse_cohort(data, "cohort.yaml", 0, registry.discover())
     data["acquisition"]["density"] = {"A": 1.0}
+    data["acquisition"]["views"] = ["RCC", "LCC", "RAP"]
+    with pytest.raises(
+        ConfigError, match=r"cohort.yaml: acquisition: views: 'RAP' \(use distinct views from RCC, LCC, RMLO, LMLO\)"
+    ):
+        parse_cohort(data, "cohort.yaml", 0, registry.discover())
+    data["acquisition"]["views"] = ["RCC", "RMLO"]
+    with pytest.raises(ConfigError, match="RCC and LCC are needed"):
+        parse_cohort(data, "cohort.yaml", 0, registry.discover())
+    data["acquisition"]["views"] = ["RCC", "LCC"]
+    two = parse_cohort(data, "cohort.yaml", 0, registry.discover())
+    assert two.acquisition.view_list == (("R", "CC"), ("L", "CC"))
     data["trial"]["protocol_name"] = "x" * 65
     with pytest.raises(ConfigError, match="cohort.yaml: trial: protocol_name"):
         parse_cohort(data, "cohort.yaml", 0, registry.discover())

@@ -17,6 +17,8 @@ SLOTS = (
 )
 #: The four standard views, in instance order: (laterality, view).
 VIEWS = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))
+#: Views the geometry stage projects, by their usual names (laterality + view).
+KNOWN_VIEWS = {f"{side}{view}": (side, view) for view in ("CC", "MLO") for side in ("R", "L")}
 DENSITIES = ("A", "B", "C", "D")
 
 
@@ -34,6 +36,13 @@ class MammographyAcquisition(_Strict):
     #: Shares of BI-RADS breast density categories A (fatty) to D (extremely dense).
     density: dict[str, float] = Field(default_factory=lambda: {"A": 0.1, "B": 0.4, "C": 0.4, "D": 0.1})
     calcification_share: float = Field(0.35, ge=0, le=1)  # subjects with a cluster of calcifications
+    #: The views of a study, in instance order; both CCs are needed (the report measures masses on them).
+    views: tuple[str, ...] = ("RCC", "LCC", "RMLO", "LMLO")
+
+    @property
+    def view_list(self) -> tuple[tuple[str, str], ...]:
+        """(laterality, view) of each instance."""
+        return tuple(KNOWN_VIEWS[v] for v in self.views)
 
     @model_validator(mode="after")
     def _checked(self) -> MammographyAcquisition:
@@ -42,22 +51,30 @@ class MammographyAcquisition(_Strict):
             raise ValueError(f"density: unknown BI-RADS density class {', '.join(unknown)} (use {', '.join(DENSITIES)})")
         if abs(sum(self.density.values()) - 1.0) > 1e-6 or min(self.density.values(), default=0) < 0:
             raise ValueError("density: shares must be non-negative and add up to 1")
+        unknown_views = [v for v in self.views if v not in KNOWN_VIEWS]
+        if unknown_views or not self.views or len(set(self.views)) != len(self.views):
+            raise ValueError(
+                f"views: {', '.join(map(repr, unknown_views)) or 'a view is repeated or none is given'} "
+                f"(use distinct views from {', '.join(KNOWN_VIEWS)})"
+            )
+        if not {"RCC", "LCC"} <= set(self.views):
+            raise ValueError("views: RCC and LCC are needed (the report measures each mass on its CC view)")
         if self.rows * self.pixel_spacing_mm < 180 or self.columns * self.pixel_spacing_mm < 140:
             raise ValueError("the detector must cover at least 180 x 140 mm (rows x columns x pixel_spacing_mm)")
         return self
 
 
 def plan(draws: PlanDraws) -> StudyPlan:
-    """Four views, a SEG per view and one SR per study."""
+    """The cohort's views (four by default), a SEG per view and one SR per study."""
     n, acq = len(draws), draws.acquisition
     ones = np.ones(n, dtype=np.int64)
     descriptions = np.empty((n, 3), dtype=object)
-    descriptions[:, 0] = "Screening mammography, 4 views"
+    descriptions[:, 0] = f"Mammography, {len(acq.views)} views"
     descriptions[:, 1] = "Lesions (ground truth)"
     descriptions[:, 2] = "Lesion measurements and BI-RADS"
     zero = ones * 0
     return StudyPlan(
-        n_instances=np.stack([4 * ones, 4 * ones, ones], axis=1),
+        n_instances=np.stack([len(acq.views) * ones, len(acq.views) * ones, ones], axis=1),
         frames=np.stack([zero, zero, zero], axis=1),
         rows=np.stack([acq.rows * ones, acq.rows * ones, zero], axis=1),
         columns=np.stack([acq.columns * ones, acq.columns * ones, zero], axis=1),

@@ -26,7 +26,6 @@ from synthpacs.imaging.spec import (
 )
 
 from .geometry import Patient, at_visit, draw_patient, mass_centre, view_geometry
-from .plan import VIEWS
 from .teacher import CALCIFICATION_LABEL, render_view
 
 VERSION = 1  # bump when the same request would give other pixels
@@ -64,7 +63,7 @@ class MammographyGenerator:
         assert image is not None and seg is not None and sr is not None
         views = [
             spec
-            for i in range(len(VIEWS))
+            for i in range(len(request.acquisition.view_list))
             for spec in work.make(Part(image.index, i, i + 1))
             if isinstance(spec, MammographySpec)
         ]
@@ -76,7 +75,7 @@ class MammographyGenerator:
             bits_stored=request.acquisition.bits_stored,
             window=_window(request),
         )
-        segs = [s for i in range(len(VIEWS)) for s in work.make(Part(seg.index, i, i + 1))]
+        segs = [s for i in range(len(request.acquisition.view_list)) for s in work.make(Part(seg.index, i, i + 1))]
         return [whole, *segs, *work.make(Part(sr.index, 0, 1))]
 
     def open(self, request: StudyRequest) -> MammographyWork:
@@ -96,7 +95,8 @@ class MammographyWork:
         assert image is not None and seg is not None and sr is not None
         self._image, self._seg, self._sr = image, seg, sr
         parts = [Part(image.index, 0, 1), Part(sr.index, 0, 1), Part(seg.index, 0, 1)]
-        for i in range(1, len(VIEWS)):
+        self._views_of = request.acquisition.view_list
+        for i in range(1, len(self._views_of)):
             parts += [Part(image.index, i, i + 1), Part(seg.index, i, i + 1)]
         self.parts = tuple(parts)
 
@@ -108,7 +108,7 @@ class MammographyWork:
 
     def _view(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if i not in self._views:
-            acq, (laterality, view) = self._request.acquisition, VIEWS[i]
+            acq, (laterality, view) = self._request.acquisition, self._views_of[i]
             pixels, labels, _, _ = render_view(
                 self.patient,
                 laterality,
@@ -136,7 +136,7 @@ class MammographyWork:
 
     def _image_spec(self, first: int, pixels: tuple[np.ndarray, ...]) -> MammographySpec:
         request = self._request
-        views = tuple(_view(request, self.patient, *VIEWS[first + k]) for k in range(len(pixels)))
+        views = tuple(_view(request, self.patient, *self._views_of[first + k]) for k in range(len(pixels)))
         return MammographySpec(
             study=request.study,
             series=self._image.context,
@@ -150,7 +150,7 @@ class MammographyWork:
     def _seg_spec(self, i: int) -> SegmentationSpec:
         request = self._request
         pixels, labels = self._view(i)
-        laterality = VIEWS[i][0]
+        laterality = self._views_of[i][0]
         segments = _segments(request, self.patient, laterality, np.unique(labels))
         frame = labels
         if not segments:  # a view without findings: the breast as its segment keeps one SEG per view
@@ -171,7 +171,7 @@ class MammographyWork:
             return self.make(next(p for p in self.parts if p.series_index == series_index))
         acq = self._request.acquisition
         placeholder = np.zeros((acq.rows, acq.columns), np.uint16)  # no attribute depends on the pixels
-        return [self._image_spec(0, (placeholder,) * len(VIEWS))]
+        return [self._image_spec(0, (placeholder,) * len(self._views_of))]
 
     def close(self) -> None:
         self._patient, self._views = None, {}
@@ -263,7 +263,7 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
     acq = request.acquisition
     measurements = []
     for mass in patient.masses:
-        frame = VIEWS.index((mass.laterality, "CC"))
+        frame = acq.view_list.index((mass.laterality, "CC"))
         centre = mass_centre(
             mass, view_geometry(patient.breasts[mass.laterality], "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
         )
