@@ -121,7 +121,7 @@ def render_view(
     glandular = glandular * np.clip(coarse * 4, 0, 1)
     fat_lines = _ligaments(rng, shape, pixel_mm) * np.clip(1 - 2 * glandular, 0, 1) * 0.1
     thickness = np.sqrt(np.clip(skin / SKIN_FALLOFF_MM, 0, 1))
-    density = (0.2 + 0.45 * glandular + (0.03 + 0.06 * glandular) * texture + 0.02 * detail * glandular + fat_lines) * thickness
+    density = (0.27 + 0.32 * glandular + (0.05 + 0.05 * glandular) * texture + 0.02 * detail * glandular + fat_lines) * thickness
     if view == "MLO":  # the pectoral muscle: a band along the chest wall, widest at the top, with a convex edge
         x, h = geometry.grids()
         edge = 0.3 * (1 - np.clip((h + 1.0) / 1.1, 0, 1)) ** 0.7
