@@ -7,7 +7,7 @@ has shrunk by the follow-up.
 
 Usage::
 
-    python tools/mammography_course.py OUT.png [--data-dir DIR] [--width 320]
+    python tools/mammography_course.py OUT.png [--data-dir DIR] [--width 360]
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def _views(archive: Archive, study_uid: str, width: int) -> list[Image.Image]:
             if str(item.SegmentLabel).startswith(("Mass", "Calcifications")):
                 edge = mask.astype(bool) & ~ndimage.binary_erosion(mask.astype(bool), iterations=3)
                 image[edge] = (255, 40, 40)
-        tile = Image.fromarray(image)
-        out.append(tile.resize((width, round(width * tile.height / tile.width)), Image.Resampling.LANCZOS))
+        rows, cols = np.nonzero(image.max(axis=2) > 0)  # the breast's bounding box: no detector air in the montage
+        tile = Image.fromarray(image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+        out.append(tile.resize((round(width * tile.width / tile.height), width), Image.Resampling.LANCZOS))
     return out
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--width", type=int, default=360, help="tile height in pixels")
     args = parser.parse_args()
     archive = Archive(load_config(None, {"data_dir": args.data_dir or tempfile.mkdtemp(prefix="mg-course-")}))
     universe = archive._universe
@@ -65,11 +66,13 @@ def main() -> None:
         if not 0 < later.lesion_diameters_mm[0] < 0.8 * first.lesion_diameters_mm[0]:
             continue
         rows = [_views(archive, s.study_instance_uid, args.width) for s in (first, later)]
-        height = rows[0][0].height
-        canvas = Image.new("RGB", (4 * args.width + 12, 2 * height + 4), "black")
+        height = args.width  # tiles share a height (the --width value), widths follow each breast
+        canvas = Image.new("RGB", (max(sum(t.width + 4 for t in tiles) for tiles in rows), 2 * height + 4), "black")
         for r, tiles in enumerate(rows):
-            for c, tile in enumerate(tiles):
-                canvas.paste(tile, (c * (args.width + 4), r * (height + 4)))
+            x = 0
+            for tile in tiles:
+                canvas.paste(tile, (x, r * (height + 4)))
+                x += tile.width + 4
         args.out.parent.mkdir(parents=True, exist_ok=True)
         canvas.save(args.out, optimize=True)
         print(f"wrote {args.out}: {first.patient.patient_id}, {first.time_point_description} and {later.time_point_description}")
