@@ -69,7 +69,7 @@ class Patient:
     implant: bool
 
 
-def _power_field(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
+def power_field(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
     """Zero-mean, unit-SD Gaussian field with a 1/f^beta power spectrum (float32 real FFTs)."""
     from scipy import fft
 
@@ -101,7 +101,7 @@ def draw_breast(rng: np.random.Generator, laterality: str, density: str, scale: 
         np.linspace(-1, 1, n, dtype=np.float32),
     )
     x, y, z = np.meshgrid(*axis, indexing="ij")
-    field = _power_field(rng, (n, n, n), 2.6)
+    field = power_field(rng, (n, n, n), 2.6)
     # Glandular tissue gathers behind the nipple, thins towards the skin and the chest wall.
     prior = -3.0 * ((x - 0.45) ** 2 / 0.18 + y**2 / 0.45 + z**2 / 0.45) - 1.5 * np.maximum(0, x - 0.85) / 0.15
     score = field + prior

@@ -45,7 +45,7 @@ def fingerprint(options: GeneratorOptions) -> str:
 
 
 class MammographyGenerator:
-    """The loaded target (contract.Generator); the whole study is made at once (four views)."""
+    """The loaded target (contract.Generator); a study is made view by view through :meth:`open`."""
 
     fingerprint = fingerprint(GeneratorOptions())
 

@@ -20,8 +20,16 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Breast, Patient, ViewGeometry, calcification_points, mass_centre, project_tissue, view_geometry
-from .geometry import _power_field as power_field
+from .geometry import (
+    Breast,
+    Patient,
+    ViewGeometry,
+    calcification_points,
+    mass_centre,
+    power_field,
+    project_tissue,
+    view_geometry,
+)
 
 SKIN_FALLOFF_MM = 12.0
 #: Lesion label values in a view's label map: masses are 1 + their index, calcification clusters 10 + theirs.
