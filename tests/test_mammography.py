@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import subprocess
 import time
 
@@ -294,6 +295,9 @@ def test_ohif_renders_an_mg_study(running):
         frames = [r for r in browser.responses() if "/frames/" in r["url"]]
         assert frames and all(r["status"] == 200 for r in frames)
         print(f"OHIF drew the MG study after {time.monotonic() - started:.1f} s")
+        if os.environ.get("MG_OHIF_SCREENSHOT"):  # docs/ohif_mammography.png was made so
+            time.sleep(3)
+            browser.screenshot(os.environ["MG_OHIF_SCREENSHOT"])
 
 
 def test_evaluate_measures_texture_against_the_real_mammograms(tmp_path):
