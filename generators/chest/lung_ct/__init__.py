@@ -13,7 +13,7 @@ Importing this package does not import torch.
 
 from pathlib import Path
 
-from synthpacs.generation.contract import GeneratorOptions, ZooTarget
+from synthpacs.generation.contract import Lazy, ZooTarget
 
 from .geometry import (
     ChestAnatomy,
@@ -30,55 +30,20 @@ from .plan import SLOTS, LungCTAcquisition, plan
 from .target import LatentWalk
 from .teacher import render_hu
 
-
-class _Training:
-    """Trainable: ``synthpacs train chest/lung-ct`` (imports torch when called)."""
-
-    def train(self, request):
-        from .training import train
-
-        return train(request)
-
-
-class _Evaluation:
-    """Evaluable: ``synthpacs evaluate chest/lung-ct`` (imports torch when called)."""
-
-    def evaluate(self, request):
-        from .evaluation import evaluate
-
-        return evaluate(request)
-
-    def summary_rows(self, report):
-        from .evaluation import summary_rows
-
-        return summary_rows(report)
-
-
-def _load(options: GeneratorOptions):
-    from .target import load
-
-    return load(options)
-
-
-def _fingerprint(options: GeneratorOptions) -> str:
-    from .target import fingerprint
-
-    return fingerprint(options)
-
-
 TARGET = ZooTarget(
     name="chest/lung-ct",
     title="Lung-cancer chest CT (label map -> HU, conditional GAN)",
     slots=SLOTS,
     plan=plan,
     renderers=("gan", "teacher"),
-    load=_load,
-    fingerprint=_fingerprint,
+    load=Lazy(f"{__name__}.target", "load"),
+    fingerprint=Lazy(f"{__name__}.target", "fingerprint"),
     acquisition=LungCTAcquisition,
     aliases=("lung-ct", "lung_ct"),
     folder=Path(__file__).resolve().parent,
-    training=_Training(),
-    evaluation=_Evaluation(),
+    # Capabilities import torch only when called.
+    training=Lazy(f"{__name__}.training", "train"),
+    evaluation=Lazy(f"{__name__}.evaluation", "evaluate", "summary_rows"),
     interpolation=LatentWalk(),
 )
 

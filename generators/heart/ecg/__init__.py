@@ -11,52 +11,11 @@ Importing this package imports neither torch nor neurokit2.
 
 from pathlib import Path
 
-from synthpacs.generation.contract import GeneratorOptions, ZooTarget
+from synthpacs.generation.contract import Lazy, ZooTarget
 
 from .checkpoint import fingerprint
 from .export import ECGFiles, LatentWalk
 from .plan import SLOTS, ECGAcquisition, plan
-
-
-class _Training:
-    """Trainable: ``synthpacs train heart/ecg --data DIR`` fine-tunes on the user's ECGs (imports torch when called)."""
-
-    def train(self, request):
-        from .training import train
-
-        return train(request)
-
-
-class _Evaluation:
-    """Evaluable: ``synthpacs evaluate heart/ecg`` (imports torch and neurokit2 when called)."""
-
-    summary_headers = ("quantity", "generated", "real reference")
-
-    def evaluate(self, request):
-        from .evaluation import evaluate
-
-        return evaluate(request)
-
-    def summary_rows(self, report):
-        from .evaluation import summary_rows
-
-        return summary_rows(report)
-
-
-class _Sampling:
-    """Sampleable: raw DeepFake ECG samples, the seed's interface (eight leads, microvolts)."""
-
-    def sample(self, n: int, seed: int, psi: float = 1.0, device: str = "auto"):
-        from .target import sample
-
-        return sample(n, seed, device)
-
-
-def _load(options: GeneratorOptions):
-    from .target import load
-
-    return load(options)
-
 
 TARGET = ZooTarget(
     name="heart/ecg",
@@ -64,14 +23,17 @@ TARGET = ZooTarget(
     slots=SLOTS,
     plan=plan,
     renderers=("gan",),
-    load=_load,
+    load=Lazy(f"{__name__}.target", "load"),
     fingerprint=fingerprint,
     acquisition=ECGAcquisition,
     aliases=("ecg",),
     folder=Path(__file__).resolve().parent,
-    training=_Training(),
-    evaluation=_Evaluation(),
-    sampling=_Sampling(),
+    # Capabilities import torch and neurokit2 only when called.
+    training=Lazy(f"{__name__}.training", "train"),  # fine-tunes on the user's 10-s ECGs
+    evaluation=Lazy(
+        f"{__name__}.evaluation", "evaluate", "summary_rows", summary_headers=("quantity", "generated", "real reference")
+    ),
+    sampling=Lazy(f"{__name__}.target", "sample"),  # raw DeepFake ECG samples (eight leads, microvolts)
     interpolation=LatentWalk(),
     export=ECGFiles(),
 )

@@ -207,8 +207,10 @@ def load(options: GeneratorOptions) -> ECGGenerator:
     return ECGGenerator(options)
 
 
-def sample(n: int, seed: int, device: str = "auto", generator: ECGGenerator | None = None) -> list[np.ndarray]:
+def sample(n: int, seed: int, psi: float = 1.0, device: str = "auto", generator: ECGGenerator | None = None) -> list[np.ndarray]:
     """``n`` raw samples (eight leads I, II, V1-V6, microvolts, (8, 5000) each) from keyed noise of ``seed``.
+
+    ``psi`` is accepted for the zoo's sampling interface; Pulse2Pulse has no latent mean to truncate towards.
 
     Sample ``i`` of a seed is the same whatever ``n``: each has its own noise.
     """
