@@ -63,6 +63,23 @@ class EvaluationRequest:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
+#: The block of a MODEL_CARD.md that ``evaluate --update-card`` rewrites.
+CARD_START, CARD_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
+
+
+def update_card_block(card: Path, body: str) -> None:
+    """Put ``body`` between the evaluation markers of a model card (appended, with markers, where it has none)."""
+    import re
+
+    block = f"{CARD_START}\n{body}\n{CARD_END}"
+    text = card.read_text() if card.exists() else ""
+    if CARD_START in text and CARD_END in text:
+        text = re.sub(re.escape(CARD_START) + r".*?" + re.escape(CARD_END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    card.write_text(text)
+
+
 # -- the feature extractor ------------------------------------------------------------------
 
 

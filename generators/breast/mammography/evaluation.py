@@ -17,18 +17,23 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
-from synthpacs.generation.evaluate import EvaluationRequest, FilterBank, frechet_distance, intra_set_ms_ssim, standardise
+from synthpacs.generation.evaluate import (
+    EvaluationRequest,
+    FilterBank,
+    frechet_distance,
+    intra_set_ms_ssim,
+    standardise,
+    update_card_block,
+)
 
 from .geometry import at_visit, draw_patient
 from .realdata import REAL_PIXEL_MM, real_mammograms
 from .teacher import render_view
 
-CARD_START, CARD_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 PATCH_MM = 25.6
 PIXEL_MM = 0.1
 PATCH = int(PATCH_MM / PIXEL_MM)  # 256
@@ -160,13 +165,8 @@ def update_card(card: Path, report: dict) -> None:
 
     table = tabulate(summary_rows(report), headers=list(SUMMARY_HEADERS), tablefmt="github")
     block = (
-        f"{CARD_START}\nMeasured by `synthpacs evaluate breast/mammography` ({report['patients']} synthetic patients, "
+        f"Measured by `synthpacs evaluate breast/mammography` ({report['patients']} synthetic patients, "
         f"{report['patches']['generated']} generated and {report['patches'].get('benign', 0) + report['patches'].get('malignant', 0)} real "
-        f"patches of {PATCH_MM} mm):\n\n{table}\n{CARD_END}"
+        f"patches of {PATCH_MM} mm):\n\n{table}"
     )
-    text = card.read_text() if card.exists() else ""
-    if CARD_START in text and CARD_END in text:
-        text = re.sub(re.escape(CARD_START) + r".*?" + re.escape(CARD_END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    card.write_text(text)
+    update_card_block(card, block)

@@ -33,14 +33,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from synthpacs.generation.evaluate import EvaluationRequest, FilterBank, frechet_distance, intra_set_ms_ssim, standardise
+from synthpacs.generation.evaluate import (
+    EvaluationRequest,
+    FilterBank,
+    frechet_distance,
+    intra_set_ms_ssim,
+    standardise,
+    update_card_block,
+)
 
 from .geometry import CTGrid, Label
 from .target import LUNG_WINDOW, MEDIASTINUM_WINDOW
@@ -67,7 +73,6 @@ HU_RANGES = {
     "TABLE": (-200, 100),
 }
 FEATURE_WINDOWS = (LUNG_WINDOW, MEDIASTINUM_WINDOW, (400.0, 1800.0))
-CARD_START, CARD_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 
 
 def _core(mask: np.ndarray) -> np.ndarray:
@@ -328,16 +333,11 @@ def update_card(card: Path, report: dict) -> None:
 
     table = tabulate(summary_rows(report), headers=["quantity", "GAN", "teacher"], tablefmt="github")
     block = (
-        f"{CARD_START}\nMeasured by `synthpacs evaluate lung-ct` ({report['volumes_per_set']} volumes and "
+        f"Measured by `synthpacs evaluate lung-ct` ({report['volumes_per_set']} volumes and "
         f"{report['slices_per_set']} slices per set, {report['grid']}, psi {report['psi']:g}, weights "
-        f"`{str(report.get('weights_sha256'))[:16]}`):\n\n{table}\n{CARD_END}"
+        f"`{str(report.get('weights_sha256'))[:16]}`):\n\n{table}"
     )
-    text = card.read_text() if card.exists() else ""
-    if CARD_START in text and CARD_END in text:
-        text = re.sub(re.escape(CARD_START) + r".*?" + re.escape(CARD_END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    card.write_text(text)
+    update_card_block(card, block)
 
 
 def comparison_montage(pipeline, out: Path, seed: int = 20250101, patient: int = 0) -> Path:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from synthpacs.generation.contract import GeneratorOptions
-from synthpacs.generation.evaluate import EvaluationRequest
+from synthpacs.generation.evaluate import EvaluationRequest, update_card_block
 
 from . import measure as measuring
 from .checkpoint import checkpoint_file
@@ -36,7 +35,6 @@ from .leads import NETWORK_LEADS, SAMPLING_HZ
 from .plan import ECGAcquisition
 from .rhythm import draw_rhythm
 
-CARD_START, CARD_END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 NORMAL = {"heart_rate_bpm": (60, 100), "pr_ms": (120, 200), "qrs_ms": (70, 110), "qtcf_ms": (350, 450)}
 INTERVALS = ("heart_rate_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtcf_ms")
 BEAT_MS = (-250, 450)  # the median beat's window around the R peak
@@ -209,12 +207,7 @@ def update_card(card: Path, report: dict) -> None:
 
     table = tabulate(summary_rows(report), headers=list(SUMMARY_HEADERS), tablefmt="github")
     block = (
-        f"{CARD_START}\nMeasured by `synthpacs evaluate heart/ecg` ({report['samples']} samples, seed {report['seed']}, "
-        f"weights `{report['weights_sha256'][:16]}`):\n\n{table}\n{CARD_END}"
+        f"Measured by `synthpacs evaluate heart/ecg` ({report['samples']} samples, seed {report['seed']}, "
+        f"weights `{report['weights_sha256'][:16]}`):\n\n{table}"
     )
-    text = card.read_text() if card.exists() else ""
-    if CARD_START in text and CARD_END in text:
-        text = re.sub(re.escape(CARD_START) + r".*?" + re.escape(CARD_END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    card.write_text(text)
+    update_card_block(card, block)
