@@ -172,7 +172,7 @@ def generator_options(func):
     func = click.option("--device", help="Where generators run: auto (CUDA when present), cpu, cuda or cuda:N.")(func)
     func = click.option(
         "--weights",
-        help="Pretrained folder (generator.json + weights.safetensors; heart/ecg: a .pt checkpoint or a train run folder) "
+        help="Pretrained weights (a folder or file, as the target's model card says; a `synthpacs train` run folder) "
         "to use instead of the shipped GAN weights.",
     )(func)
     func = click.option("--renderer", help="gan (default) or teacher: the photorealism stage.")(func)
@@ -184,7 +184,7 @@ def generator_options(func):
 @click.option(
     "--target",
     "target_name",
-    help="Instead of --study: generate -n studies of this target (e.g. heart/ecg), in catalog order from --start-id.",
+    help="Instead of --study: generate -n studies of this target (name or alias), in catalog order from --start-id.",
 )
 @click.option(
     "-n", "count", type=click.IntRange(min=1, max=100_000), default=1, show_default=True, help="With --target: studies."
@@ -265,7 +265,7 @@ def generate(
 
     With --target T -n N: the same for N studies of target T (numbered from
     --start-id, one folder each), plus the target's own files and a
-    measurements.csv where it has them (heart/ecg: DeepFake ECG .asc files).
+    measurements.csv where it has them (see the target's model card).
 
     With --interpolate A,B: write the GAN's latent interpolation between the
     samples drawn from seeds A and B, on this study's label map (frame 0 is
@@ -370,7 +370,7 @@ def registry_entry(archive, name: str):
 @click.option(
     "--samples",
     type=click.IntRange(min=2),
-    help="Samples per set, for targets that draw no volumes (heart/ecg: ECGs; default 64).",
+    help="Samples per set, for targets that draw no volumes (the target's default when not given).",
 )
 @click.option("--eval-seed", type=int, default=0, show_default=True, help="Seed of the evaluation sets (never used in training).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")

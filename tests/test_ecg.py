@@ -360,8 +360,10 @@ def test_an_unknown_lead_and_cuda_without_cuda_are_clear_errors():
 
     with pytest.raises(ValueError, match="unknown ECG lead 'V7'"):
         lead_code("V7")
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+    if torch.cuda.is_available():  # where CUDA is, --device cuda runs the network there
+        on_gpu = ECGGenerator(GeneratorOptions(device="cuda", device_source="flag --device"))
+        assert on_gpu.device.type == "cuda" and on_gpu.raw(on_gpu.noise(np.random.default_rng(0))).shape == (1, 8, 5000)
+        return
     with pytest.raises(ConfigError, match="flag --device.*asks for CUDA, but none is available"):
         ECGGenerator(GeneratorOptions(device="cuda", device_source="flag --device"))
 

@@ -72,7 +72,7 @@ def first_study(archive, target: str, index: int = 0):
 
 def test_the_core_names_no_target():
     """No target name, and no IOD SOP class outside imaging/, is written in synthpacs/."""
-    names = [name for name in PROTOCOLS] + ["test-photo", "test-ecg"]
+    names = [name for name in PROTOCOLS] + ["test-photo", "test-ecg", "heart/ecg", "breast/mammography"]
     for path in (ROOT / "synthpacs").rglob("*.py"):
         text = path.read_text()
         for name in names:

@@ -155,7 +155,7 @@ class _Code(_Strict):
 
 
 class _Exam(_Strict):
-    """Another exam of the cohort's visits (an ECG beside the imaging), a study of its own in the same time point."""
+    """Another exam of the cohort's visits, a study of its own in the same time point."""
 
     target: str
     visits: tuple[int, ...] = Field(min_length=1)  # visit numbers: 0 is baseline (screening)

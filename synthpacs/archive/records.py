@@ -15,7 +15,7 @@ import numpy as np
 EPOCH = np.datetime64("1970-01-01", "D")
 #: Visits per patient that a study number can tell apart.
 MAX_VISITS = 64
-#: Exams per visit (the cohort's imaging exam first, then its other exams such as an ECG).
+#: Exams per visit (the cohort's own exam first, then the others its file names).
 MAX_EXAMS = 4
 #: Bits of a study key below its exam: patient (24 bits, as in UIDs) and visit (6 bits).
 _EXAM_SHIFT = 30
@@ -54,7 +54,7 @@ def patient_id(index: int) -> str:
 
 
 def accession_number(index: int, visit: int, exam: int = 0) -> str:
-    """Accession Number (0008,0050) of a visit's order: one per exam (imaging, ECG, ...)."""
+    """Accession Number (0008,0050) of a visit's order: one per exam."""
     return f"SYNA{index + 1:07d}{visit:02d}" + (f"E{exam}" if exam else "")
 
 

@@ -359,7 +359,7 @@ class Universe:
         """One row per study (patient, visit, exam) for the patient arrays ``pa``, in that order.
 
         Every visit holds the cohort's own exam (0); another exam of the cohort
-        (an ECG) adds a study at the visits it names, on the same day, earlier.
+        adds a study at the visits it names, on the same day, earlier.
         """
         n_visits = pa["n_visits"]
         rows = np.repeat(np.arange(len(n_visits)), n_visits)

@@ -97,7 +97,7 @@ class ScheduledStep:
     site_id: str
     site_name: str
     cohort: Cohort
-    exam: Exam  # what is to be done: the cohort's imaging or another of its exams (an ECG)
+    exam: Exam  # what is to be done: the cohort's own exam or another one its file names
     study_instance_uid: str
     accession_number: str
     start_date: str
