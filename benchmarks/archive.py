@@ -41,8 +41,8 @@ from synthpacs.config import load_config
 from synthpacs.archive import Archive
 config = load_config(None, {"patients": 100, "data_dir": sys.argv[1]}, environ={})
 archive = Archive(config)
-study = next(iter(archive.find("STUDY", {}, limit=1)))
-refs = [r for r in archive.instances(str(study.StudyInstanceUID)) if r.sop_class_uid.endswith(".1.2")]
+study = next(iter(archive.find("STUDY", {"ModalitiesInStudy": "CT"}, limit=1)))
+refs = [r for r in archive.instances(str(study.StudyInstanceUID)) if r.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"]
 t = time.perf_counter(); [archive.instance_bytes(r) for r in refs]; cold = time.perf_counter() - t
 t = time.perf_counter(); [archive.instance_bytes(r) for r in refs]; warm = time.perf_counter() - t
 archive.close()

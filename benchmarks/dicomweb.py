@@ -116,7 +116,8 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 def _ct_series(server: _Server, offset: int) -> tuple[str, str, list[str]]:
-    study = _value(server.get("/dicom-web/studies", params={"limit": 1, "offset": offset}, headers=JSON).json()[0], "0020000D")
+    found = server.get("/dicom-web/studies", params={"limit": 1, "offset": offset, "ModalitiesInStudy": "CT"}, headers=JSON).json()
+    study = _value(found[0], "0020000D")
     series = server.get(f"/dicom-web/studies/{study}/series", params={"Modality": "CT"}, headers=JSON).json()
     se = _value(series[0], "0020000E")
     instances = server.get(f"/dicom-web/studies/{study}/series/{se}/instances", headers=JSON).json()
