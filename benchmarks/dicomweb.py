@@ -116,7 +116,9 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 def _ct_series(server: _Server, offset: int) -> tuple[str, str, list[str]]:
-    found = server.get("/dicom-web/studies", params={"limit": 1, "offset": offset, "ModalitiesInStudy": "CT"}, headers=JSON).json()
+    found = server.get(
+        "/dicom-web/studies", params={"limit": 1, "offset": offset, "ModalitiesInStudy": "CT"}, headers=JSON
+    ).json()
     study = _value(found[0], "0020000D")
     series = server.get(f"/dicom-web/studies/{study}/series", params={"Modality": "CT"}, headers=JSON).json()
     se = _value(series[0], "0020000E")
