@@ -401,10 +401,11 @@ class GANLungCT(LungCTGenerator):
 
     @property
     def slab_slices(self) -> int:
-        """A whole number of the pipeline's batches (at least 8 slices), so a slab's forward passes
-        are the whole series' passes at those slices and give the same bytes."""
-        batch = max(1, int(self.pipeline.batch_slices))
-        return batch * max(1, -(-8 // batch))
+        """Two slices: the part a viewer's first frame waits on costs two forward passes. Each slice's
+        pass depends on that slice alone (its latent, noise and neighbours' labels), not on the batch
+        it shares, so any slab gives the whole series' bytes; throughput is the same from one slice
+        per pass to eight (docs/benchmarks.md)."""
+        return 2
 
     def render_slab(self, labels: VisitLabels, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
         grid, pipeline = labels.grid, self.pipeline
