@@ -180,6 +180,130 @@ def test_the_report_measures_each_mass_and_gives_birads_per_breast(study):
     assert "BI-RADS 6" in text  # the index cancer's breast: a known, biopsy-proven malignancy
 
 
+def _principal_share(points: np.ndarray) -> float:
+    """The share of a point set's variance along its first principal axis."""
+    centred = points - points.mean(axis=0)
+    values = np.linalg.svd(centred, compute_uv=False) ** 2
+    return float(values[0] / values.sum())
+
+
+def test_calcification_clusters_are_laid_out_by_their_birads_distribution():
+    from generators.breast.mammography.geometry import DISTRIBUTIONS, MORPHOLOGIES, draw_calcifications
+
+    seen: set[tuple[str, str]] = set()
+    for seed in range(300):
+        c = draw_calcifications(np.random.default_rng(seed), "L", (0.5, 0.0, 0.0))
+        assert c.distribution in DISTRIBUTIONS[c.morphology]
+        seen.add((c.morphology, c.distribution))
+        offsets = c.offsets_mm
+        extent = float(np.ptp(offsets, axis=0).max())
+        assert len(offsets) == len(c.sizes_mm) == len(c.directions) == len(c.lengths_mm) >= 6
+        if c.distribution == "linear":  # along one duct
+            assert _principal_share(offsets) > 0.9, seed
+        elif c.distribution == "grouped":
+            assert extent < 30, seed
+        elif c.distribution == "regional":
+            assert extent > 15, seed
+        if c.morphology == "fine linear branching":  # thin casts, longer than wide, along their duct
+            assert (c.lengths_mm >= 1.0).all() and (c.sizes_mm <= 0.3).all()
+            if c.distribution == "linear":
+                axis = np.linalg.svd(offsets - offsets.mean(axis=0))[2][0]
+                assert np.abs(c.directions @ axis).mean() > 0.7, seed
+        if c.morphology in ("punctate", "amorphous"):
+            assert (c.lengths_mm == 0).all()
+    assert {m for m, _ in seen} == set(MORPHOLOGIES)
+    assert {d for _, d in seen} == {"grouped", "linear", "segmental", "regional"}
+
+
+def test_calcifications_and_a_distortion_project_consistently_into_cc_and_mlo():
+    """Rendered at detector size: each finding's label lies where its 3-D position projects in both views,
+    as far from the chest wall in CC as in MLO; calcifications are brighter than the tissue around them."""
+    from dataclasses import replace
+
+    from generators.breast.mammography.geometry import (
+        SQRT_HALF,
+        Calcifications,
+        draw_distortion,
+        draw_patient,
+        view_geometry,
+    )
+    from generators.breast.mammography.teacher import CALCIFICATION_LABEL, DISTORTION_LABEL, render_view
+
+    rows, columns, pixel_mm = 3328, 2560, 0.085
+    patient = draw_patient(np.random.default_rng(5), {"B": 1.0}, 0.0, 0)
+    n = 12
+    t = np.linspace(-6, 6, n)
+    duct = np.array([1.0, 0.0, 0.0])
+    cluster = Calcifications(
+        "L", (0.45, 0.3, -0.2), t[:, None] * duct, np.full(n, 0.3), "fine linear branching", "linear",
+        np.tile(duct, (n, 1)), np.full(n, 2.0),
+    )  # fmt: skip
+    distortion = replace(draw_distortion(np.random.default_rng(1), 0, "L"), position=(0.6, -0.5, -0.3))
+    patient = replace(patient, calcifications=(cluster,), distortions=(distortion,))
+    columns_seen = {}
+    for view in ("CC", "MLO"):
+        pixels, labels, geometry, _ = render_view(patient, "L", view, rows, columns, pixel_mm, 12, np.random.default_rng(2))
+        assert geometry == view_geometry(patient.breasts["L"], view, rows, columns, pixel_mm)
+        for label, (x, y, z) in ((CALCIFICATION_LABEL, cluster.centre), (DISTORTION_LABEL, distortion.position)):
+            found_rows, found_cols = np.nonzero(labels == label)
+            assert len(found_rows), (view, label)
+            height = y if view == "CC" else (y + z) * SQRT_HALF
+            assert abs(found_rows.mean() - (geometry.centre_row + height * geometry.half_height_px)) < 40, (view, label)
+            assert abs(found_cols.mean() - x * geometry.depth_px) < 40, (view, label)
+            columns_seen.setdefault(label, []).append(found_cols.mean())
+        # The casts run along their duct (towards the nipple: along the columns) in both views.
+        calc_rows, calc_cols = np.nonzero(labels == CALCIFICATION_LABEL)
+        assert np.ptp(calc_cols) > 3 * np.ptp(calc_rows), view
+        ring = np.zeros(labels.shape, bool)
+        ring[calc_rows.min() - 40 : calc_rows.max() + 40, calc_cols.min() - 40 : calc_cols.max() + 40] = True
+        ring &= (labels == 0) & (pixels > 0)
+        # the casts are brighter than anything in the tissue around them (they are not there: 100 below it)
+        assert np.percentile(pixels[labels == CALCIFICATION_LABEL], 99) > int(pixels[ring].max()) + 200, view
+    for label, (cc, mlo) in columns_seen.items():
+        assert abs(cc - mlo) < 25, label
+
+
+def test_birads_per_breast_is_its_most_suspicious_finding():
+    from generators.breast.mammography.geometry import Calcifications
+    from generators.breast.mammography.target import breast_birads
+
+    def cluster(morphology: str, distribution: str = "grouped") -> Calcifications:
+        return Calcifications("L", (0.5, 0, 0), np.zeros((3, 3)), np.ones(3), morphology, distribution)
+
+    class Mass:
+        def __init__(self, index: int):
+            self.index = index
+
+    assert breast_birads([], [], []) == 1
+    assert breast_birads([], [cluster("punctate", "regional")], []) == 2
+    assert breast_birads([], [cluster("punctate")], []) == 3
+    assert breast_birads([], [cluster("amorphous")], []) == 4
+    assert breast_birads([], [cluster("fine linear branching", "segmental")], []) == 5
+    assert breast_birads([], [cluster("punctate")], ["a distortion"]) == 4
+    assert breast_birads([Mass(0)], [cluster("fine linear branching")], []) == 6
+
+
+def test_a_study_with_calcifications_names_them_in_its_seg_and_report(archive):
+    generator = archive.generator("breast/mammography")
+    for found in archive.find("STUDY", {"ModalitiesInStudy": "MG"}, limit=40):
+        request = archive.study_request(str(found.StudyInstanceUID))
+        patient = generator.patient(request)
+        if patient.calcifications:
+            break
+    else:
+        pytest.fail("no study with calcifications in the test universe")
+    cluster = patient.calcifications[0]
+    work = generator.open(request)
+    try:
+        specs = [spec for part in work.parts for spec in work.make(part)]
+    finally:
+        work.close()
+    descriptions = [s.description for spec in specs for s in getattr(spec, "segments", ())]
+    assert f"{cluster.morphology} calcifications, {cluster.distribution} distribution" in descriptions
+    (summary,) = [spec.summary for spec in specs if getattr(spec, "summary", None)]
+    assert f"{cluster.morphology} calcifications, {cluster.distribution} distribution" in summary
+
+
 def test_the_same_study_gives_the_same_pixels_again(study, tmp_path):
     uid, files = study
     other = Archive(mg_config(tmp_path / "again"))
@@ -219,6 +343,10 @@ def test_an_unknown_density_class_or_view_names_the_file_and_key():
     data["acquisition"]["views"] = ["RCC", "LCC"]
     two = parse_cohort(data, "cohort.yaml", 0, registry.discover())
     assert two.acquisition.view_list == (("R", "CC"), ("L", "CC"))
+    data["acquisition"]["distortion_share"] = 1.5
+    with pytest.raises(ConfigError, match="cohort.yaml: acquisition: distortion_share"):
+        parse_cohort(data, "cohort.yaml", 0, registry.discover())
+    del data["acquisition"]["distortion_share"]
     data["trial"]["protocol_name"] = "x" * 65
     with pytest.raises(ConfigError, match="cohort.yaml: trial: protocol_name"):
         parse_cohort(data, "cohort.yaml", 0, registry.discover())

@@ -11,6 +11,14 @@ and project with the same functions, so a mass is as far from the nipple in
 CC as in MLO and above or below it as its 3-D position says. Sizes come from
 the subject's course (the universe's lesion diameters); calcification
 clusters are the patient's own, and may appear at a later visit.
+
+A calcification cluster has a BI-RADS morphology and distribution: each
+calcification is a small capsule in 3-D (a centre, a direction, a length and
+a width), laid out by the distribution (a group, a line along a duct, a
+branching segment pointing at the nipple, a region), so fine linear
+branching calcifications run along their duct in both views. Architectural
+distortion is a set of 3-D spokes radiating from a point with no mass at
+its centre; its spokes project into each view with the same functions.
 """
 
 from __future__ import annotations
@@ -26,6 +34,30 @@ from .plan import DENSITIES
 #: Fibroglandular volume fraction by BI-RADS density (4th-edition quartiles).
 GLANDULAR_FRACTION = {"A": (0.05, 0.22), "B": (0.25, 0.48), "C": (0.52, 0.72), "D": (0.76, 0.9)}
 SHAPES = ("round", "oval", "irregular")
+#: BI-RADS calcification morphologies (5th edition) and how often a cluster has each.
+MORPHOLOGIES = {
+    "punctate": 0.25,
+    "amorphous": 0.2,
+    "coarse heterogeneous": 0.15,
+    "fine pleomorphic": 0.25,
+    "fine linear branching": 0.15,
+}
+#: Distributions each morphology is seen in, with their shares.
+DISTRIBUTIONS = {
+    "punctate": {"grouped": 0.5, "regional": 0.5},
+    "amorphous": {"grouped": 0.6, "regional": 0.2, "segmental": 0.2},
+    "coarse heterogeneous": {"grouped": 0.7, "regional": 0.3},
+    "fine pleomorphic": {"grouped": 0.5, "linear": 0.2, "segmental": 0.3},
+    "fine linear branching": {"linear": 0.5, "segmental": 0.5},
+}
+#: Per morphology: calcification width and length ranges (mm).
+PARTICLES = {
+    "punctate": ((0.2, 0.5), (0.0, 0.0)),
+    "amorphous": ((0.1, 0.3), (0.0, 0.0)),
+    "coarse heterogeneous": ((0.5, 1.0), (0.2, 0.8)),
+    "fine pleomorphic": ((0.15, 0.45), (0.1, 0.6)),
+    "fine linear branching": ((0.15, 0.3), (1.0, 4.0)),
+}
 MARGINS = ("circumscribed", "obscured", "spiculated")
 FIELD = 48  # the 3-D tissue field's grid (per axis)
 
@@ -47,7 +79,30 @@ class Calcifications:
     laterality: str
     centre: tuple[float, float, float]
     offsets_mm: np.ndarray  # (n, 3) each calcification's offset from the centre, mm (x, y, z)
-    sizes_mm: np.ndarray  # (n,)
+    sizes_mm: np.ndarray  # (n,) widths
+    morphology: str = "punctate"
+    distribution: str = "grouped"
+    directions: np.ndarray | None = None  # (n, 3) unit vectors, mm axes; None: round
+    lengths_mm: np.ndarray | None = None  # (n,) along ``directions``
+
+    def shown(self, n: int) -> Calcifications:
+        """The first ``n`` calcifications (the distribution's order: a duct's grow along it)."""
+        cut = None if self.directions is None else self.directions[:n]
+        lengths = None if self.lengths_mm is None else self.lengths_mm[:n]
+        return Calcifications(
+            self.laterality, self.centre, self.offsets_mm[:n], self.sizes_mm[:n], self.morphology, self.distribution, cut, lengths
+        )
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """Architectural distortion: spokes radiating from a point, no mass at the centre."""
+
+    index: int
+    laterality: str
+    position: tuple[float, float, float]  # normalised (x, y, z)
+    radius_mm: float
+    spokes: np.ndarray  # (m, 3) directions, mm axes (x, y, z), scaled by each spoke's share of the radius
 
 
 @dataclass(frozen=True)
@@ -67,6 +122,7 @@ class Patient:
     masses: tuple[Mass, ...]
     calcifications: tuple[Calcifications, ...]
     implant: bool
+    distortions: tuple[Distortion, ...] = ()
 
 
 def power_field(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
@@ -121,8 +177,68 @@ def draw_breast(rng: np.random.Generator, laterality: str, density: str, scale: 
     )
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+
+
+def _choose(rng: np.random.Generator, shares: dict[str, float]) -> str:
+    names = list(shares)
+    p = np.array([shares[n] for n in names], dtype=float)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def draw_calcifications(rng: np.random.Generator, laterality: str, centre: tuple[float, float, float]) -> Calcifications:
+    """A cluster: its morphology, its distribution's layout (mm offsets, in the order they appear) and each
+    calcification's capsule."""
+    morphology = _choose(rng, MORPHOLOGIES)
+    distribution = _choose(rng, DISTRIBUTIONS[morphology])
+    towards_nipple = _unit(np.array([1.0, rng.normal(0, 0.3), rng.normal(0, 0.3)]))
+    if distribution == "grouped":  # a few within a centimetre or two
+        n = int(rng.integers(6, 25))
+        offsets = rng.normal(0, rng.uniform(2.0, 4.0), size=(n, 3))
+        ducts = np.tile(towards_nipple, (n, 1))
+    elif distribution == "linear":  # along one duct
+        n = int(rng.integers(8, 25))
+        t = np.sort(rng.uniform(-0.5, 0.5, n)) * rng.uniform(10, 25)
+        offsets = t[:, None] * towards_nipple + rng.normal(0, 0.4, size=(n, 3))
+        ducts = np.tile(towards_nipple, (n, 1))
+    elif distribution == "segmental":  # a duct's branches, spreading from the nipple side towards the chest wall
+        branches = _unit(-towards_nipple + rng.normal(0, 0.35, size=(int(rng.integers(3, 6)), 3)))
+        n = int(rng.integers(15, 40))
+        which = rng.integers(len(branches), size=n)
+        t = np.sort(rng.uniform(0, 1, n)) * rng.uniform(20, 35)
+        offsets = t[:, None] * branches[which] + rng.normal(0, 0.5, size=(n, 3))
+        offsets -= offsets.mean(axis=0)
+        ducts = branches[which]
+    else:  # regional: scattered over a large volume
+        n = int(rng.integers(20, 40))
+        offsets = rng.uniform(-1, 1, size=(n, 3)) * rng.uniform(12, 22)
+        ducts = _unit(rng.normal(size=(n, 3)))
+    (w0, w1), (l0, l1) = PARTICLES[morphology]
+    sizes = rng.uniform(w0, w1, n)
+    lengths = rng.uniform(l0, l1, n)
+    if morphology == "fine linear branching":  # along the duct, some at a branching angle
+        directions = _unit(ducts + rng.normal(0, 0.3, size=(n, 3)))
+    else:
+        directions = _unit(rng.normal(size=(n, 3)))
+    return Calcifications(laterality, centre, offsets, sizes, morphology, distribution, directions, lengths)
+
+
+def draw_distortion(rng: np.random.Generator, index: int, laterality: str) -> Distortion:
+    r = rng.uniform(0.1, 0.5)
+    theta = rng.uniform(0, 2 * math.pi)
+    position = (float(rng.uniform(0.3, 0.7)), float(r * math.cos(theta)), float(r * math.sin(theta)))
+    m = int(rng.integers(12, 24))
+    spokes = _unit(rng.normal(size=(m, 3))) * rng.uniform(0.45, 1.0, (m, 1))  # each its own length
+    return Distortion(index, laterality, position, float(rng.uniform(8, 18)), spokes)
+
+
 def draw_patient(
-    patient_rng: np.random.Generator, density_shares: dict[str, float], calcification_share: float, n_masses: int
+    patient_rng: np.random.Generator,
+    density_shares: dict[str, float],
+    calcification_share: float,
+    n_masses: int,
+    distortion_share: float = 0.0,
 ) -> Patient:
     """A patient's breasts and findings (everything but this visit's sizes)."""
     classes = [c for c in DENSITIES if density_shares.get(c, 0) > 0]
@@ -153,17 +269,18 @@ def draw_patient(
     calcifications = []
     if patient_rng.uniform() < calcification_share:
         side = index_side if patient_rng.uniform() < 0.7 else ("L" if index_side == "R" else "R")
-        n = int(patient_rng.integers(6, 30))
-        spread = patient_rng.uniform(3, 8)
-        offsets = patient_rng.normal(0, spread, size=(n, 3))
-        offsets[:, 0] *= patient_rng.uniform(1.0, 2.5)  # segmental: elongated towards the nipple
         centre = (
             float(patient_rng.uniform(0.3, 0.75)),
             float(patient_rng.uniform(-0.4, 0.4)),
             float(patient_rng.uniform(-0.4, 0.4)),
         )
-        calcifications.append(Calcifications(side, centre, offsets, patient_rng.uniform(0.2, 0.7, n)))
-    return Patient(density, breasts, tuple(masses), tuple(calcifications), implant=bool(patient_rng.uniform() < 0.02))
+        calcifications.append(draw_calcifications(patient_rng, side, centre))
+    implant = bool(patient_rng.uniform() < 0.02)
+    distortions = []
+    if patient_rng.uniform() < distortion_share:
+        side = index_side if patient_rng.uniform() < 0.5 else ("L" if index_side == "R" else "R")
+        distortions.append(draw_distortion(patient_rng, 0, side))
+    return Patient(density, breasts, tuple(masses), tuple(calcifications), implant, tuple(distortions))
 
 
 def at_visit(patient: Patient, diameters_mm: tuple[float, ...], visit: int, visit_rng: np.random.Generator) -> Patient:
@@ -175,8 +292,8 @@ def at_visit(patient: Patient, diameters_mm: tuple[float, ...], visit: int, visi
     calcifications = []
     for c in patient.calcifications:
         shown = max(3, int(len(c.sizes_mm) * min(1.0, 0.6 + 0.1 * visit)))  # new calcifications appear on follow-up
-        calcifications.append(Calcifications(c.laterality, c.centre, c.offsets_mm[:shown], c.sizes_mm[:shown]))
-    return Patient(patient.density, patient.breasts, masses, tuple(calcifications), patient.implant)
+        calcifications.append(c.shown(shown))
+    return Patient(patient.density, patient.breasts, masses, tuple(calcifications), patient.implant, patient.distortions)
 
 
 # -- projection ------------------------------------------------------------------------------
@@ -250,13 +367,37 @@ def mass_centre(mass: Mass, geometry: ViewGeometry) -> tuple[float, float]:
     return geometry.to_pixel(x, view_height(geometry.view, y, z))
 
 
-def calcification_points(c: Calcifications, geometry: ViewGeometry, breast: Breast) -> np.ndarray:
-    """(n, 2) (row, column) of each calcification in a view."""
-    x0, y0, z0 = c.centre
-    out = []
-    for dx, dy, dz in c.offsets_mm:
-        x = x0 + dx / breast.depth_mm
-        y = y0 + dy / breast.half_width_mm
-        z = z0 + dz / breast.half_width_mm
-        out.append(geometry.to_pixel(x, view_height(geometry.view, y, z)))
+def project_points(
+    centre: tuple[float, float, float], offsets_mm: np.ndarray, geometry: ViewGeometry, breast: Breast
+) -> np.ndarray:
+    """(n, 2) (row, column) in a view of points given as mm offsets from a normalised 3-D centre."""
+    x0, y0, z0 = centre
+    offsets = np.asarray(offsets_mm, dtype=np.float64).reshape(-1, 3)
+    out = [
+        geometry.to_pixel(
+            x0 + dx / breast.depth_mm, view_height(geometry.view, y0 + dy / breast.half_width_mm, z0 + dz / breast.half_width_mm)
+        )
+        for dx, dy, dz in offsets
+    ]
     return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def calcification_points(c: Calcifications, geometry: ViewGeometry, breast: Breast) -> np.ndarray:
+    """(n, 2) (row, column) of each calcification's centre in a view."""
+    return project_points(c.centre, c.offsets_mm, geometry, breast)
+
+
+def calcification_segments(c: Calcifications, geometry: ViewGeometry, breast: Breast) -> np.ndarray:
+    """(n, 2, 2): the two ends (row, column) of each calcification's capsule axis in a view."""
+    if c.directions is None or c.lengths_mm is None:
+        points = calcification_points(c, geometry, breast)
+        return np.stack([points, points], axis=1)
+    half = c.directions * (c.lengths_mm[:, None] / 2)
+    ends = [project_points(c.centre, c.offsets_mm + sign * half, geometry, breast) for sign in (-1, 1)]
+    return np.stack(ends, axis=1)
+
+
+def distortion_spokes(d: Distortion, geometry: ViewGeometry, breast: Breast) -> tuple[np.ndarray, np.ndarray]:
+    """A distortion's centre (row, column) and its spokes' outer ends (m, 2) in a view."""
+    centre = project_points(d.position, np.zeros((1, 3)), geometry, breast)[0]
+    return centre, project_points(d.position, d.spokes * d.radius_mm, geometry, breast)

@@ -36,6 +36,7 @@ class MammographyAcquisition(_Strict):
     #: Shares of BI-RADS breast density categories A (fatty) to D (extremely dense).
     density: dict[str, float] = Field(default_factory=lambda: {"A": 0.1, "B": 0.4, "C": 0.4, "D": 0.1})
     calcification_share: float = Field(0.35, ge=0, le=1)  # subjects with a cluster of calcifications
+    distortion_share: float = Field(0.1, ge=0, le=1)  # subjects with an architectural distortion
     #: The views of a study, in instance order; both CCs are needed (the report measures masses on them).
     views: tuple[str, ...] = ("RCC", "LCC", "RMLO", "LMLO")
 

@@ -26,12 +26,16 @@ from synthpacs.imaging.spec import (
 )
 
 from .geometry import Patient, at_visit, draw_patient, mass_centre, view_geometry
-from .teacher import CALCIFICATION_LABEL, render_view
+from .teacher import CALCIFICATION_LABEL, DISTORTION_LABEL, render_view
 
-VERSION = 1  # bump when the same request would give other pixels
+VERSION = 2  # bump when the same request would give other pixels (2: calcification morphologies, distortion)
 LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT", "Left")}
 BREAST = Code("76752008", "SCT", "Breast")
 CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")
+DISTORTION = codes.SCT.ArchitecturalDistortionOfBreast
+#: BI-RADS category a finding alone suggests (5th edition): suspicious morphologies 4, fine linear
+#: branching 5 (4C/5 in the atlas), punctate probably benign (benign when regional).
+CALCIFICATION_BIRADS = {"amorphous": 4, "coarse heterogeneous": 4, "fine pleomorphic": 4, "fine linear branching": 5}
 DENSITY_TEXT = {
     "A": "almost entirely fatty",
     "B": "scattered fibroglandular",
@@ -52,7 +56,11 @@ class MammographyGenerator:
     def patient(self, request: StudyRequest) -> Patient:
         acq = request.acquisition
         base = draw_patient(
-            request.draws.rng("mammography"), acq.density, acq.calcification_share, len(request.lesion_diameters_mm)
+            request.draws.rng("mammography"),
+            acq.density,
+            acq.calcification_share,
+            len(request.lesion_diameters_mm),
+            acq.distortion_share,
         )
         return at_visit(base, request.lesion_diameters_mm, request.visit, request.draws.study_rng("mammography"))
 
@@ -205,8 +213,24 @@ def _view(request: StudyRequest, patient: Patient, laterality: str, view: str) -
 def _segments(request: StudyRequest, patient: Patient, laterality: str, present: np.ndarray) -> tuple[Segment, ...]:
     out = []
     for value in (int(v) for v in present if v):
-        if value >= CALCIFICATION_LABEL:
+        if value >= DISTORTION_LABEL:
+            k = value - DISTORTION_LABEL
+            out.append(
+                Segment(
+                    label_value=value,
+                    label=f"Distortion {k + 1}",
+                    tracking_id=f"Architectural distortion {k + 1}",
+                    tracking_uid=request.draws.tracking_uid(70 + k),
+                    category=codes.cid7150.MorphologicallyAbnormalStructure,
+                    property_type=DISTORTION,
+                    anatomic_region=BREAST,
+                    laterality=LATERALITY[laterality],
+                    description="architectural distortion, no central mass",
+                )
+            )
+        elif value >= CALCIFICATION_LABEL:
             k = value - CALCIFICATION_LABEL
+            cluster = patient.calcifications[k]
             out.append(
                 Segment(
                     label_value=value,
@@ -217,6 +241,7 @@ def _segments(request: StudyRequest, patient: Patient, laterality: str, present:
                     property_type=CALCIFICATION,
                     anatomic_region=BREAST,
                     laterality=LATERALITY[laterality],
+                    description=f"{cluster.morphology} calcifications, {cluster.distribution} distribution",
                 )
             )
         else:
@@ -258,6 +283,15 @@ def clock_position(position: tuple[float, float, float], laterality: str) -> int
     return int(round(angle / 30)) % 12 or 12
 
 
+def breast_birads(masses, calcifications, distortions) -> int:
+    """One breast's BI-RADS assessment: the most suspicious of its findings (6: the index cancer, known
+    from biopsy; any other mass or a distortion 4; calcifications by morphology; nothing 1)."""
+    categories = [6 if m.index == 0 else 4 for m in masses] + [4 for _ in distortions]
+    for c in calcifications:
+        categories.append(CALCIFICATION_BIRADS.get(c.morphology, 2 if c.distribution == "regional" else 3))
+    return max(categories, default=1)
+
+
 def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -> MeasurementReportSpec:
     """Each mass measured on its CC view (where the geometry puts it), density and BI-RADS per breast; no pixels needed."""
     acq = request.acquisition
@@ -289,9 +323,15 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
     for side in ("R", "L"):
         masses = [m for m in patient.masses if m.laterality == side]
         calcs = [c for c in patient.calcifications if c.laterality == side]
-        birads = 6 if any(m.index == 0 for m in masses) else (4 if masses else (3 if calcs else 1))
+        distortions = [d for d in patient.distortions if d.laterality == side]
+        birads = breast_birads(masses, calcs, distortions)
         found = [f"mass {m.index + 1} at {clock_position(m.position, side)} o'clock, {m.diameter_mm:.0f} mm" for m in masses]
-        found += [f"{len(c.sizes_mm)} calcifications" for c in calcs]
+        found += [
+            f"{len(c.sizes_mm)} {c.morphology} calcifications, {c.distribution} distribution, "
+            f"at {clock_position(c.centre, side)} o'clock"
+            for c in calcs
+        ]
+        found += [f"architectural distortion at {clock_position(d.position, side)} o'clock" for d in distortions]
         sides.append(
             f"{'Right' if side == 'R' else 'Left'} breast: BI-RADS {birads}" + (f" ({'; '.join(found)})" if found else "")
         )

@@ -7,7 +7,10 @@ with a power-law spectrum (beta 3, the exponent measured on real
 mammograms), Cooper's ligaments as thin bright curves in the fat, a
 pectoral muscle on MLO, and the lesions: masses as projected ellipsoids
 (spiculated ones with radiating spicules, irregular ones lobulated),
-calcifications as sub-millimetre dense dots. The attenuation is turned into
+calcifications as small dense capsules drawn by their morphology (round
+punctate dots, faint blurred amorphous ones, coarse ones, thin linear
+casts along their duct), architectural distortion as thin spokes with the
+tissue around them pulled towards their centre. The attenuation is turned into
 the processed look radiologists read (peripheral equalisation, a
 characteristic curve, fat grey and glandular tissue white, the skin line
 visible), with quantum noise, as ``bits_stored`` unsigned integers.
@@ -22,9 +25,12 @@ from scipy import ndimage
 
 from .geometry import (
     Breast,
+    Distortion,
     Patient,
     ViewGeometry,
     calcification_points,
+    calcification_segments,
+    distortion_spokes,
     mass_centre,
     power_field,
     project_tissue,
@@ -32,8 +38,18 @@ from .geometry import (
 )
 
 SKIN_FALLOFF_MM = 12.0
-#: Lesion label values in a view's label map: masses are 1 + their index, calcification clusters 10 + theirs.
+#: Lesion label values in a view's label map: masses are 1 + their index, calcification clusters 10 + theirs,
+#: architectural distortions 20 + theirs.
 CALCIFICATION_LABEL = 10
+DISTORTION_LABEL = 20
+#: Per morphology: the calcifications' density over the tissue, and a blur (mm) for the faint ones.
+CALCIFICATION_LOOK = {
+    "punctate": (0.8, 0.0),
+    "amorphous": (0.35, 0.12),
+    "coarse heterogeneous": (1.0, 0.0),
+    "fine pleomorphic": (0.8, 0.0),
+    "fine linear branching": (0.85, 0.0),
+}
 
 
 def _outline(geometry: ViewGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -149,19 +165,23 @@ def render_view(
         if cluster.laterality != laterality:
             continue
         points = calcification_points(cluster, geometry, breast)
-        dots = np.zeros(shape, np.float32)
-        for (r, c), size in zip(points, cluster.sizes_mm):
-            ri, ci, rad = int(r), int(c), max(1.0, size / 2 / pixel_mm)
-            if 0 <= ri < rows and 0 <= ci < columns and inside[ri, ci]:
-                span = int(rad + 2)
-                rr, cc = np.mgrid[max(0, ri - span) : min(rows, ri + span + 1), max(0, ci - span) : min(columns, ci + span + 1)]
-                disc = ((rr - r) ** 2 + (cc - c) ** 2) <= rad**2
-                dots[rr[disc], cc[disc]] = 1.0
+        dots = _capsules(shape, calcification_segments(cluster, geometry, breast), cluster.sizes_mm / 2 / pixel_mm, inside)
         if dots.any():
-            density = density + 0.9 * dots
+            contrast, blur_mm = CALCIFICATION_LOOK[cluster.morphology]
+            drawn = ndimage.gaussian_filter(dots, blur_mm / pixel_mm) if blur_mm else dots
+            density = density + contrast * drawn
             near = ndimage.binary_dilation(dots > 0, iterations=max(2, int(1.0 / pixel_mm)))
             labels[near & (labels == 0)] = CALCIFICATION_LABEL + k
             centres[CALCIFICATION_LABEL + k] = (float(points[:, 0].mean()), float(points[:, 1].mean()))
+    for distortion in patient.distortions:
+        if distortion.laterality != laterality:
+            continue
+        spoke_centre, ends = distortion_spokes(distortion, geometry, breast)
+        density, mask = _distort(density, spoke_centre, ends, distortion, pixel_mm, inside)
+        value = DISTORTION_LABEL + distortion.index
+        labels[mask & (labels == 0)] = value
+        if mask.any():
+            centres[value] = (float(spoke_centre[0]), float(spoke_centre[1]))
     # Processing: peripheral equalisation (the thickness fall-off is partly undone), a characteristic curve.
     equalised = density / np.maximum(0.35 + 0.65 * thickness, 1e-3)
     curve = 1.0 / (1.0 + np.exp(-(equalised - 0.5) / 0.16))
@@ -170,3 +190,61 @@ def render_view(
     values += rng.normal(0, 0.004 * top_value, shape).astype(np.float32) * inside
     pixels = np.clip(np.rint(values), 0, top_value).astype(np.uint16)
     return pixels, labels, geometry, centres
+
+
+def _capsules(shape: tuple[int, int], segments: np.ndarray, radii_px: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """1 inside each capsule (a segment's ends and a radius, pixels) whose centre lies in the breast."""
+    rows, columns = shape
+    out = np.zeros(shape, np.float32)
+    for (a, b), radius in zip(segments, radii_px):
+        radius = max(1.0, float(radius))
+        mid = (a + b) / 2
+        ri, ci = int(mid[0]), int(mid[1])
+        if not (0 <= ri < rows and 0 <= ci < columns and inside[ri, ci]):
+            continue
+        span = int(radius + np.abs(b - a).max() / 2 + 2)
+        r0, r1, c0, c1 = max(0, ri - span), min(rows, ri + span + 1), max(0, ci - span), min(columns, ci + span + 1)
+        rr, cc = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+        axis = b - a
+        length2 = float(axis @ axis)
+        t = np.zeros_like(rr) if length2 < 1e-9 else np.clip(((rr - a[0]) * axis[0] + (cc - a[1]) * axis[1]) / length2, 0, 1)
+        d2 = (rr - (a[0] + t * axis[0])) ** 2 + (cc - (a[1] + t * axis[1])) ** 2
+        out[r0:r1, c0:c1] = np.maximum(out[r0:r1, c0:c1], (d2 <= radius**2).astype(np.float32))
+    return out
+
+
+def _distort(
+    density: np.ndarray, centre: np.ndarray, ends: np.ndarray, d: Distortion, pixel_mm: float, inside: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Architectural distortion in a view: the tissue within its radius pulled towards the centre, then thin
+    dense spokes fading outwards. Returns the new density and the finding's mask (its spokes and centre)."""
+    rows, columns = density.shape
+    radius = d.radius_mm / pixel_mm
+    span = int(1.6 * radius) + 4
+    r0, r1 = max(0, int(centre[0]) - span), min(rows, int(centre[0]) + span + 1)
+    c0, c1 = max(0, int(centre[1]) - span), min(columns, int(centre[1]) + span + 1)
+    mask = np.zeros(density.shape, bool)
+    if r0 >= r1 or c0 >= c1 or not inside[min(rows - 1, max(0, int(centre[0]))), min(columns - 1, max(0, int(centre[1])))]:
+        return density, mask
+    rr, cc = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+    dr, dc = rr - centre[0], cc - centre[1]
+    rho = np.sqrt(dr**2 + dc**2) / radius
+    pull = 0.5 * np.exp(-(rho**2))  # retraction: read the tissue from further out
+    window = density[r0:r1, c0:c1]
+    out = density.copy()
+    out[r0:r1, c0:c1] = ndimage.map_coordinates(
+        window, [dr * (1 + pull) + centre[0] - r0, dc * (1 + pull) + centre[1] - c0], order=1, mode="nearest"
+    )
+    width = max(0.8, 0.1 / pixel_mm)
+    spokes = np.zeros_like(rr)
+    for end in ends:
+        axis = end - centre
+        length2 = float(axis @ axis)
+        if length2 < 1:
+            continue
+        t = np.clip((dr * axis[0] + dc * axis[1]) / length2, 0, 1)
+        gap = np.sqrt((dr - t * axis[0]) ** 2 + (dc - t * axis[1]) ** 2)
+        spokes = np.maximum(spokes, np.exp(-((gap / width) ** 2)) * (1 - t) ** 0.7 * (t > 0.02))
+    out[r0:r1, c0:c1] += 0.05 * spokes * inside[r0:r1, c0:c1]
+    mask[r0:r1, c0:c1] = ((spokes > 0.3) | (rho < 0.15)) & inside[r0:r1, c0:c1]
+    return out, mask
