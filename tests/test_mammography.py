@@ -404,6 +404,13 @@ def test_getscu_and_dicomweb_client_retrieve_an_mg_study(running, tmp_path):
     assert modalities == ["MG"] * 4 + ["SEG"] * 4 + ["SR"]
 
 
+#: The text of the viewport overlay item app-config.js adds (OHIF tags it with the item's title), or null.
+_OVERLAY_VIEW_LABEL = """(() => {
+  const item = document.querySelector('[title="Laterality and view"]');
+  return item && item.textContent.trim() ? item.textContent.trim() : null;
+})()"""
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_ohif_renders_an_mg_study(running):
@@ -423,6 +430,9 @@ def test_ohif_renders_an_mg_study(running):
         frames = [r for r in browser.responses() if "/frames/" in r["url"]]
         assert frames and all(r["status"] == 200 for r in frames)
         print(f"OHIF drew the MG study after {time.monotonic() - started:.1f} s")
+        # The viewport overlay labels the view as readers do (LCC, RMLO), from ImageLaterality and ViewPosition.
+        label = browser.wait_for(_OVERLAY_VIEW_LABEL, timeout=30)
+        assert label in {"RCC", "LCC", "RMLO", "LMLO"}, f"no view label in the viewport overlay: {label!r}"
         if os.environ.get("MG_OHIF_SCREENSHOT"):  # docs/ohif_mammography.png was made so
             time.sleep(3)
             browser.screenshot(os.environ["MG_OHIF_SCREENSHOT"])

@@ -74,6 +74,30 @@ def _require_dist() -> Path:
     return dist
 
 
+#: OHIF's viewport overlay, top right: an image's laterality and view as readers label them
+#: (LCC, RMLO; PS3.3 C.8.11.7 ImageLaterality, ViewPosition), for any image that has them.
+#: JavaScript, not JSON: overlay items are functions of the displayed instance. Pushed onto
+#: OHIF's default item list (cornerstone extension), which is in place when this is applied.
+_OVERLAY_CUSTOMIZATION = """{
+    'viewportOverlay.topRight': {
+      $push: [{
+        id: 'LateralityAndView',
+        inheritsFrom: 'ohif.overlayItem',
+        label: '',
+        title: 'Laterality and view',
+        condition: function (props) {
+          var r = props.referenceInstance;
+          return !!(r && (r.ImageLaterality || r.ViewPosition));
+        },
+        contentF: function (props) {
+          var r = props.referenceInstance;
+          return String(r.ImageLaterality || '') + String(r.ViewPosition || '');
+        }
+      }]
+    }
+  }"""
+
+
 def app_config_js() -> str:
     """``window.config`` for OHIF 3 with this server as its one DICOMweb data source
     (research/viewers.md §1.1: wadors rendering, lazy study loading, same-origin roots)."""
@@ -102,7 +126,6 @@ def app_config_js() -> str:
         "showStudyList": True,
         "extensions": [],
         "modes": [],
-        "customizationService": {},
         "maxNumberOfWebWorkers": 3,
         "showWarningMessageForCrossOrigin": False,
         "showCPUFallbackMessage": True,
@@ -121,6 +144,7 @@ def app_config_js() -> str:
         "  var source = config.dataSources[0].configuration;\n"
         "  source.qidoRoot = source.wadoRoot = source.stowRoot = root;\n"
         "  source.wadoUriRoot = root + '/wado';\n"
+        f"  config.customizationService = {_OVERLAY_CUSTOMIZATION};\n"
         "  window.config = config;\n"
         "})();\n"
     )
