@@ -20,6 +20,7 @@ from conftest import TESTS, make_config, require_tool
 from dicom_validation import dciodvfy_errors
 from PIL import Image
 from pydicom import dcmread
+from pydicom.sr.codedict import codes
 
 from synthpacs.archive import Archive
 from synthpacs.archive.cohorts import parse_cohort
@@ -160,6 +161,14 @@ def test_tissue_projection_follows_the_view_axes():
         assert abs(axis[0][i] - x0) < 0.05 and abs(axis[1][j] - height) < 0.06, view
 
 
+def _report_groups(report) -> list:
+    """The TID 1501 groups of a measurement report, as highdicom reads them."""
+    import highdicom as hd
+
+    content = hd.sr.MeasurementReport.from_sequence([report], is_root=True)
+    return list(content.get_image_measurement_groups())
+
+
 def test_the_report_measures_each_mass_and_gives_birads_per_breast(study):
     _, files = study
     (report,) = files[SR]
@@ -178,6 +187,27 @@ def test_the_report_measures_each_mass_and_gives_birads_per_breast(study):
     assert "Breast density" in text and "Right breast: BI-RADS" in text and "Left breast: BI-RADS" in text
     assert "Long Axis" in text or "Long axis" in text
     assert "BI-RADS 6" in text  # the index cancer's breast: a known, biopsy-proven malignancy
+    # The same as coded TID 1501 content, read back by highdicom: each mass with its clock position and
+    # distance from the nipple; each breast with its assessment category and composition.
+    groups = {str(g.tracking_identifier): g for g in _report_groups(report)}
+    lesion = groups["Lesion 1"]
+    names = {str(m.name.meaning) for m in lesion.get_measurements()}  # (and the time point order)
+    assert {"Long axis", "Distance from nipple"} <= names
+    (clock,) = lesion.get_qualitative_evaluations(name=codes.DCM.ClockfaceOrRegion)
+    assert "o'clock" in clock.value.meaning
+    assessments = []
+    for side in ("R", "L"):
+        breast = groups[f"Breast {side}"]
+        (category,) = breast.get_qualitative_evaluations(name=codes.DCM.AssessmentCategory)
+        (composition,) = breast.get_qualitative_evaluations(name=codes.DCM.BreastComposition)
+        assert composition.value.meaning in {
+            "Almost entirely fatty",
+            "Scattered fibroglandular densities",
+            "Heterogeneously dense",
+            "Extremely dense",
+        }
+        assessments.append(category.value.meaning)
+    assert "Known biopsy proven malignancy" in assessments
 
 
 def _principal_share(points: np.ndarray) -> float:
@@ -302,6 +332,15 @@ def test_a_study_with_calcifications_names_them_in_its_seg_and_report(archive):
     assert f"{cluster.morphology} calcifications, {cluster.distribution} distribution" in descriptions
     (summary,) = [spec.summary for spec in specs if getattr(spec, "summary", None)]
     assert f"{cluster.morphology} calcifications, {cluster.distribution} distribution" in summary
+    # And coded in the report as it is served: the cluster's type and distribution (TID 1501).
+    (ref,) = [r for r in archive.instances(str(found.StudyInstanceUID)) if r.sop_class_uid == SR]
+    report = dcmread(io.BytesIO(archive.instance_bytes(ref)))
+    groups = {str(g.tracking_identifier): g for g in _report_groups(report)}
+    group = groups["Calcification cluster 1"]
+    (kind,) = group.get_qualitative_evaluations(name=codes.DCM.CalcificationType)
+    (spread,) = group.get_qualitative_evaluations(name=codes.DCM.CalcificationDistribution)
+    words = kind.value.meaning.lower().replace(",", "") + " | " + spread.value.meaning.lower()
+    assert cluster.morphology.split()[-1] in words and cluster.distribution in words, words
 
 
 def test_the_same_study_gives_the_same_pixels_again(study, tmp_path):

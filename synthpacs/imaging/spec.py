@@ -292,11 +292,35 @@ class SegmentationSpec(IODSpec):
 
 
 @dataclass(frozen=True)
+class CodedEvaluation:
+    """One TID 1501 Qualitative Evaluation: a coded concept and its coded value
+    (e.g. Calcification Type: Punctate calcification)."""
+
+    name: Code
+    value: Code
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One more TID 300 measurement of a finding, without image coordinates (e.g. Distance from nipple, mm)."""
+
+    name: Code
+    value: float
+    unit: Code
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(float(self.value)):
+            raise ValueError(f'"value" of {self.name.meaning} must be a finite number, got {self.value!r}.')
+
+
+@dataclass(frozen=True)
 class LinearMeasurement:
     """One measured finding of a TID 1500 report (TID 1501): a length on one source frame.
 
     ``frame`` indexes the source series' instances (None when the finding has
     gone, with value 0); ``points`` are two (row, column) voxel indices.
+    ``finding_type`` overrides the report's; ``evaluations`` and ``quantities``
+    add coded descriptors and other numbers to the finding's group.
     """
 
     tracking_id: str
@@ -306,6 +330,9 @@ class LinearMeasurement:
     laterality: Code | None
     frame: int | None
     points: tuple[tuple[float, float], tuple[float, float]] | None
+    finding_type: Code | None = None
+    evaluations: tuple[CodedEvaluation, ...] = ()
+    quantities: tuple[Quantity, ...] = ()
 
     def __post_init__(self) -> None:
         _require_uid("tracking_uid", self.tracking_uid)
@@ -323,11 +350,33 @@ class LinearMeasurement:
 
 
 @dataclass(frozen=True)
+class QualitativeFinding:
+    """A TID 1501 group that is described, not measured: a finding with its coded evaluations
+    (a calcification cluster's type and distribution, a breast's assessment category)."""
+
+    tracking_id: str
+    tracking_uid: str
+    finding_type: Code
+    finding_site: Code
+    laterality: Code | None
+    evaluations: tuple[CodedEvaluation, ...]
+
+    def __post_init__(self) -> None:
+        _require_uid("tracking_uid", self.tracking_uid)
+        if not self.tracking_id.strip():
+            raise ValueError('"tracking_id" must be a non-empty string.')
+        if not self.evaluations:
+            raise ValueError(f'finding "{self.tracking_id}" needs at least one evaluation.')
+
+
+@dataclass(frozen=True)
 class MeasurementReportSpec(IODSpec):
-    """A Comprehensive SR (PS3.3 A.35.3) TID 1500 Measurement Report over a source series."""
+    """A Comprehensive SR (PS3.3 A.35.3) TID 1500 Measurement Report over a source series:
+    measured findings, then findings described by coded evaluations only."""
 
     source_series_uid: str = ""
     measurements: tuple[LinearMeasurement, ...] = ()
+    findings: tuple[QualitativeFinding, ...] = ()
     measurement_name: Code | None = None
     finding_type: Code | None = None
     finding_category: Code | None = None
@@ -339,9 +388,9 @@ class MeasurementReportSpec(IODSpec):
         _require_uid("source_series_uid", self.source_series_uid)
         if not self.measurements:
             raise ValueError('"measurements" must hold at least one measurement.')
-        uids = [m.tracking_uid for m in self.measurements]
+        uids = [m.tracking_uid for m in self.measurements] + [f.tracking_uid for f in self.findings]
         if len(set(uids)) != len(uids):
-            raise ValueError('"measurements" repeats a tracking UID.')
+            raise ValueError('"measurements" and "findings" repeat a tracking UID.')
 
 
 # -- waveforms --------------------------------------------------------------------------

@@ -16,6 +16,10 @@ report carries it the way OHIF and other TID 1500 readers expect:
   of two points, the diameter line, SELECTED FROM the CT image it lies on.
   A lesion that has disappeared (RECIST complete response) is reported with
   0 mm and no SCOORD;
+* a finding may carry coded TID 1501 Qualitative Evaluations and further NUMs
+  (a mass's clock position, its distance from the nipple), and a report may
+  add groups of findings that are described, not measured (a calcification
+  cluster's type and distribution, a breast's assessment category);
 * (C0034375, UMLS, "Qualitative Evaluations") with a TEXT comment giving the
   sum of diameters of the target lesions (TID 1500 has no numeric slot at
   report level).
@@ -34,7 +38,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from . import common
 from .seg import check_source_datasets
-from .spec import LinearMeasurement, MeasurementReportSpec
+from .spec import CodedEvaluation, LinearMeasurement, MeasurementReportSpec, QualitativeFinding
 
 COMPREHENSIVE_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.33"
 #: Device Observer UID (TID 1004) of the geometry stage: a constant, UUID-derived (PS3.5 B.2) UID.
@@ -46,6 +50,9 @@ COMMENT = codes.DCM.Comment  # (121106, DCM, "Comment")
 
 def _check_measurements(spec: MeasurementReportSpec, source: list[Dataset]) -> None:
     rows, columns = int(source[0].Rows), int(source[0].Columns)
+    for j, f in enumerate(spec.findings):
+        if not isinstance(f, QualitativeFinding):
+            raise TypeError(f'"findings[{j}]" must be a QualitativeFinding, not {type(f).__name__}.')
     for j, m in enumerate(spec.measurements):
         if not isinstance(m, LinearMeasurement):
             raise TypeError(f'"measurements[{j}]" must be a LinearMeasurement, not {type(m).__name__}.')
@@ -93,14 +100,34 @@ def _measurement_group(
         unit=MEASUREMENT_UNIT,
         referenced_coordinates=referenced,
     )
+    others = [hd.sr.Measurement(name=q.name, value=round(float(q.value), 3), unit=q.unit) for q in m.quantities]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=m.tracking_uid, identifier=m.tracking_id),
         time_point_context=time_point,
-        finding_type=spec.finding_type,
+        finding_type=m.finding_type or spec.finding_type,
         finding_category=spec.finding_category,
         method=spec.method,
         finding_sites=[hd.sr.FindingSite(anatomic_location=m.finding_site, laterality=m.laterality)],
-        measurements=[measurement],
+        measurements=[measurement, *others],
+        qualitative_evaluations=_evaluations(m.evaluations),
+    )
+
+
+def _evaluations(evaluations: Sequence[CodedEvaluation]) -> list[hd.sr.QualitativeEvaluation] | None:
+    return [hd.sr.QualitativeEvaluation(name=e.name, value=e.value) for e in evaluations] or None
+
+
+def _finding_group(
+    spec: MeasurementReportSpec, f: QualitativeFinding, time_point: hd.sr.TimePointContext
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """One TID 1501 group for a finding described by coded evaluations only."""
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=f.tracking_uid, identifier=f.tracking_id),
+        time_point_context=time_point,
+        finding_type=f.finding_type,
+        finding_category=spec.finding_category,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=f.finding_site, laterality=f.laterality)],
+        qualitative_evaluations=_evaluations(f.evaluations),
     )
 
 
@@ -178,7 +205,8 @@ def build_measurement_report(spec: MeasurementReportSpec, source: Sequence[Datas
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=study.procedure_code,
-        imaging_measurements=[_measurement_group(spec, m, source, time_point) for m in spec.measurements],
+        imaging_measurements=[_measurement_group(spec, m, source, time_point) for m in spec.measurements]
+        + [_finding_group(spec, f, time_point) for f in spec.findings],
         title=codes.cid7021.ImagingMeasurementReport,
     )
     if spec.summary:

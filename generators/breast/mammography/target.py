@@ -16,11 +16,14 @@ from pydicom.sr.coding import Code
 
 from synthpacs.generation.contract import GeneratorOptions, Part, StudyRequest
 from synthpacs.imaging.spec import (
+    CodedEvaluation,
     IODSpec,
     LinearMeasurement,
     MammogramView,
     MammographySpec,
     MeasurementReportSpec,
+    QualitativeFinding,
+    Quantity,
     Segment,
     SegmentationSpec,
 )
@@ -33,6 +36,39 @@ LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT",
 BREAST = Code("76752008", "SCT", "Breast")
 CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")
 DISTORTION = codes.SCT.ArchitecturalDistortionOfBreast
+CALCIFICATION_TYPE = codes.DCM.CalcificationType
+CALCIFICATION_DISTRIBUTION = codes.DCM.CalcificationDistribution
+CLOCKFACE = codes.DCM.ClockfaceOrRegion
+MORPHOLOGY_CODES = {
+    "punctate": codes.SCT.PunctateCalcification,
+    "amorphous": codes.SCT.AmorphousCalcification,
+    "coarse heterogeneous": codes.SCT.HeterogeneousCalcification,
+    "fine pleomorphic": codes.DCM.FinePleomorphicCalcification,
+    "fine linear branching": codes.SCT.FineLinearBranchingCastingCalcification,
+}
+DISTRIBUTION_CODES = {
+    "grouped": codes.SCT.GroupedCalcificationDistribution,
+    "linear": codes.SCT.LinearCalcificationDistribution,
+    "segmental": codes.SCT.SegmentalCalcificationDistribution,
+    "regional": codes.SCT.RegionalCalcificationDistribution,
+}
+#: BI-RADS assessment categories with the meanings of CID 6026 (the SNOMED names exceed the 64
+#: characters of a Code Meaning).
+ASSESSMENT_CODES = {
+    1: Code("397140005", "SCT", "Negative"),
+    2: Code("397141009", "SCT", "Benign"),
+    3: Code("397143007", "SCT", "Probably benign"),
+    4: Code("397144001", "SCT", "Suspicious abnormality"),
+    5: Code("397145000", "SCT", "Highly suggestive of malignancy"),
+    6: Code("111125", "DCM", "Known biopsy proven malignancy"),
+}
+#: BI-RADS breast composition (CID 6000 meanings), by density class.
+COMPOSITION_CODES = {
+    "A": Code("129716005", "SCT", "Almost entirely fatty"),
+    "B": Code("129717001", "SCT", "Scattered fibroglandular densities"),
+    "C": Code("129718006", "SCT", "Heterogeneously dense"),
+    "D": Code("129719003", "SCT", "Extremely dense"),
+}
 #: BI-RADS category a finding alone suggests (5th edition): suspicious morphologies 4, fine linear
 #: branching 5 (4C/5 in the atlas), punctate probably benign (benign when regional).
 CALCIFICATION_BIRADS = {"amorphous": 4, "coarse heterogeneous": 4, "fine pleomorphic": 4, "fine linear branching": 5}
@@ -276,6 +312,19 @@ def _breast_segment(request: StudyRequest, laterality: str) -> Segment:
     )
 
 
+def clock_code(hour: int) -> Code:
+    """The SNOMED code of a clock-face position (1 to 12 o'clock)."""
+    return getattr(codes.SCT, f"_{hour}OClockPosition")
+
+
+def distance_from_nipple_mm(position: tuple[float, float, float], breast) -> float:
+    """How far a 3-D point lies from the nipple, in mm of the compressed breast (the depth readers give)."""
+    x, y, z = position
+    return math.dist(
+        ((1 - x) * breast.depth_mm, y * breast.half_width_mm, (z - breast.nipple_z) * breast.half_width_mm), (0, 0, 0)
+    )
+
+
 def clock_position(position: tuple[float, float, float], laterality: str) -> int:
     """The clock-face position of a point, as a reader faces the patient (12: superior)."""
     _, y, z = position
@@ -317,6 +366,41 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 laterality=LATERALITY[mass.laterality],
                 frame=frame_index,
                 points=points,
+                evaluations=(CodedEvaluation(CLOCKFACE, clock_code(clock_position(mass.position, mass.laterality))),),
+                quantities=(
+                    Quantity(
+                        codes.DCM.DistanceFromNipple,
+                        round(distance_from_nipple_mm(mass.position, patient.breasts[mass.laterality]), 1),
+                        codes.UCUM.Millimeter,
+                    ),
+                ),
+            )
+        )
+    findings = []
+    for k, c in enumerate(patient.calcifications):
+        findings.append(
+            QualitativeFinding(
+                tracking_id=f"Calcification cluster {k + 1}",
+                tracking_uid=request.draws.tracking_uid(50 + k),
+                finding_type=CALCIFICATION,
+                finding_site=BREAST,
+                laterality=LATERALITY[c.laterality],
+                evaluations=(
+                    CodedEvaluation(CALCIFICATION_TYPE, MORPHOLOGY_CODES[c.morphology]),
+                    CodedEvaluation(CALCIFICATION_DISTRIBUTION, DISTRIBUTION_CODES[c.distribution]),
+                    CodedEvaluation(CLOCKFACE, clock_code(clock_position(c.centre, c.laterality))),
+                ),
+            )
+        )
+    for d in patient.distortions:
+        findings.append(
+            QualitativeFinding(
+                tracking_id=f"Architectural distortion {d.index + 1}",
+                tracking_uid=request.draws.tracking_uid(70 + d.index),
+                finding_type=DISTORTION,
+                finding_site=BREAST,
+                laterality=LATERALITY[d.laterality],
+                evaluations=(CodedEvaluation(CLOCKFACE, clock_code(clock_position(d.position, d.laterality))),),
             )
         )
     sides = []
@@ -325,6 +409,19 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
         calcs = [c for c in patient.calcifications if c.laterality == side]
         distortions = [d for d in patient.distortions if d.laterality == side]
         birads = breast_birads(masses, calcs, distortions)
+        findings.append(
+            QualitativeFinding(
+                tracking_id=f"Breast {side}",
+                tracking_uid=request.draws.tracking_uid(90 + (side == "L")),
+                finding_type=Code("129715009", "SCT", "Breast composition"),
+                finding_site=BREAST,
+                laterality=LATERALITY[side],
+                evaluations=(
+                    CodedEvaluation(codes.DCM.AssessmentCategory, ASSESSMENT_CODES[birads]),
+                    CodedEvaluation(codes.DCM.BreastComposition, COMPOSITION_CODES[patient.density]),
+                ),
+            )
+        )
         found = [f"mass {m.index + 1} at {clock_position(m.position, side)} o'clock, {m.diameter_mm:.0f} mm" for m in masses]
         found += [
             f"{len(c.sizes_mm)} {c.morphology} calcifications, {c.distribution} distribution, "
@@ -341,6 +438,7 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
         series=context,
         source_series_uid=source_uid,
         measurements=tuple(measurements),
+        findings=tuple(findings),
         measurement_name=codes.SCT.LongAxis,
         finding_type=codes.SCT.Mass,
         finding_category=codes.cid7150.MorphologicallyAbnormalStructure,
