@@ -11,6 +11,7 @@ import io
 import math
 import os
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -349,6 +350,36 @@ def test_the_same_study_gives_the_same_pixels_again(study, tmp_path):
     refs = [r for r in other.instances(uid) if r.sop_class_uid == MG]
     again = dcmread(io.BytesIO(other.instance_bytes(refs[2])))
     assert again.PixelData == files[MG][2].PixelData
+
+
+_RENDER_ONE_VIEW = """
+import hashlib, sys
+import numpy as np
+from generators.breast.mammography import geometry
+from generators.breast.mammography.teacher import render_view
+patient = geometry.draw_patient(np.random.default_rng(3), {"C": 1.0}, 1.0, 2, 1.0)
+patient = geometry.at_visit(patient, (30.0, 20.0), 1, np.random.default_rng(4))
+for side in ("R", "L"):
+    pixels, labels, _, _ = render_view(patient, side, "MLO", 1200, 960, 0.25, 12, np.random.default_rng(1))
+    sys.stdout.write(hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest() + " ")
+"""
+
+
+def test_a_view_has_the_same_pixels_in_every_process():
+    """Nothing a view draws may depend on the process (Python's string hashing is salted per process)."""
+    root = str(TESTS.parent)
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", _RENDER_ONE_VIEW],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1, outputs
 
 
 def test_a_follow_up_shows_the_course_of_the_index_mass(archive):

@@ -72,6 +72,7 @@ class Mass:
     margin: str
     aspect: float  # short / long axis
     angle: float  # orientation in the image plane (radians)
+    seed: int = 0  # its lobes and spicules, the same at every visit
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ def draw_patient(
                 margin=MARGINS[int(patient_rng.integers(len(MARGINS)))] if i else "spiculated",
                 aspect=float(patient_rng.uniform(0.6, 0.95)),
                 angle=float(patient_rng.uniform(0, math.pi)),
+                seed=int(patient_rng.integers(2**31)),
             )
         )
     calcifications = []

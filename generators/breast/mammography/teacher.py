@@ -42,6 +42,22 @@ SKIN_FALLOFF_MM = 12.0
 #: architectural distortions 20 + theirs.
 CALCIFICATION_LABEL = 10
 DISTORTION_LABEL = 20
+#: Attenuation of fat, and what a ray's glandular share adds to it (full thickness).
+FAT, GLAND = 0.27, 0.32
+
+
+def displayed(equalised):
+    """The processing's characteristic curve: equalised attenuation -> share of the stored range."""
+    curve = 1.0 / (1.0 + np.exp(-(equalised - 0.5) / 0.16))
+    return 0.05 + 0.85 * curve
+
+
+def glandular_value(share: float, bits: int) -> float:
+    """The stored value of tissue with this glandular share at full thickness, before noise: the
+    threshold of an area density reading."""
+    return float(displayed(FAT + GLAND * share)) * ((1 << bits) - 1)
+
+
 #: Per morphology: the calcifications' density over the tissue, and a blur (mm) for the faint ones.
 CALCIFICATION_LOOK = {
     "punctate": (0.8, 0.0),
@@ -145,7 +161,7 @@ def render_view(
     glandular = glandular * np.clip(coarse * 4, 0, 1)
     fat_lines = _ligaments(rng, shape, pixel_mm) * np.clip(1 - 2 * glandular, 0, 1) * 0.1
     thickness = np.sqrt(np.clip(skin / SKIN_FALLOFF_MM, 0, 1))
-    density = (0.27 + 0.32 * glandular + (0.05 + 0.05 * glandular) * texture + 0.02 * detail * glandular + fat_lines) * thickness
+    density = (FAT + GLAND * glandular + (0.05 + 0.05 * glandular) * texture + 0.02 * detail * glandular + fat_lines) * thickness
     if view == "MLO":  # the pectoral muscle: a band along the chest wall, widest at the top, with a convex edge
         x, h = geometry.grids()
         edge = 0.3 * (1 - np.clip((h + 1.0) / 1.1, 0, 1)) ** 0.7
@@ -157,7 +173,7 @@ def render_view(
         if mass.laterality != laterality or mass.diameter_mm <= 0:
             continue
         centre = mass_centre(mass, geometry)
-        profile = _mass(shape, centre, mass, pixel_mm, np.random.default_rng(hash((mass.index, view)) & 0xFFFF))
+        profile = _mass(shape, centre, mass, pixel_mm, np.random.default_rng([mass.seed, view == "MLO"]))
         density = density + (0.25 + 0.03 * texture) * profile * inside
         labels[(profile > 0.05) & inside] = 1 + mass.index
         centres[1 + mass.index] = centre
@@ -184,9 +200,8 @@ def render_view(
             centres[value] = (float(spoke_centre[0]), float(spoke_centre[1]))
     # Processing: peripheral equalisation (the thickness fall-off is partly undone), a characteristic curve.
     equalised = density / np.maximum(0.35 + 0.65 * thickness, 1e-3)
-    curve = 1.0 / (1.0 + np.exp(-(equalised - 0.5) / 0.16))
     top_value = (1 << bits) - 1
-    values = np.where(inside, 0.05 + 0.85 * curve, 0.0) * top_value
+    values = np.where(inside, displayed(equalised), 0.0) * top_value
     values += rng.normal(0, 0.004 * top_value, shape).astype(np.float32) * inside
     pixels = np.clip(np.rint(values), 0, top_value).astype(np.uint16)
     return pixels, labels, geometry, centres
