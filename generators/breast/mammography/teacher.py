@@ -68,7 +68,7 @@ CALCIFICATION_LOOK = {
 }
 
 
-def _outline(geometry: ViewGeometry) -> tuple[np.ndarray, np.ndarray]:
+def outline(geometry: ViewGeometry) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel: inside the breast, and the distance to the skin line (mm)."""
     x, h = geometry.grids()
     r = np.clip(x, 0, None) ** 2.2 + np.abs(h) ** 2.2
@@ -151,7 +151,7 @@ def render_view(
     """One view: (pixels uint16, labels uint8, geometry, lesion centres by label)."""
     breast: Breast = patient.breasts[laterality]
     geometry = view_geometry(breast, view, rows, columns, pixel_mm)
-    inside, skin = _outline(geometry)
+    inside, skin = outline(geometry)
     shape = (rows, columns)
     coarse = _upsample(project_tissue(breast, view), geometry)
     texture = _noise(rng, shape, 3.0)
