@@ -229,3 +229,41 @@ def test_background_work_pauses_while_client_requests_are_in_flight_and_goes_on_
         assert gen.pauses == 3
     finally:
         gen.close()
+
+
+def test_a_prefetch_waits_for_a_quiet_gap_after_the_last_request():
+    """A viewer's requests come back to back: a prefetch must not start in the gap between two."""
+    fake = FakeStudies(n_parts=2)
+    gen = generations(fake, workers=2, quiet=0.6, max_pause=30)
+    try:
+        with gen.foreground():
+            assert gen.prefetch("s")
+        ended = time.monotonic()
+        time.sleep(0.3)
+        with gen.foreground():  # the next request, within the gap: nothing of the prefetch ran
+            assert fake.opened == [] and fake.made == []
+        deadline = time.monotonic() + 10
+        while len(fake.made) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake.made == [("s", 0), ("s", 1)]  # once the clients are quiet, it goes on
+        assert time.monotonic() - ended >= 0.6
+    finally:
+        gen.close()
+
+
+def test_a_study_going_on_waits_for_the_gap_after_a_request_about_another_study_only():
+    from synthpacs.archive.generations import Priority, _Study
+
+    gen = generations(FakeStudies(), workers=1, quiet=0.5)
+    try:
+        going_on = _Study("a", 0, Priority.CONTINUE)
+        with gen.foreground("a"):  # its own streamed retrieve never holds it back
+            assert not gen._holds_back(going_on)
+        assert not gen._holds_back(going_on)
+        with gen.foreground("b"):
+            assert gen._holds_back(going_on)
+        assert gen._holds_back(going_on)  # the viewer's next request about b may follow at once
+        time.sleep(0.6)
+        assert not gen._holds_back(going_on)
+    finally:
+        gen.close()

@@ -25,7 +25,10 @@ the part that holds its instance. What is asked for is made next:
   most ``max_pause`` seconds at a time, so that it never slows that request
   down: a ``PREFETCH`` for any request (its own study's metadata included),
   a ``CONTINUE`` study for requests about other studies (a streamed
-  retrieve of the study itself never holds it back). It goes on at once
+  retrieve of the study itself never holds it back). A ``PREFETCH`` also
+  waits for a ``quiet`` gap after the last request, and a ``CONTINUE`` study
+  for that gap after a request about another study, so that the request a
+  viewer sends next does not find background work just resumed. It goes on at once
   when a study someone waits on wants a worker, and a request that waits on
   it makes it ``WAITED``.
 * **Failures.** A part that fails ends its study's generation: every request
@@ -124,6 +127,7 @@ class Generations:
         max_studies: int = 2,
         prefetch_queue: int = 4,
         max_pause: float = 2.0,
+        quiet: float = 0.25,
         on_finished: Callable[[str], None] | None = None,
     ):
         if workers < 1 or max_studies < 1 or prefetch_queue < 0:
@@ -138,6 +142,9 @@ class Generations:
         self._busy_background = 0  # threads making a part nobody waited on when it was picked
         self._busy_prefetch = 0  # of which prefetches
         self.max_pause = max_pause
+        self.quiet = quiet
+        self._last_request_end = float("-inf")  # monotonic time the last client request ended
+        self._last_end_by_study: dict[str | None, float] = {}  # ... per study asked about (recent ones)
         self._clients = threading.Condition()  # its own lock: entered on every request, never held long
         self._client_requests: Counter[str | None] = Counter()  # study UID (None: no one study) -> requests
         self.parts_made = 0  # for tests and benchmarks
@@ -221,6 +228,10 @@ class Generations:
                 self._client_requests[study_uid] -= 1
                 if not self._client_requests[study_uid]:
                     del self._client_requests[study_uid]
+                now = self._last_request_end = time.monotonic()
+                recent = {k: t for k, t in self._last_end_by_study.items() if now - t < self.quiet}
+                recent[study_uid] = now
+                self._last_end_by_study = recent
                 self._clients.notify_all()
 
     def has(self, study_uid: str) -> bool:
@@ -360,14 +371,20 @@ class Generations:
 
     def _holds_back(self, study: _Study) -> bool:
         """Whether a client request in flight holds this study's work back: any request holds a
-        prefetch back; a study a client touched goes on while the requests are about it."""
+        prefetch back, and so does the ``quiet`` gap after the last one (a viewer's requests come
+        back to back: the next one must not find a prefetch started between them); a study a client
+        touched goes on while the requests are about it, and waits for the gap after a request about
+        another study."""
         priority = study.priority
         if priority == Priority.WAITED:
             return False
         total = self._client_requests.total()
+        now = time.monotonic()
         if priority == Priority.PREFETCH:
-            return total > 0
-        return total > self._client_requests.get(study.uid, 0)
+            return total > 0 or now - self._last_request_end < self.quiet
+        if total > self._client_requests.get(study.uid, 0):
+            return True
+        return any(uid != study.uid and now - t < self.quiet for uid, t in self._last_end_by_study.items())
 
     def _waited_queued(self) -> bool:
         """Whether a study someone waits on wants a worker (then a paused part goes on, to free its
