@@ -15,6 +15,7 @@ from .app import SynthPACS
 from .config import Config
 from .dimse import DIMSEServer
 from .errors import StartupError
+from .heap import limit_arenas
 from .web import HTTPServer
 
 log = logging.getLogger("synthpacs")
@@ -64,6 +65,7 @@ class RunningServer:
 
 
 def run_forever(config: Config) -> None:
+    limit_arenas()  # before any thread allocates: a long-running server's heap stays near what is alive
     server = RunningServer(config)
     print(
         f"SynthPACS {__version__}: HTTP on {server.base_url}/, DICOM {config.ae_title} on "

@@ -62,6 +62,7 @@ def create_app(pacs) -> Flask:
             patients=figures["patients"],
             studies=figures["studies"],
             ae_title=pacs.config.ae_title,
+            **pacs.archive.activity(),
         )
 
     register(app)
@@ -117,6 +118,9 @@ def _study_of(environ) -> str | None:
     return query.get("studyUID", [None])[0]
 
 
+_NOT_CLIENT_WORK = frozenset({"/healthz"})  # paths that read no study
+
+
 class _ClientRequests:
     """WSGI middleware: every request counts as a client waiting until its response is sent.
 
@@ -131,6 +135,8 @@ class _ClientRequests:
         self.app, self.archive = app, archive
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") in _NOT_CLIENT_WORK:  # a monitor's probe must not hold work back
+            return self.app(environ, start_response)
         waiting = ExitStack()
         waiting.enter_context(self.archive.client_request(_study_of(environ)))
         try:

@@ -101,6 +101,8 @@ def test_serve_answers_healthz_and_stops_on_sigterm(tmp_path, env_cohorts):
                     ) from None
                 time.sleep(0.2)
         assert body["status"] == "ok" and body["patients"] == 30
+        assert body["studies_generating"] == 0 and body["memory_cache_bytes"] == 0
+        assert body["memory_cache_max_bytes"] == 512 * 2**20
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0

@@ -267,3 +267,24 @@ def test_a_study_going_on_waits_for_the_gap_after_a_request_about_another_study_
         assert not gen._holds_back(going_on)
     finally:
         gen.close()
+
+
+def test_a_monitors_health_probe_holds_no_background_work_back_but_a_dicomweb_request_does(config, monkeypatch):
+    from contextlib import nullcontext
+
+    from synthpacs.app import SynthPACS
+
+    pacs = SynthPACS(config)
+    pacs.ready = True
+    counted: list[str | None] = []
+
+    def client_request(study_uid=None):
+        counted.append(study_uid)
+        return nullcontext()
+
+    monkeypatch.setattr(pacs.archive, "client_request", client_request)
+    client = pacs.http_app().test_client()
+    health = client.get("/healthz").get_json()
+    assert health["studies_generating"] == 0 and counted == []
+    assert client.get("/dicom-web/studies?limit=1").status_code == 200
+    assert counted == [None]

@@ -51,3 +51,13 @@ def test_a_restart_counts_the_disk_and_evicts_other_universes_first(tmp_path):
     current.put("u/k/y/series/0.dcm", bytes(100))
     assert current.evict(set) == 1
     assert not (tmp_path / "stale/k/x").exists() and (tmp_path / "u/k/y/series/0.dcm").exists()
+
+
+def test_the_heap_helpers_work_under_glibc_and_do_nothing_elsewhere():
+    import platform
+
+    from synthpacs import heap
+
+    limited = heap.limit_arenas(2)
+    heap.return_freed_memory()
+    assert limited == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydicom import Dataset, dcmread
@@ -30,6 +29,7 @@ from ..config import Config
 from ..errors import NotFound, StoreRefusalValues, StoreRefused
 from ..generation import registry
 from ..generation.contract import Generator, PlanDraws, PlannedSeries, StudyRequest, StudyWork, ZooTarget, open_study
+from ..heap import return_freed_memory
 from ..imaging.headers import SeriesHeaders
 from ..imaging.spec import BuiltSeries, SeriesContext, StudyContext, TrialContext
 from .catalog import Attributes, Catalog, Query, QueryLevel
@@ -432,7 +432,7 @@ class Archive:
             for series in self.study_record(study_uid).series:
                 self._headers.pop(series.series_instance_uid, None)
         self._cache.evict(self._generations.in_flight)
-        _return_freed_memory()
+        return_freed_memory()
 
     def instance_bytes(self, ref: InstanceRef, timeout: float | None = None) -> bytes:
         """The Part 10 bytes of an instance; a cold one waits for the part of its study that holds it.
@@ -541,6 +541,14 @@ class Archive:
         for ref in refs:
             self.instance_bytes(ref)
         return refs
+
+    def activity(self) -> dict[str, int]:
+        """What the server is doing beside answering: studies generating or queued, the memory cache's fill."""
+        return {
+            "studies_generating": len(self._generations.in_flight()),
+            "memory_cache_bytes": self._cache.memory.size,
+            "memory_cache_max_bytes": self._cache.memory.max_bytes,
+        }
 
     @property
     def studies_generated(self) -> int:
@@ -688,28 +696,6 @@ def _series_headers(work: StudyWork, series_index: int, series_uid: str) -> Seri
     from ..imaging.registry import build_headers
 
     return build_headers(work.headers(series_index))[series_uid]
-
-
-def _return_freed_memory() -> None:
-    """Give the heap a generation freed back to the operating system (glibc keeps it otherwise).
-
-    A study's volumes are freed when it is done, but glibc's per-thread arenas
-    keep the pages: without this the resident set grows with every cold study.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None  # the C function, False where there is none, None until looked up
 
 
 def _encode(ds: Dataset) -> bytes:
