@@ -262,3 +262,17 @@ def test_a_window_of_the_anatomy_is_labelled_as_the_whole_volume_is(patient):
         np.testing.assert_array_equal(slices.window(box), whole[box])
     # A visit's lesions alone label a few percent of the slices' voxels, not whole slices.
     assert not slices._done.any()
+
+
+def test_the_lobulation_bound_holds_everywhere_and_is_tighter_than_the_sum_of_the_bumps():
+    from generators.chest.lung_ct.geometry.lesions import draw_shape, max_lobulation
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        shape = draw_shape(rng)
+        directions = np.concatenate([rng.normal(size=(50_000, 3)), np.asarray(shape.bump_directions)])
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        f = np.ones(len(directions))
+        for d, h, k in zip(shape.bump_directions, shape.bump_heights, shape.bump_sharpness):
+            f += h * np.maximum(directions @ np.asarray(d), 0.0) ** k
+        assert f.max() <= max_lobulation(shape) < 1.0 + sum(shape.bump_heights)

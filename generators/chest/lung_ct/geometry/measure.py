@@ -45,7 +45,7 @@ def max_diameter_2d(mask: np.ndarray) -> tuple[float, Pixel | None, Pixel | None
     if rr.size == 1:
         return 0.0, (int(rr[0]), int(cc[0])), (int(rr[0]), int(cc[0]))
     pts = np.stack([rr, cc], axis=1).astype(np.float64)
-    if len(pts) > 2000:
+    if len(pts) > 48:  # the farthest pair are hull vertices (the same pair, in the same order)
         from scipy.spatial import ConvexHull
 
         try:
