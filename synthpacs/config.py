@@ -250,6 +250,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Threads making study parts (slabs, views) at once (one more: parts a client waits on).",
     ),
     Setting(
+        "generation_nice",
+        5,
+        _int_in(0, 19),
+        "Niceness of the generation threads (Linux): requests, and a viewer on the same machine, go first (0: none).",
+    ),
+    Setting(
         "generating_studies", 2, _int_in(1, 64), "Studies whose shared generation state (geometry, latents) is held at once."
     ),
     Setting(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -288,3 +290,29 @@ def test_a_monitors_health_probe_holds_no_background_work_back_but_a_dicomweb_re
     assert health["studies_generating"] == 0 and counted == []
     assert client.get("/dicom-web/studies?limit=1").status_code == 200
     assert counted == [None]
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority") or sys.platform != "linux", reason="per-thread niceness is Linux's")
+def test_parts_are_made_at_the_configured_niceness_while_the_callers_thread_keeps_its_own():
+    seen: list[int] = []
+
+    class NiceStudies(FakeStudies):
+        def open(self, study: str):
+            maker = super().open(study)
+            make = maker.make
+
+            def make_and_look(index: int) -> None:
+                seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+                make(index)
+
+            maker.make = make_and_look
+            return maker
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    gen = generations(NiceStudies(n_parts=2), nice=5)
+    try:
+        gen.wait_for("s", "s-1-0", timeout=30)
+        assert seen and set(seen) == {min(19, own + 5)}
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+    finally:
+        gen.close()

@@ -116,6 +116,7 @@ class Archive:
             self._open_study_parts,
             self._is_cached,
             workers=config.generation_workers,
+            nice=config.generation_nice,
             max_studies=config.generating_studies,
             prefetch_queue=config.prefetch_queue,
             on_finished=self._study_finished,

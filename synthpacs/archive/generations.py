@@ -44,6 +44,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -128,6 +129,7 @@ class Generations:
         prefetch_queue: int = 4,
         max_pause: float = 2.0,
         quiet: float = 0.25,
+        nice: int = 0,
         on_finished: Callable[[str], None] | None = None,
     ):
         if workers < 1 or max_studies < 1 or prefetch_queue < 0:
@@ -143,6 +145,7 @@ class Generations:
         self._busy_prefetch = 0  # of which prefetches
         self.max_pause = max_pause
         self.quiet = quiet
+        self.nice = nice
         self._last_request_end = float("-inf")  # monotonic time the last client request ended
         self._last_end_by_study: dict[str | None, float] = {}  # ... per study asked about (recent ones)
         self._clients = threading.Condition()  # its own lock: entered on every request, never held long
@@ -316,6 +319,7 @@ class Generations:
         self._cond.notify_all()
 
     def _work(self) -> None:
+        _lower_own_priority(self.nice)
         while True:
             with self._cond:
                 study = None
@@ -417,3 +421,15 @@ class Generations:
         with self._cond:
             study.done.add(index)
             self._cond.notify_all()
+
+
+def _lower_own_priority(nice: int) -> None:
+    """Make the calling thread (and the compute threads it starts, which inherit it) yield the CPU
+    to request threads and to other programs: generation is bulk work, a request is short."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:  # not Linux threads, or not allowed: the generation runs at the server's priority
+        log.debug("generation threads keep the server's priority: %s", exc)
