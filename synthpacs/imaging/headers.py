@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from pydicom import Dataset
+from pydicom import DataElement, Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import correct_ambiguous_vr_element
+from pydicom.multival import MultiValue
+from pydicom.valuerep import VR
 
 __all__ = ["PIXEL_DATA", "SeriesHeaders"]
 
@@ -68,17 +71,39 @@ class SeriesHeaders:
 
     def dataset(self, index: int) -> Dataset:
         """Instance ``index`` as a full dataset (its own copy: the caller may change it)."""
-        ds = copy.deepcopy(self.shared)
-        own = self.own[index]
-        for element in own:
-            ds[element.tag] = copy.deepcopy(element)
-        ds.file_meta = copy.deepcopy(self.file_meta(index))
+        ds = _copy(self.shared, Dataset())
+        for element in self.own[index]:
+            ds[element.tag] = _copy_element(element)
+        ds.file_meta = _copy(self.file_meta(index), FileMetaDataset())
         if self.pixel_vr is not None:
             ds.add_new(PIXEL_DATA, self.pixel_vr, _zeros(self.pixel_length))
         return ds
 
     def datasets(self) -> list[Dataset]:
         return [self.dataset(i) for i in range(len(self.own))]
+
+
+_D = TypeVar("_D", bound=Dataset)
+
+
+def _copy_element(element: DataElement) -> DataElement:
+    """A copy the caller may change without touching ``element``: a new element whose value is
+    shared where it cannot change in place (str, numbers, bytes, names), copied where it can
+    (multiple values, sequences). A deep copy gives the same bytes, about ten times slower."""
+    if element.VR == VR.SQ or element.is_buffered:
+        return copy.deepcopy(element)
+    duplicate = copy.copy(element)
+    if isinstance(element.value, MultiValue | list):
+        duplicate.value = copy.deepcopy(element.value)
+    return duplicate
+
+
+def _copy(dataset: Dataset, into: _D) -> _D:
+    """``into`` filled with a copy of each of ``dataset``'s elements (see :func:`_copy_element`)."""
+    out = into
+    for element in dataset:
+        out[element.tag] = _copy_element(element)
+    return out
 
 
 _ZEROS: dict[int, bytes] = {}
