@@ -77,11 +77,6 @@ class Measurements:
         }
 
 
-def load() -> None:
-    """Import neurokit2 now (it takes seconds: scipy, scikit-learn, pandas)."""
-    import neurokit2  # noqa: F401
-
-
 def delineate(lead: np.ndarray, sampling_hz: float, method: str = "prominence") -> Beats:
     """The beats of one lead (microvolts).
 

@@ -78,7 +78,8 @@ class ECGGenerator:
             options.device, "the device setting" if options.device_source == "default" else options.device_source
         )
         self.network = load_network(options.weights, self.device)
-        measuring.load()  # neurokit2 takes seconds to import: pay it here, where a server loads its generators
+        # neurokit2 is imported by the first ECG measured, not here: with pandas, scikit-learn and
+        # matplotlib it holds 130 MiB, which a server that never makes an ECG should not carry.
         self.fingerprint = fingerprint(options)
         self._torch = torch
         self._lock = threading.Lock()  # one forward pass at a time (torch threads are shared)
