@@ -342,6 +342,25 @@ def test_a_study_with_calcifications_names_them_in_its_seg_and_report(archive):
     (spread,) = group.get_qualitative_evaluations(name=codes.DCM.CalcificationDistribution)
     words = kind.value.meaning.lower().replace(",", "") + " | " + spread.value.meaning.lower()
     assert cluster.morphology.split()[-1] in words and cluster.distribution in words, words
+    # Measured as a reader measures a cluster: its count, and its extent as a line on the CC view
+    # between two of its calcifications, at least as long as their centres lie apart.
+    (count,) = group.get_measurements(name=codes.DCM.NumberOfCalcifications)
+    assert int(count.value) == len(cluster.sizes_mm)
+    (extent,) = group.get_measurements(name=codes.SCT.LongAxis)
+    line = extent.referenced_coordinates[0]
+    cc = [r for r in archive.instances(str(found.StudyInstanceUID)) if r.sop_class_uid == MG]
+    views = [(str(d.ImageLaterality), str(d.ViewPosition)) for d in (archive.metadata_dataset(r) for r in cc)]
+    assert (
+        line.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        == cc[views.index((cluster.laterality, "CC"))].sop_instance_uid
+    )
+    (x0, y0, x1, y1) = (float(v) for v in line.GraphicData)
+    spacing = float(archive.metadata_dataset(cc[0]).PixelSpacing[0])  # at the breast, as the sizes are
+    centres_mm = math.hypot(x1 - x0, y1 - y0) * spacing
+    assert centres_mm <= float(extent.value) <= centres_mm + float(cluster.sizes_mm.max()) + 0.1
+    offsets = np.asarray(cluster.offsets_mm)
+    spread_mm = float(np.sqrt(((offsets[:, None] - offsets[None]) ** 2).sum(-1)).max())
+    assert centres_mm <= spread_mm + 1.0  # a projection never lengthens the 3-D spread
 
 
 def test_the_same_study_gives_the_same_pixels_again(study, tmp_path):

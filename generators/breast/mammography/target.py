@@ -28,10 +28,10 @@ from synthpacs.imaging.spec import (
     SegmentationSpec,
 )
 
-from .geometry import Patient, at_visit, draw_patient, mass_centre, view_geometry
+from .geometry import Calcifications, Patient, at_visit, calcification_points, draw_patient, mass_centre, view_geometry
 from .teacher import CALCIFICATION_LABEL, DISTORTION_LABEL, render_view
 
-VERSION = 2  # bump when the same request would give other pixels (2: calcification morphologies, distortion)
+VERSION = 3  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured)
 LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT", "Left")}
 BREAST = Code("76752008", "SCT", "Breast")
 CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")
@@ -341,6 +341,18 @@ def breast_birads(masses, calcifications, distortions) -> int:
     return max(categories, default=1)
 
 
+def cluster_extent(c: Calcifications, patient: Patient, acq) -> tuple[float, tuple[tuple[float, float], tuple[float, float]]]:
+    """A calcification cluster's extent on its CC view, as a reader measures it: the distance between
+    the two calcifications farthest apart (mm, outer edges included), and those two (row, column)."""
+    geometry = view_geometry(patient.breasts[c.laterality], "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
+    points = calcification_points(c, geometry, patient.breasts[c.laterality])
+    d2 = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    a, b = divmod(int(np.argmax(d2)), len(points))
+    extent = math.sqrt(float(d2[a, b])) * acq.pixel_spacing_mm + (float(c.sizes_mm[a]) + float(c.sizes_mm[b])) / 2
+    ends = ((float(points[a, 0]), float(points[a, 1])), (float(points[b, 0]), float(points[b, 1])))
+    return round(extent, 1), ends
+
+
 def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -> MeasurementReportSpec:
     """Each mass measured on its CC view (where the geometry puts it), density and BI-RADS per breast; no pixels needed."""
     acq = request.acquisition
@@ -376,22 +388,28 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 ),
             )
         )
-    findings = []
     for k, c in enumerate(patient.calcifications):
-        findings.append(
-            QualitativeFinding(
+        extent_mm, ends = cluster_extent(c, patient, acq)
+        measurements.append(
+            LinearMeasurement(
                 tracking_id=f"Calcification cluster {k + 1}",
                 tracking_uid=request.draws.tracking_uid(50 + k),
-                finding_type=CALCIFICATION,
+                value_mm=extent_mm,
                 finding_site=BREAST,
                 laterality=LATERALITY[c.laterality],
+                frame=acq.view_list.index((c.laterality, "CC")),
+                points=ends,
+                finding_type=CALCIFICATION,
+                name=codes.SCT.LongAxis,
                 evaluations=(
                     CodedEvaluation(CALCIFICATION_TYPE, MORPHOLOGY_CODES[c.morphology]),
                     CodedEvaluation(CALCIFICATION_DISTRIBUTION, DISTRIBUTION_CODES[c.distribution]),
                     CodedEvaluation(CLOCKFACE, clock_code(clock_position(c.centre, c.laterality))),
                 ),
+                quantities=(Quantity(codes.DCM.NumberOfCalcifications, len(c.sizes_mm), codes.UCUM.NoUnits),),
             )
         )
+    findings = []
     for d in patient.distortions:
         findings.append(
             QualitativeFinding(
@@ -425,7 +443,7 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
         found = [f"mass {m.index + 1} at {clock_position(m.position, side)} o'clock, {m.diameter_mm:.0f} mm" for m in masses]
         found += [
             f"{len(c.sizes_mm)} {c.morphology} calcifications, {c.distribution} distribution, "
-            f"at {clock_position(c.centre, side)} o'clock"
+            f"over {cluster_extent(c, patient, acq)[0]:.0f} mm at {clock_position(c.centre, side)} o'clock"
             for c in calcs
         ]
         found += [f"architectural distortion at {clock_position(d.position, side)} o'clock" for d in distortions]
