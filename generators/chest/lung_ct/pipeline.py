@@ -34,6 +34,7 @@ import torch
 from synthpacs.generation.cooperative import checkpoint
 from synthpacs.generation.pipeline import GANPipeline, KeyedNoise, MixedNoise, mix, smooth_along, standard_normal, truncate
 
+from .batching import SliceBatcher, SliceInputs
 from .networks import LESION_CLASS, N_CLASSES, LungCTGenerator, SliceRenderer
 
 #: The calibration a study's latent carries, measured on teacher (or user) volumes in training.
@@ -137,11 +138,25 @@ class LungCTPipeline(GANPipeline):
         self.psi = float(psi)
         self.batch_slices = int(batch_slices)
         self.dtype = resolve_precision(str(self.settings["precision"]), self.device)
+        self.batcher: SliceBatcher | None = None
+        self._batch_on_accelerators()
 
     def to(self, device: str | torch.device):
         super().to(device)
         self.dtype = resolve_precision(str(self.settings["precision"]), self.device)
+        self._batch_on_accelerators()
         return self
+
+    def _batch_on_accelerators(self) -> None:
+        """On a GPU, slices of concurrent requests share passes (:mod:`.batching`); on a CPU one
+        slice per pass is as fast, and the per-slice renderer is used."""
+        on_cpu = self.device.type == "cpu"
+        self.batcher = None if on_cpu else SliceBatcher(cast(LungCTGenerator, self.network), max(2, self.batch_slices))
+
+    def batch_across_requests(self, batch: int, gather_s: float = 0.004) -> SliceBatcher:
+        """Render through a :class:`SliceBatcher` of ``batch`` slices on any device (tests, benchmarks)."""
+        self.batcher = SliceBatcher(cast(LungCTGenerator, self.network), batch, gather_s)
+        return self.batcher
 
     # -- randomness ----------------------------------------------------------------------
 
@@ -261,9 +276,30 @@ class LungCTPipeline(GANPipeline):
         # Styles of every slice of the series at once, whatever is rendered: a slice's
         # style (and so its pixels) never depends on which other slices are asked for.
         w = truncate(net.mapping(torch.from_numpy(self.slice_latents(sample)).to(device)), net.w_avg, psi)
+        out = np.empty((len(order), rows, columns), np.int16)
+        if self.batcher is not None:
+            for start in range(0, len(order), batch):
+                ks = order[start : start + batch]
+                checkpoint()  # background work yields to client requests between passes
+                inputs = [
+                    SliceInputs(
+                        torch.from_numpy(np.ascontiguousarray(padded[k : k + 3]))[None].to(device),
+                        spacing.reshape(1, 2),
+                        y_mm.reshape(1, -1),
+                        w[k : k + 1],
+                        None
+                        if noise_mode == "none"
+                        else [torch.from_numpy(np.asarray(n[k]))[None, None].float().to(device) for n in noise],
+                    )
+                    for k in ks.tolist()
+                ]
+                for i, hu in enumerate(self.batcher.render(inputs)):
+                    out[start + i] = torch.round(hu[0, 0, :rows, :columns]).clamp_(MIN_HU, MAX_HU).to(torch.int16).cpu().numpy()
+                if progress is not None:
+                    progress(start + len(ks))
+            return out
         renderer = SliceRenderer(net, height, width, spacing, y_mm, self.dtype)
         styles = renderer.styles(w)
-        out = np.empty((len(order), rows, columns), np.int16)
         for start in range(0, len(order), batch):
             ks = order[start : start + batch]
             # GAN classes of slices k-1, k, k+1 for each k in the batch (the ends repeat themselves).

@@ -401,10 +401,14 @@ class GANLungCT(LungCTGenerator):
 
     @property
     def slab_slices(self) -> int:
-        """Two slices: the part a viewer's first frame waits on costs two forward passes. Each slice's
-        pass depends on that slice alone (its latent, noise and neighbours' labels), not on the batch
-        it shares, so any slab gives the whole series' bytes; throughput is the same from one slice
-        per pass to eight (docs/benchmarks.md)."""
+        """On a CPU two slices: the part a viewer's first frame waits on costs two forward passes.
+        Each slice's pass depends on that slice alone (its latent, noise and neighbours' labels), not
+        on the batch it shares, so any slab gives the whole series' bytes; on a CPU throughput is the
+        same from one slice per pass to eight (docs/benchmarks.md). On a GPU, where slices of
+        concurrent requests share passes (:mod:`.batching`) of ``gan_batch_slices``, a part is one pass:
+        a lone study fills its passes, and the smaller requests of others (a series' last part) join them."""
+        if self.pipeline.batcher is not None:
+            return max(2, self.pipeline.batch_slices)
         return 2
 
     def render_slab(self, labels: VisitLabels, request: StudyRequest, state: dict, start: int, stop: int) -> np.ndarray:
