@@ -564,20 +564,25 @@ def test_evaluate_measures_texture_against_the_real_mammograms(tmp_path):
 
 
 def test_area_density_rises_with_the_birads_class():
-    """Five patients per class (one patient's breasts vary widely): the class means rise from A to D."""
+    """Five patients per class: the class means rise from A to D, each in its BI-RADS band."""
     from generators.breast.mammography.evaluation import percent_density
     from generators.breast.mammography.geometry import draw_patient
     from generators.breast.mammography.teacher import glandular_value, render_view
 
-    means = []
+    means, readings = [], {}
     for klass in "ABCD":
-        readings = []
+        readings[klass] = []
         for j in range(5):
             patient = draw_patient(np.random.default_rng([4, ord(klass), j]), {klass: 1.0}, 0.0, 0)
             pixels, _, geometry, _ = render_view(patient, "R", "CC", 1200, 960, 0.25, 12, np.random.default_rng(j))
-            readings.append(percent_density(pixels, geometry, glandular_value(0.5, 12)))
-        means.append(float(np.mean(readings)))
-    assert means == sorted(means) and means[-1] - means[0] > 0.4, means
+            readings[klass].append(percent_density(pixels, geometry, glandular_value(0.5, 12)))
+        means.append(float(np.mean(readings[klass])))
+    assert means == sorted(means) and means[-1] - means[0] > 0.5, means
+    # Each class's mean in its BI-RADS band (A under 25 %, B 25-50, C 51-75, D over 75; 5 points' slack),
+    # and no scattered-density breast reads denser than a heterogeneously dense one.
+    a, b, c, d = means
+    assert a < 0.3 and 0.2 < b < 0.55 and 0.46 < c < 0.8 and d > 0.7, means
+    assert max(readings["B"]) < min(readings["C"]), readings
 
 
 def test_views_made_part_by_part_are_the_whole_studys_bytes(archive, study):

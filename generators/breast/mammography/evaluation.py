@@ -30,7 +30,7 @@ from synthpacs.generation.evaluate import (
     update_card_block,
 )
 
-from .geometry import GLANDULAR_FRACTION, at_visit, draw_patient
+from .geometry import at_visit, draw_patient
 from .realdata import REAL_PIXEL_MM, real_mammograms
 from .teacher import SKIN_FALLOFF_MM, glandular_value, outline, render_view
 
@@ -38,6 +38,9 @@ PATCH_MM = 25.6
 PIXEL_MM = 0.1
 PATCH = int(PATCH_MM / PIXEL_MM)  # 256
 SUMMARY_HEADERS = ("quantity", "generated", "real reference")
+
+#: The share of the breast that is dense, by BI-RADS density class (4th edition, quartiles).
+AREA_BANDS = {"A": "under 25 %", "B": "25-50 %", "C": "51-75 %", "D": "over 75 %"}
 
 
 def _normalised(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,12 +167,11 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
         ),
     ]
     for density, (share, n) in report["percent_density_by_class"].items():
-        low, high = GLANDULAR_FRACTION[density]
         rows.append(
             (
                 f"area percent density (CC, half-glandular threshold), BI-RADS {density}, {n} breasts",
                 f"{100 * share:.0f} %",
-                f"class's glandular volume {100 * low:.0f}-{100 * high:.0f} %",
+                f"BI-RADS 4th-edition band {AREA_BANDS[density]}",
             )
         )
     if report["mass_contrast_sd"] is not None:

@@ -31,7 +31,7 @@ from synthpacs.imaging.spec import (
 from .geometry import Calcifications, Patient, at_visit, calcification_points, draw_patient, mass_centre, view_geometry
 from .teacher import CALCIFICATION_LABEL, DISTORTION_LABEL, render_view
 
-VERSION = 3  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured)
+VERSION = 4  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured; 4: texture centred on the breast)
 LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT", "Left")}
 BREAST = Code("76752008", "SCT", "Breast")
 CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")

@@ -154,7 +154,10 @@ def render_view(
     inside, skin = outline(geometry)
     shape = (rows, columns)
     coarse = _upsample(project_tissue(breast, view), geometry)
+    # Anatomical noise centred on the breast: a steep spectrum puts much of its power in the lowest
+    # frequencies, so uncentred it brightened or darkened a whole breast (a density class apart).
     texture = _noise(rng, shape, 3.0)
+    texture = texture - (texture[inside].mean() if inside.any() else 0.0)
     detail = _noise(rng, shape, 2.2)
     # Fibroglandular tissue: the projected share, broken up by anatomical noise into patches and strands.
     glandular = 1.0 / (1.0 + np.exp(-np.clip((1.5 * coarse + 0.3 * texture + 0.06 * detail - 0.5) / 0.16, -30, 30)))
