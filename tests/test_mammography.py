@@ -363,6 +363,25 @@ def test_a_study_with_calcifications_names_them_in_its_seg_and_report(archive):
     assert centres_mm <= spread_mm + 1.0  # a projection never lengthens the 3-D spread
 
 
+def test_a_distortion_is_measured_on_its_cc_view(archive):
+    generator = archive.generator("breast/mammography")
+    for found in archive.find("STUDY", {"ModalitiesInStudy": "MG"}, limit=80):
+        patient = generator.patient(archive.study_request(str(found.StudyInstanceUID)))
+        if patient.distortions:
+            break
+    else:
+        pytest.fail("no study with an architectural distortion in the test universe")
+    distortion = patient.distortions[0]
+    (ref,) = [r for r in archive.instances(str(found.StudyInstanceUID)) if r.sop_class_uid == SR]
+    groups = {str(g.tracking_identifier): g for g in _report_groups(dcmread(io.BytesIO(archive.instance_bytes(ref))))}
+    group = groups[f"Architectural distortion {distortion.index + 1}"]
+    (extent,) = group.get_measurements(name=codes.SCT.LongAxis)
+    # Two spoke ends, each at most the radius from the centre: the extent is at most the diameter.
+    assert 0 < float(extent.value) <= 2 * distortion.radius_mm + 0.1
+    (x0, y0, x1, y1) = (float(v) for v in extent.referenced_coordinates[0].GraphicData)
+    assert (x0, y0) != (x1, y1)
+
+
 def test_the_same_study_gives_the_same_pixels_again(study, tmp_path):
     uid, files = study
     other = Archive(mg_config(tmp_path / "again"))

@@ -28,10 +28,20 @@ from synthpacs.imaging.spec import (
     SegmentationSpec,
 )
 
-from .geometry import Calcifications, Patient, at_visit, calcification_points, draw_patient, mass_centre, view_geometry
+from .geometry import (
+    Calcifications,
+    Distortion,
+    Patient,
+    at_visit,
+    calcification_points,
+    distortion_spokes,
+    draw_patient,
+    mass_centre,
+    view_geometry,
+)
 from .teacher import CALCIFICATION_LABEL, DISTORTION_LABEL, render_view
 
-VERSION = 4  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured; 4: texture centred on the breast)
+VERSION = 5  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured; 4: texture centred on the breast; 5: distortions measured)
 LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT", "Left")}
 BREAST = Code("76752008", "SCT", "Breast")
 CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")
@@ -353,6 +363,18 @@ def cluster_extent(c: Calcifications, patient: Patient, acq) -> tuple[float, tup
     return round(extent, 1), ends
 
 
+def distortion_extent(d: Distortion, patient: Patient, acq) -> tuple[float, tuple[tuple[float, float], tuple[float, float]]]:
+    """An architectural distortion's extent on its CC view: the two spoke ends farthest apart (mm)
+    and those two (row, column)."""
+    breast = patient.breasts[d.laterality]
+    geometry = view_geometry(breast, "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
+    _, tips = distortion_spokes(d, geometry, breast)
+    d2 = ((tips[:, None, :] - tips[None, :, :]) ** 2).sum(-1)
+    a, b = divmod(int(np.argmax(d2)), len(tips))
+    ends = ((float(tips[a, 0]), float(tips[a, 1])), (float(tips[b, 0]), float(tips[b, 1])))
+    return round(math.sqrt(float(d2[a, b])) * acq.pixel_spacing_mm, 1), ends
+
+
 def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -> MeasurementReportSpec:
     """Each mass measured on its CC view (where the geometry puts it), density and BI-RADS per breast; no pixels needed."""
     acq = request.acquisition
@@ -409,18 +431,23 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 quantities=(Quantity(codes.DCM.NumberOfCalcifications, len(c.sizes_mm), codes.UCUM.NoUnits),),
             )
         )
-    findings = []
     for d in patient.distortions:
-        findings.append(
-            QualitativeFinding(
+        extent_mm, ends = distortion_extent(d, patient, acq)
+        measurements.append(
+            LinearMeasurement(
                 tracking_id=f"Architectural distortion {d.index + 1}",
                 tracking_uid=request.draws.tracking_uid(70 + d.index),
-                finding_type=DISTORTION,
+                value_mm=extent_mm,
                 finding_site=BREAST,
                 laterality=LATERALITY[d.laterality],
+                frame=acq.view_list.index((d.laterality, "CC")),
+                points=ends,
+                finding_type=DISTORTION,
+                name=codes.SCT.LongAxis,
                 evaluations=(CodedEvaluation(CLOCKFACE, clock_code(clock_position(d.position, d.laterality))),),
             )
         )
+    findings = []
     sides = []
     for side in ("R", "L"):
         masses = [m for m in patient.masses if m.laterality == side]
@@ -446,7 +473,10 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
             f"over {cluster_extent(c, patient, acq)[0]:.0f} mm at {clock_position(c.centre, side)} o'clock"
             for c in calcs
         ]
-        found += [f"architectural distortion at {clock_position(d.position, side)} o'clock" for d in distortions]
+        found += [
+            f"architectural distortion over {distortion_extent(d, patient, acq)[0]:.0f} mm at {clock_position(d.position, side)} o'clock"
+            for d in distortions
+        ]
         sides.append(
             f"{'Right' if side == 'R' else 'Left'} breast: BI-RADS {birads}" + (f" ({'; '.join(found)})" if found else "")
         )
