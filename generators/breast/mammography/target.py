@@ -41,7 +41,7 @@ from .geometry import (
 )
 from .teacher import CALCIFICATION_LABEL, DISTORTION_LABEL, render_view
 
-VERSION = 5  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured; 4: texture centred on the breast; 5: distortions measured)
+VERSION = 6  # bump when the same request would give other bytes (2: calcification morphologies, distortion; 3: clusters measured; 4: texture centred on the breast; 5: distortions measured; 6: spokes bent)
 LATERALITY = {"R": Code("24028007", "SCT", "Right"), "L": Code("7771000", "SCT", "Left")}
 BREAST = Code("76752008", "SCT", "Breast")
 CALCIFICATION = Code("129748009", "SCT", "Calcification cluster")

@@ -254,6 +254,13 @@ def _distort(
         window, [dr * (1 + pull) + centre[0] - r0, dc * (1 + pull) + centre[1] - c0], order=1, mode="nearest"
     )
     width = max(0.8, 0.1 / pixel_mm)
+    # Real spokes curve with the tissue: a smooth displacement of the window (the same for every
+    # view of the distortion, keyed by it) bends each one a little, differently along its length.
+    bend = np.random.default_rng([d.index, 59, int(round(1000 * d.radius_mm))]).normal(size=(2, *rr.shape)).astype(np.float32)
+    for k in range(2):
+        bend[k] = ndimage.gaussian_filter(bend[k], radius / 3, mode="nearest")
+        bend[k] *= 0.15 * radius / max(float(bend[k].std()), 1e-6)
+    dr, dc = dr + bend[0] * np.minimum(rho, 1), dc + bend[1] * np.minimum(rho, 1)  # none at the centre
     spokes = np.zeros_like(rr)
     for end in ends:
         axis = end - centre
