@@ -45,6 +45,7 @@ import enum
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -426,7 +427,7 @@ class Generations:
 def _lower_own_priority(nice: int) -> None:
     """Make the calling thread (and the compute threads it starts, which inherit it) yield the CPU
     to request threads and to other programs: generation is bulk work, a request is short."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
+    if nice <= 0 or not sys.platform.startswith("linux"):  # elsewhere a thread id is no process id
         return
     try:
         tid = threading.get_native_id()
