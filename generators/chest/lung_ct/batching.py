@@ -10,7 +10,7 @@ The bytes must not depend on who else was in a batch. So every pass has the
 same shape, ``batch`` slices, the empty places filled with copies of the
 first slice, and cuDNN is held to deterministic algorithms. Then a slice's
 result is the same function of its own inputs whatever shares its pass
-(``tests/test_gan_inference.py`` checks it on the CPU).
+(``tests/test_gan.py`` checks it on the CPU).
 
 One thread at a time leads: the first to find no pass running waits
 ``gather_s`` for others to join, takes up to ``batch`` slices of its grid
