@@ -339,7 +339,8 @@ def document(examples: dict | None = None) -> dict:
     json_object = {"application/json": {"schema": {"type": "object"}}}
     paths["/healthz"] = {
         "get": {
-            "summary": "Readiness: 200 once both front ends serve",
+            "summary": "Readiness (200 once both front ends serve), the universe's figures and the work in hand "
+            "(studies_generating, memory_cache_bytes, memory_cache_max_bytes)",
             "tags": ["Server"],
             "responses": {"200": {"description": "Ready", "content": json_object}, "503": {"description": "Starting"}},
         }
