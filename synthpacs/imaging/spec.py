@@ -319,9 +319,8 @@ class LinearMeasurement:
 
     ``frame`` indexes the source series' instances (None when the finding has
     gone, with value 0); ``points`` are two (row, column) voxel indices.
-    ``finding_type`` and ``name`` (what the length is) override the report's;
-    ``evaluations`` and ``quantities`` add coded descriptors and other numbers
-    to the finding's group.
+    ``finding_type`` overrides the report's; ``evaluations`` and ``quantities``
+    add coded descriptors and other numbers to the finding's group.
     """
 
     tracking_id: str
@@ -334,7 +333,6 @@ class LinearMeasurement:
     finding_type: Code | None = None
     evaluations: tuple[CodedEvaluation, ...] = ()
     quantities: tuple[Quantity, ...] = ()
-    name: Code | None = None
 
     def __post_init__(self) -> None:
         _require_uid("tracking_uid", self.tracking_uid)

@@ -95,7 +95,7 @@ def _measurement_group(
             )
         ]
     measurement = hd.sr.Measurement(
-        name=m.name or spec.measurement_name or codes.SCT.LongAxis,
+        name=spec.measurement_name or codes.SCT.LongAxis,
         value=round(float(m.value_mm), 3),
         unit=MEASUREMENT_UNIT,
         referenced_coordinates=referenced,

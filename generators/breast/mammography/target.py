@@ -351,28 +351,36 @@ def breast_birads(masses, calcifications, distortions) -> int:
     return max(categories, default=1)
 
 
-def cluster_extent(c: Calcifications, patient: Patient, acq) -> tuple[float, tuple[tuple[float, float], tuple[float, float]]]:
-    """A calcification cluster's extent on its CC view, as a reader measures it: the distance between
-    the two calcifications farthest apart (mm, outer edges included), and those two (row, column)."""
-    geometry = view_geometry(patient.breasts[c.laterality], "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
-    points = calcification_points(c, geometry, patient.breasts[c.laterality])
+Line = tuple[tuple[float, float], tuple[float, float]]
+
+
+def _farthest_pair(points: np.ndarray) -> tuple[int, int, float]:
+    """The two of (n, 2) points farthest apart and their distance (pixels)."""
     d2 = ((points[:, None, :] - points[None, :, :]) ** 2).sum(-1)
     a, b = divmod(int(np.argmax(d2)), len(points))
-    extent = math.sqrt(float(d2[a, b])) * acq.pixel_spacing_mm + (float(c.sizes_mm[a]) + float(c.sizes_mm[b])) / 2
-    ends = ((float(points[a, 0]), float(points[a, 1])), (float(points[b, 0]), float(points[b, 1])))
-    return round(extent, 1), ends
+    return a, b, math.sqrt(float(d2[a, b]))
 
 
-def distortion_extent(d: Distortion, patient: Patient, acq) -> tuple[float, tuple[tuple[float, float], tuple[float, float]]]:
+def _line(points: np.ndarray, a: int, b: int) -> Line:
+    return (float(points[a, 0]), float(points[a, 1])), (float(points[b, 0]), float(points[b, 1]))
+
+
+def cluster_extent(c: Calcifications, patient: Patient, acq) -> tuple[float, Line]:
+    """A calcification cluster's extent on its CC view, as a reader measures it: the distance between
+    the two calcifications farthest apart (mm, outer edges included), and those two (row, column)."""
+    breast = patient.breasts[c.laterality]
+    points = calcification_points(c, view_geometry(breast, "CC", acq.rows, acq.columns, acq.pixel_spacing_mm), breast)
+    a, b, apart = _farthest_pair(points)
+    return round(apart * acq.pixel_spacing_mm + (float(c.sizes_mm[a]) + float(c.sizes_mm[b])) / 2, 1), _line(points, a, b)
+
+
+def distortion_extent(d: Distortion, patient: Patient, acq) -> tuple[float, Line]:
     """An architectural distortion's extent on its CC view: the two spoke ends farthest apart (mm)
     and those two (row, column)."""
     breast = patient.breasts[d.laterality]
-    geometry = view_geometry(breast, "CC", acq.rows, acq.columns, acq.pixel_spacing_mm)
-    _, tips = distortion_spokes(d, geometry, breast)
-    d2 = ((tips[:, None, :] - tips[None, :, :]) ** 2).sum(-1)
-    a, b = divmod(int(np.argmax(d2)), len(tips))
-    ends = ((float(tips[a, 0]), float(tips[a, 1])), (float(tips[b, 0]), float(tips[b, 1])))
-    return round(math.sqrt(float(d2[a, b])) * acq.pixel_spacing_mm, 1), ends
+    _, tips = distortion_spokes(d, view_geometry(breast, "CC", acq.rows, acq.columns, acq.pixel_spacing_mm), breast)
+    a, b, apart = _farthest_pair(tips)
+    return round(apart * acq.pixel_spacing_mm, 1), _line(tips, a, b)
 
 
 def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -> MeasurementReportSpec:
@@ -410,8 +418,9 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 ),
             )
         )
-    for k, c in enumerate(patient.calcifications):
-        extent_mm, ends = cluster_extent(c, patient, acq)
+    cluster_extents = [cluster_extent(c, patient, acq) for c in patient.calcifications]
+    distortion_extents = [distortion_extent(d, patient, acq) for d in patient.distortions]
+    for k, (c, (extent_mm, ends)) in enumerate(zip(patient.calcifications, cluster_extents)):
         measurements.append(
             LinearMeasurement(
                 tracking_id=f"Calcification cluster {k + 1}",
@@ -422,7 +431,6 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 frame=acq.view_list.index((c.laterality, "CC")),
                 points=ends,
                 finding_type=CALCIFICATION,
-                name=codes.SCT.LongAxis,
                 evaluations=(
                     CodedEvaluation(CALCIFICATION_TYPE, MORPHOLOGY_CODES[c.morphology]),
                     CodedEvaluation(CALCIFICATION_DISTRIBUTION, DISTRIBUTION_CODES[c.distribution]),
@@ -431,8 +439,7 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 quantities=(Quantity(codes.DCM.NumberOfCalcifications, len(c.sizes_mm), codes.UCUM.NoUnits),),
             )
         )
-    for d in patient.distortions:
-        extent_mm, ends = distortion_extent(d, patient, acq)
+    for d, (extent_mm, ends) in zip(patient.distortions, distortion_extents):
         measurements.append(
             LinearMeasurement(
                 tracking_id=f"Architectural distortion {d.index + 1}",
@@ -443,7 +450,6 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
                 frame=acq.view_list.index((d.laterality, "CC")),
                 points=ends,
                 finding_type=DISTORTION,
-                name=codes.SCT.LongAxis,
                 evaluations=(CodedEvaluation(CLOCKFACE, clock_code(clock_position(d.position, d.laterality))),),
             )
         )
@@ -470,12 +476,14 @@ def _report(request: StudyRequest, patient: Patient, context, source_uid: str) -
         found = [f"mass {m.index + 1} at {clock_position(m.position, side)} o'clock, {m.diameter_mm:.0f} mm" for m in masses]
         found += [
             f"{len(c.sizes_mm)} {c.morphology} calcifications, {c.distribution} distribution, "
-            f"over {cluster_extent(c, patient, acq)[0]:.0f} mm at {clock_position(c.centre, side)} o'clock"
-            for c in calcs
+            f"over {mm:.0f} mm at {clock_position(c.centre, side)} o'clock"
+            for c, (mm, _) in zip(patient.calcifications, cluster_extents)
+            if c.laterality == side
         ]
         found += [
-            f"architectural distortion over {distortion_extent(d, patient, acq)[0]:.0f} mm at {clock_position(d.position, side)} o'clock"
-            for d in distortions
+            f"architectural distortion over {mm:.0f} mm at {clock_position(d.position, side)} o'clock"
+            for d, (mm, _) in zip(patient.distortions, distortion_extents)
+            if d.laterality == side
         ]
         sides.append(
             f"{'Right' if side == 'R' else 'Left'} breast: BI-RADS {birads}" + (f" ({'; '.join(found)})" if found else "")
